@@ -1,0 +1,45 @@
+"""`BestAndLastCheckpoint`: keeps the best and the latest `.keras` model of a run."""
+
+import math
+import os
+
+import keras
+
+
+def save_model_atomic(model, path):
+    """Save a `.keras` file through a temporary name, so a crash never leaves half a file."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".partial_{os.path.basename(path)}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class BestAndLastCheckpoint(keras.callbacks.Callback):
+    """Saves the model after every epoch to `last_path`, and to `best_path` when `monitor` improves.
+
+    Args:
+        best_path: `.keras` file for the best epoch so far.
+        last_path: `.keras` file for the latest epoch.
+        monitor: logs key to maximise (for example `dev_accuracy`).
+    """
+
+    def __init__(self, best_path, last_path, monitor):
+        super().__init__()
+        self.best_path = best_path
+        self.last_path = last_path
+        self.monitor = monitor
+        self.best = -math.inf
+
+    def on_train_begin(self, logs=None):
+        self.best = -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(
+                f"{self.monitor} is not in the epoch logs ({sorted(logs or {})}); "
+                "put the DevEvaluator before this callback"
+            )
+        save_model_atomic(self.model, self.last_path)
+        if value > self.best:
+            self.best = value
+            save_model_atomic(self.model, self.best_path)

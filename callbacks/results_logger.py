@@ -1,0 +1,101 @@
+"""`ResultsLogger`: one CSV row per epoch as it ends, and the metadata JSON at the end."""
+
+import csv
+import math
+import os
+import time
+
+import keras
+
+from config import write_json_atomic
+from gated.masks import sparsity_stats
+from training import current_learning_rate
+
+
+class ResultsLogger(keras.callbacks.Callback):
+    """Appends each epoch's results to a CSV and writes the run's metadata JSON.
+
+    Rows are flushed as each epoch ends, so a killed run keeps them. Row
+    columns: `epoch, train_loss, dev_loss, dev_<metric>..., learning_rate,
+    global_sparsity, epoch_seconds, train_examples_per_second`.
+
+    Args:
+        csv_path: CSV file to create (with a header) and append to.
+        metadata_path: JSON file written by `write_metadata`.
+        metrics: the task's metric names, in column order.
+        primary_metric: the metric that picks the best epoch (higher is better).
+        num_train_examples: examples per epoch, for throughput.
+        metadata: fixed metadata (config, versions, paths) merged into the JSON.
+    """
+
+    def __init__(self, csv_path, metadata_path, metrics, primary_metric, num_train_examples, metadata):
+        super().__init__()
+        self.csv_path = csv_path
+        self.metadata_path = metadata_path
+        self.columns = ["epoch", "train_loss", "dev_loss", *(f"dev_{m}" for m in metrics),
+                        "learning_rate", "global_sparsity", "epoch_seconds", "train_examples_per_second"]
+        self.primary = f"dev_{primary_metric}"
+        self.num_train_examples = num_train_examples
+        self.metadata = dict(metadata)
+        self.rows = []
+        self.train_seconds = []  # per epoch, dev evaluation excluded
+
+    def on_train_begin(self, logs=None):
+        self.rows, self.train_seconds = [], []
+        self._train_start = time.perf_counter()
+        if not os.path.exists(self.csv_path):
+            with open(self.csv_path, "w", newline="", encoding="utf-8") as handle:
+                csv.writer(handle).writerow(self.columns)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = time.perf_counter() - self._epoch_start
+        train_seconds = seconds - logs.get("dev_seconds", 0.0)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(logs["loss"]),
+            **{key: float(logs[key]) for key in self.columns if key.startswith("dev_") and key in logs},
+            "learning_rate": current_learning_rate(self.model.optimizer),
+            "global_sparsity": sparsity_stats(self.model)["global_sparsity"],
+            "epoch_seconds": seconds,
+            "train_examples_per_second": self.num_train_examples / train_seconds if train_seconds > 0 else 0.0,
+        }
+        self.rows.append(row)
+        self.train_seconds.append(train_seconds)
+        with open(self.csv_path, "a", newline="", encoding="utf-8") as handle:
+            csv.DictWriter(handle, self.columns).writerow(row)
+            handle.flush()
+
+    def on_train_end(self, logs=None):
+        self.write_metadata(status="completed")
+
+    def best_row(self):
+        scored = [row for row in self.rows if not math.isnan(row.get(self.primary, math.nan))]
+        return max(scored, key=lambda row: row[self.primary]) if scored else None
+
+    def write_metadata(self, status, error=None, extra=None):
+        """Write the metadata JSON: fixed fields, timings, best and final metrics."""
+        wall = time.perf_counter() - self._train_start if hasattr(self, "_train_start") else 0.0
+        train_seconds = sum(self.train_seconds)
+        payload = {
+            **self.metadata,
+            "status": status,
+            "error": error,
+            "epochs_completed": len(self.rows),
+            "timings": {
+                "train_wall_seconds": wall,
+                "train_seconds": train_seconds,
+                "epoch_seconds": [row["epoch_seconds"] for row in self.rows],
+            },
+            "train_examples_per_second": (
+                self.num_train_examples * len(self.rows) / train_seconds if train_seconds else 0.0
+            ),
+            "primary_metric": self.primary,
+            "best": self.best_row(),
+            "final": self.rows[-1] if self.rows else None,
+            **(extra or {}),
+        }
+        write_json_atomic(self.metadata_path, payload)

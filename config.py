@@ -1,0 +1,259 @@
+"""One configuration object for every run: `GatedBertConfig`.
+
+Values are layered, later layers winning:
+    dataclass defaults < model-size preset < JSON file (`--config`)
+    < environment variables (upper-case field names; `GLUE_DIR`,
+      `BENCHMARK_EPOCHS`) < command-line flags (`--task rte`).
+Every override is generated from the dataclass fields and type-checked;
+unknown keys and bad values stop the run before any work.
+"""
+
+import argparse
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+
+from gated.presets import PRESETS
+from tasks.registry import TASKS
+
+SHAPE_FIELDS = ("num_layers", "d_model", "num_heads", "dff")
+# Environment variables that map to a field under another name. The later
+# entry wins when both name the same field.
+ENV_ALIASES = {"GLUE_DIR": "data_dir", "BENCHMARK_EPOCHS": "epochs"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is invalid; the message says which and how to fix it."""
+
+
+def _field(default, help, **checks):
+    """A dataclass field carrying its help text and validation rules.
+
+    `checks` may hold `choices` (allowed values), `positive` (> 0),
+    `non_negative` (>= 0) or `fraction` (`(low, high, closed_high)`).
+    """
+    return field(default=default, metadata={"help": help, **checks})
+
+
+@dataclass
+class GatedBertConfig:
+    """Every setting of a run. See the module docstring for how values are layered."""
+
+    # Model shape. The four shape fields default to the preset of `model_size`.
+    model_size: str = _field("tiny", "encoder preset: " + ", ".join(PRESETS), choices=tuple(PRESETS))
+    num_layers: int | None = _field(None, "encoder blocks (default: from model_size)", positive=True)
+    d_model: int | None = _field(None, "hidden width (default: from model_size)", positive=True)
+    num_heads: int | None = _field(None, "attention heads (default: from model_size)", positive=True)
+    dff: int | None = _field(None, "feed-forward width (default: from model_size)", positive=True)
+    vocab_size: int = _field(30522, "token vocabulary size (must cover the tokenizer's)", positive=True)
+    max_len: int = _field(128, "longest sequence in tokens; longer inputs are truncated", positive=True)
+    dropout_rate: float = _field(0.0, "dropout on embeddings, attention and residuals", fraction=(0.0, 1.0, False))
+    # Task and data.
+    task: str = _field("sst2", "GLUE task: " + ", ".join(TASKS), choices=tuple(TASKS))
+    data_dir: str = _field("", "GLUE directory with <Task>/train.tsv and dev.tsv; empty: the hub (env GLUE_DIR)")
+    tokenizer: str = _field("bert-base-uncased", "tokenizer: hub name or local directory")
+    cache_dir: str = _field("~/.cache/gated_bert", "where tokenized arrays are cached")
+    max_train_samples: int | None = _field(None, "use only the first N training rows", positive=True)
+    max_eval_samples: int | None = _field(None, "use only the first N dev rows", positive=True)
+    dynamic_padding: bool = _field(True, "bucket by length and pad per batch (false: pad every batch to max_len)")
+    # Training.
+    epochs: int = _field(25, "training epochs (env BENCHMARK_EPOCHS overrides EPOCHS)", positive=True)
+    batch_size: int = _field(96, "examples per training batch", positive=True)
+    learning_rate: float = _field(2e-5, "peak AdamW learning rate", positive=True)
+    warmup_ratio: float = _field(0.1, "fraction of steps for linear warm-up", fraction=(0.0, 1.0, False))
+    weight_decay: float = _field(0.01, "AdamW decoupled weight decay", non_negative=True)
+    seed: int = _field(42, "seed for initialisation, shuffling and dropout", non_negative=True)
+    verbose: int = _field(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch", choices=(0, 1, 2))
+    intra_op_threads: int = _field(0, "CPU threads inside one op (0: TensorFlow decides)", non_negative=True)
+    inter_op_threads: int = _field(0, "CPU threads across ops (0: TensorFlow decides)", non_negative=True)
+    # Outputs.
+    output_dir: str = _field(".", "root for results_*/, checkpoints_*/ and experiment_logs/")
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        _check_rules(self)
+        for name, value in PRESETS[self.model_size].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.d_model % self.num_heads:
+            raise ConfigError(
+                f"num_heads must divide d_model, got num_heads={self.num_heads}, "
+                f"d_model={self.d_model}; change one of them (--num_heads / --d_model)"
+            )
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def save(self, path):
+        """Write the config as JSON (atomically: a crash leaves no partial file)."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        """Build from a mapping of field values, rejecting unknown keys."""
+        _reject_unknown(values, source)
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path):
+        """Load a config written by `save` (or any JSON of field values)."""
+        return cls.from_dict(_read_json(path), source=str(path))
+
+
+def write_json_atomic(path, payload):
+    """Write `payload` as indented JSON through a temporary file and a rename."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=False, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def _field_names():
+    return [f.name for f in dataclasses.fields(GatedBertConfig)]
+
+
+def _reject_unknown(values, source):
+    for key in values:
+        if key not in _field_names():
+            close = difflib.get_close_matches(key, _field_names(), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{key}' in {source}{hint}")
+
+
+def _base_types(type_):
+    """The non-None member types of a (possibly optional) annotation."""
+    if typing.get_origin(type_) in (typing.Union, types.UnionType):
+        return tuple(t for t in typing.get_args(type_) if t is not type(None))
+    return (type_,)
+
+
+def _allows_none(type_):
+    return type(None) in typing.get_args(type_)
+
+
+def _check_type(name, value, type_):
+    if value is None and _allows_none(type_):
+        return
+    (base,) = _base_types(type_)
+    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ConfigError(f"{name} must be {base.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def _parse_string(name, raw, type_, source):
+    """Convert a string from the environment or the command line to the field's type."""
+    text = raw.strip()
+    if _allows_none(type_) and text.lower() in {"", "none", "null"}:
+        return None
+    (base,) = _base_types(type_)
+    try:
+        if base is bool:
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError
+        return base(text)
+    except ValueError:
+        raise ConfigError(f"{source} gives {name}={raw!r}, which is not a valid {base.__name__}") from None
+
+
+def _check_rules(config):
+    for f in dataclasses.fields(config):
+        value, rules = getattr(config, f.name), f.metadata
+        if value is None:
+            continue
+        if "choices" in rules and value not in rules["choices"]:
+            allowed = ", ".join(str(c) for c in rules["choices"])
+            raise ConfigError(f"unknown {f.name} {value!r}; choose one of: {allowed}")
+        if rules.get("positive") and value <= 0:
+            raise ConfigError(f"{f.name} must be positive, got {f.name}={value}")
+        if rules.get("non_negative") and value < 0:
+            raise ConfigError(f"{f.name} must be >= 0, got {f.name}={value}")
+        if "fraction" in rules:
+            low, high, closed = rules["fraction"]
+            if not (low <= value <= high if closed else low <= value < high):
+                bracket = "]" if closed else ")"
+                raise ConfigError(f"{f.name} must be in [{low}, {high}{bracket}, got {f.name}={value}")
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object, got {type(values).__name__}")
+    return values
+
+
+def env_overrides(environ):
+    """Field values named by environment variables (upper-case field names and aliases)."""
+    hints = typing.get_type_hints(GatedBertConfig)
+    values = {}
+    keys = [(name.upper(), name) for name in _field_names()] + list(ENV_ALIASES.items())
+    for env_key, name in keys:
+        if env_key in environ:
+            values[name] = _parse_string(name, environ[env_key], hints[name], f"environment variable {env_key}")
+    return values
+
+
+def build_parser():
+    """The command-line parser: one `--field` flag per config field, plus `--config`."""
+    parser = argparse.ArgumentParser(
+        description="Train a gated BERT encoder on a GLUE task. Values are layered: defaults < "
+        "model_size preset < --config JSON < environment variables (upper-case names) < flags.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", metavar="JSON", help="JSON file of config values")
+    for f in dataclasses.fields(GatedBertConfig):
+        default = "preset" if f.default is None and f.name in SHAPE_FIELDS else f.default
+        parser.add_argument(
+            f"--{f.name}", metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [default: {default}; env {f.name.upper()}]",
+        )
+    return parser
+
+
+def resolve_config(argv=(), environ=None):
+    """Resolve the final config from a JSON file, the environment and CLI flags.
+
+    Raises `ConfigError` for any unknown key, bad value or missing data;
+    `argparse` exits for unknown flags.
+    """
+    environ = os.environ if environ is None else environ
+    flags = vars(build_parser().parse_args(list(argv)))
+    file_values = {}
+    if "config" in flags:
+        path = flags.pop("config")
+        file_values = _read_json(path)
+        _reject_unknown(file_values, path)
+    hints = typing.get_type_hints(GatedBertConfig)
+    cli_values = {name: _parse_string(name, raw, hints[name], f"flag --{name}") for name, raw in flags.items()}
+    config = GatedBertConfig(**{**file_values, **env_overrides(environ), **cli_values})
+    check_data_dir(config)
+    return config
+
+
+def check_data_dir(config):
+    """Stop early when `data_dir` is set but lacks the task's TSV files."""
+    if not config.data_dir:
+        return
+    missing = [path for path in TASKS[config.task].local_files(config.data_dir) if not os.path.isfile(path)]
+    if missing:
+        raise ConfigError(
+            f"data_dir {config.data_dir!r} lacks the {config.task} files {missing}; point GLUE_DIR or "
+            f"--data_dir at a GLUE directory holding {TASKS[config.task].dir_name}/"
+        )

@@ -1,0 +1,159 @@
+"""The gated BERT/BART-style encoder: embeddings, post-LN blocks, task head."""
+
+import keras
+from keras import ops
+
+from gated.attention import GatedMultiHeadAttention
+from gated.feed_forward import GatedFeedForward
+
+INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+
+
+def bert_initializer():
+    """BERT's weight initializer: truncated normal with stddev 0.02."""
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+@keras.saving.register_keras_serializable(package="gated_bert")
+class EncoderEmbeddings(keras.layers.Layer):
+    """Token + learned position + segment embeddings, then LayerNorm and dropout.
+
+    Args:
+        vocab_size: number of token ids.
+        max_len: number of learned positions (longest sequence accepted).
+        d_model: embedding width.
+        type_vocab_size: number of segment ids (2 for sentence pairs).
+        dropout_rate: dropout after the LayerNorm.
+        **kwargs: base `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, vocab_size, max_len, d_model, type_vocab_size=2, dropout_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("vocab_size", vocab_size), ("max_len", max_len), ("d_model", d_model)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+        self.vocab_size = vocab_size
+        self.max_len = max_len
+        self.d_model = d_model
+        self.type_vocab_size = type_vocab_size
+        self.dropout_rate = dropout_rate
+
+        def embedding(rows, name):
+            return keras.layers.Embedding(rows, d_model, embeddings_initializer=bert_initializer(), name=name)
+
+        self.token_embedding = embedding(vocab_size, "token")
+        self.position_embedding = embedding(max_len, "position")
+        self.segment_embedding = embedding(type_vocab_size, "segment")
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-12, name="norm")
+        self.dropout = keras.layers.Dropout(dropout_rate)
+
+    def build(self, input_shape):
+        for embedding in (self.token_embedding, self.position_embedding, self.segment_embedding):
+            embedding.build(input_shape)
+        self.norm.build((*input_shape, self.d_model))
+
+    def call(self, input_ids, token_type_ids, training=None):
+        positions = ops.arange(ops.shape(input_ids)[1])[None, :]  # (1, T)
+        x = (
+            self.token_embedding(input_ids)
+            + self.position_embedding(positions)
+            + self.segment_embedding(token_type_ids)
+        )  # (B, T, D)
+        return self.dropout(self.norm(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.d_model)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "max_len": self.max_len,
+            "d_model": self.d_model,
+            "type_vocab_size": self.type_vocab_size,
+            "dropout_rate": self.dropout_rate,
+        }
+
+
+@keras.saving.register_keras_serializable(package="gated_bert")
+class EncoderBlock(keras.layers.Layer):
+    """Post-LN transformer block: `LN(x + MHA(x))`, then `LN(x + FFN(x))`.
+
+    Args:
+        num_heads: attention heads.
+        dff: feed-forward width.
+        dropout_rate: dropout on attention probabilities and both residual branches.
+        **kwargs: base `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, num_heads, dff, dropout_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.dff = dff
+        self.dropout_rate = dropout_rate
+        init = bert_initializer()
+        self.attention = GatedMultiHeadAttention(num_heads, dropout_rate, kernel_initializer=init, name="attention")
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="attention_norm")
+        self.ffn = GatedFeedForward(dff, kernel_initializer=init, name="ffn")
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="ffn_norm")
+        self.dropout = keras.layers.Dropout(dropout_rate)
+
+    def build(self, input_shape):
+        for layer in (self.attention, self.attention_norm, self.ffn, self.ffn_norm):
+            layer.build(input_shape)
+
+    def call(self, inputs, attention_mask=None, training=None):
+        attended = self.attention(inputs, attention_mask=attention_mask, training=training)
+        x = self.attention_norm(inputs + self.dropout(attended, training=training))
+        return self.ffn_norm(x + self.dropout(self.ffn(x), training=training))  # (B, T, D)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "dff": self.dff,
+            "dropout_rate": self.dropout_rate,
+        }
+
+
+def build_gated_encoder(
+    *,
+    vocab_size,
+    max_len,
+    num_layers,
+    d_model,
+    num_heads,
+    dff,
+    num_labels,
+    dropout_rate=0.0,
+    type_vocab_size=2,
+    name="gated_bert",
+):
+    """Build the gated encoder with a `[CLS]` head as a functional Keras model.
+
+    Inputs are a dict of `input_ids`, `token_type_ids` and `attention_mask`,
+    each `(batch, length)` int32 with any length up to `max_len`. The output
+    is `(batch, num_labels)` logits, or `(batch, 1)` scores when
+    `num_labels == 1` (regression).
+    """
+    if d_model % num_heads:
+        raise ValueError(
+            f"num_heads must divide d_model, got num_heads={num_heads}, d_model={d_model}"
+        )
+    if num_layers <= 0:
+        raise ValueError(f"num_layers must be positive, got num_layers={num_layers}")
+    inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
+    x = EncoderEmbeddings(
+        vocab_size, max_len, d_model, type_vocab_size, dropout_rate, name="embeddings"
+    )(inputs["input_ids"], inputs["token_type_ids"])
+    for index in range(num_layers):
+        block = EncoderBlock(num_heads, dff, dropout_rate, name=f"block_{index}")
+        x = block(x, attention_mask=inputs["attention_mask"])
+    cls = x[:, 0, :]  # (B, D)
+    pooled = keras.layers.Dense(d_model, activation="tanh", kernel_initializer=bert_initializer(), name="pooler")(cls)
+    pooled = keras.layers.Dropout(dropout_rate)(pooled)
+    logits = keras.layers.Dense(num_labels, kernel_initializer=bert_initializer(), name="classifier")(pooled)
+    return keras.Model(inputs, logits, name=name)

@@ -1,0 +1,63 @@
+"""`tf.data` pipelines that bucket by length so batches carry little padding."""
+
+import numpy as np
+import tensorflow as tf
+
+_BOUNDARY_CANDIDATES = (8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
+
+
+def bucket_boundaries(max_len):
+    """Length boundaries for bucketing: fine where GLUE sentences are, coarse beyond."""
+    return [b for b in _BOUNDARY_CANDIDATES if b < max_len]
+
+
+def count_batches(lengths, batch_size, boundaries):
+    """Exact batches per epoch under bucketing: each bucket flushes its remainder at the end."""
+    buckets = np.searchsorted(boundaries, lengths, side="right")
+    counts = np.bincount(buckets, minlength=len(boundaries) + 1)
+    return int(np.sum(-(-counts // batch_size)))
+
+
+def make_dataset(split, batch_size, *, shuffle, seed=None, dynamic_padding=True, max_len=128, pad_id=0):
+    """Batches of `({input_ids, token_type_ids, attention_mask}, label)` from a `TokenizedSplit`.
+
+    With `dynamic_padding`, examples are grouped into length buckets and each
+    batch is padded only to its longest member; otherwise every batch is
+    padded to `max_len`. Shuffling is seeded and differs every epoch.
+    """
+    n = len(split)
+    if n == 0:
+        raise ValueError("cannot make a dataset from an empty split")
+    flat_ids = tf.constant(split.input_ids)
+    flat_types = tf.constant(split.token_type_ids)
+    starts = split.offsets[:-1]
+    data = tf.data.Dataset.from_tensor_slices((starts, split.lengths, split.labels))
+    if shuffle:
+        data = data.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+
+    def to_example(start, length, label):
+        ids = flat_ids[start : start + length]  # (T,)
+        features = {
+            "input_ids": ids,
+            "token_type_ids": flat_types[start : start + length],
+            "attention_mask": tf.ones_like(ids),
+        }
+        return features, label
+
+    data = data.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    padding = ({"input_ids": pad_id, "token_type_ids": 0, "attention_mask": 0}, tf.constant(0, split.labels.dtype))
+    if dynamic_padding:
+        boundaries = bucket_boundaries(max_len)
+        data = data.bucket_by_sequence_length(
+            lambda features, label: tf.shape(features["input_ids"])[0],
+            boundaries,
+            [batch_size] * (len(boundaries) + 1),
+            padding_values=padding,
+        )
+        num_batches = count_batches(split.lengths, batch_size, boundaries)
+    else:
+        shapes = ({key: [max_len] for key in padding[0]}, [])
+        data = data.padded_batch(batch_size, padded_shapes=shapes, padding_values=padding)
+        num_batches = -(-n // batch_size)
+    data = data.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return data.prefetch(tf.data.AUTOTUNE)

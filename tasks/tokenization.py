@@ -1,0 +1,121 @@
+"""Tokenize GLUE splits with a transformers tokenizer, cached on disk."""
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.loaders import load_hub_split, read_glue_tsv
+from tasks.registry import HUB_DATASET
+
+log = logging.getLogger(__name__)
+# Bump when the cached array layout changes, so old caches are ignored.
+CACHE_FORMAT = 1
+
+
+@dataclass
+class TokenizedSplit:
+    """A split as flat token arrays plus row offsets (row i is `offsets[i]:offsets[i+1]`)."""
+
+    input_ids: np.ndarray  # (total_tokens,) int32
+    token_type_ids: np.ndarray  # (total_tokens,) int32
+    offsets: np.ndarray  # (N + 1,) int64
+    labels: np.ndarray  # (N,)
+    from_cache: bool = False
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def lengths(self):
+        return np.diff(self.offsets)
+
+
+def load_tokenizer(name_or_path):
+    """Load a fast tokenizer from a hub name or a local directory."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise OSError(
+            f"could not load tokenizer {name_or_path!r}: {error}. Offline? Point TOKENIZER or --tokenizer "
+            "at a local directory holding vocab.txt and tokenizer_config.json."
+        ) from error
+
+
+def tokenizer_identity(tokenizer):
+    """What makes two tokenizers produce the same ids, for the cache key."""
+    source = tokenizer.name_or_path
+    if os.path.isdir(source):
+        source = os.path.abspath(source)
+    return {"source": source, "class": type(tokenizer).__name__, "size": len(tokenizer)}
+
+
+def _source_fingerprint(spec, split, data_dir):
+    if not data_dir:
+        return {"hub": HUB_DATASET, "config": spec.name, "split": split}
+    path = os.path.abspath(spec.split_file(data_dir, split))
+    stat = os.stat(path)
+    return {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def cache_path(cache_dir, spec, split, data_dir, tokenizer, max_len, limit):
+    """Cache file for this exact task, split, data file, tokenizer, `max_len` and row limit."""
+    key = {
+        "format": CACHE_FORMAT,
+        "task": spec.name,
+        "split": split,
+        "data": _source_fingerprint(spec, split, data_dir),
+        "tokenizer": tokenizer_identity(tokenizer),
+        "max_len": max_len,
+        "limit": limit,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    return os.path.join(os.path.expanduser(cache_dir), f"{spec.name}_{split}_{max_len}_{digest}.npz")
+
+
+def tokenize_examples(examples, tokenizer, max_len):
+    """Tokenize raw examples (pairs get `token_type_ids` 0/1) into a `TokenizedSplit`."""
+    encoded = tokenizer(
+        examples.text_a, examples.text_b, truncation=True, max_length=max_len, return_token_type_ids=True
+    )
+    lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(examples))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+    def flat(key):
+        return np.fromiter((t for row in encoded[key] for t in row), dtype=np.int32, count=offsets[-1])
+
+    return TokenizedSplit(flat("input_ids"), flat("token_type_ids"), offsets, examples.labels)
+
+
+def _save(path, split):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, input_ids=split.input_ids, token_type_ids=split.token_type_ids,
+             offsets=split.offsets, labels=split.labels)
+    os.replace(tmp, path)  # atomic: readers never see a half-written cache
+
+
+def load_split(spec, split, tokenizer, *, data_dir, max_len, cache_dir, limit=None):
+    """Tokenized `split` (`train`/`dev`) of a task, from the cache when possible.
+
+    Data comes from `data_dir` in the GLUE TSV layout, or from the hub when
+    `data_dir` is empty.
+    """
+    path = cache_path(cache_dir, spec, split, data_dir, tokenizer, max_len, limit)
+    if os.path.exists(path):
+        with np.load(path) as arrays:
+            log.info("%s %s: %d rows from the tokenization cache %s", spec.name, split, len(arrays["labels"]), path)
+            return TokenizedSplit(**{key: arrays[key] for key in arrays.files}, from_cache=True)
+    if data_dir:
+        examples = read_glue_tsv(spec.split_file(data_dir, split), spec, limit)
+    else:
+        examples = load_hub_split(spec, split, limit)
+    log.info("%s %s: tokenizing %d rows", spec.name, split, len(examples))
+    tokenized = tokenize_examples(examples, tokenizer, max_len)
+    _save(path, tokenized)
+    return tokenized

@@ -1,0 +1,153 @@
+"""Train a gated encoder on a GLUE task and write complete, honest results.
+
+    python train.py --task rte --epochs 3
+    TASK=rte EPOCHS=3 MODEL_SIZE=tiny python train.py
+
+Outputs (under --output_dir): results_{method}_{task}/ (per-epoch CSV,
+metadata JSON, plots), checkpoints_{method}_{task}/ (best and last model plus
+the resolved config) and experiment_logs/.
+"""
+
+import datetime
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from config import ConfigError, resolve_config  # noqa: E402
+
+log = logging.getLogger("train")
+METHOD = "baseline"  # pruning methods arrive with the pruners
+
+
+def configure_tensorflow(config):
+    """Thread counts and seeds; must run before TensorFlow executes any op."""
+    import keras
+    import tensorflow as tf
+
+    if config.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    if config.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+    keras.utils.set_random_seed(config.seed)
+
+
+def load_data(config, spec):
+    """Tokenizer plus tokenized train and dev splits (cached on disk)."""
+    from tasks import load_split, load_tokenizer
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    if len(tokenizer) > config.vocab_size:
+        raise ConfigError(
+            f"tokenizer {config.tokenizer!r} has {len(tokenizer)} tokens but vocab_size={config.vocab_size}; "
+            f"set --vocab_size {len(tokenizer)} or larger"
+        )
+    common = {"data_dir": config.data_dir, "max_len": config.max_len, "cache_dir": config.cache_dir}
+    train = load_split(spec, "train", tokenizer, limit=config.max_train_samples, **common)
+    dev = load_split(spec, "dev", tokenizer, limit=config.max_eval_samples, **common)
+    return tokenizer, train, dev
+
+
+def build_model(config, spec):
+    from gated import build_gated_encoder
+
+    return build_gated_encoder(
+        vocab_size=config.vocab_size, max_len=config.max_len, num_layers=config.num_layers,
+        d_model=config.d_model, num_heads=config.num_heads, dff=config.dff,
+        num_labels=spec.num_labels, dropout_rate=config.dropout_rate,
+    )
+
+
+def run(config):
+    """Train with `config`; returns the metadata JSON's path."""
+    from callbacks import BestAndLastCheckpoint, DevEvaluator, ResultsLogger
+    from gated import sparsity_stats
+    from reporting import RunPaths, add_log_file, package_versions, plot_run
+    from tasks import get_task
+    from tasks.pipeline import make_dataset
+    from training import build_loss, build_optimizer
+
+    # -- Data ---------------------------------------------------------------
+    spec = get_task(config.task)
+    tokenizer, train_split, dev_split = load_data(config, spec)
+    pad_id = tokenizer.pad_token_id or 0
+    batching = {"dynamic_padding": config.dynamic_padding, "max_len": config.max_len, "pad_id": pad_id}
+    train_ds = make_dataset(train_split, config.batch_size, shuffle=True, seed=config.seed, **batching)
+    dev_ds = make_dataset(dev_split, config.batch_size, shuffle=False, **batching)
+    steps_per_epoch = int(train_ds.cardinality())
+    log.info("%s: %d train rows (%d batches), %d dev rows", spec.name, len(train_split), steps_per_epoch,
+             len(dev_split))
+
+    # -- Model --------------------------------------------------------------
+    model = build_model(config, spec)
+    model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
+    stats = sparsity_stats(model)
+    log.info("model: %d parameters, %d prunable kernel weights", model.count_params(), stats["total"])
+
+    # -- Outputs ------------------------------------------------------------
+    timestamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+    paths = RunPaths(config.output_dir, METHOD, spec.name, timestamp)
+    paths.create_dirs()
+    add_log_file(paths.log_file)
+    config.save(paths.checkpoint_config)
+    metadata = {
+        "method": METHOD,
+        "task": spec.name,
+        "timestamp": timestamp,
+        "config": config.to_dict(),
+        "versions": package_versions(),
+        "data": {"train_rows": len(train_split), "dev_rows": len(dev_split), "steps_per_epoch": steps_per_epoch,
+                 "source": config.data_dir or "hub", "tokenizer": config.tokenizer},
+        "model": {"parameters": model.count_params(), "prunable_weights": stats["total"]},
+        "paths": paths.as_dict(),
+    }
+    logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata)
+    callbacks = [
+        DevEvaluator(dev_ds, spec),  # first: the others read its dev_* logs
+        logger,
+        BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}"),
+    ]
+
+    # -- Train --------------------------------------------------------------
+    log.info("training %s on %s for %d epochs; results in %s", METHOD, spec.name, config.epochs, paths.results_dir)
+    try:
+        model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
+    except BaseException as error:
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        logger.write_metadata(status=status, error=f"{type(error).__name__}: {error}")
+        plot_run(logger.rows, spec.metrics, paths)
+        raise
+
+    # -- Results ------------------------------------------------------------
+    plot_run(logger.rows, spec.metrics, paths)
+    best, final = logger.best_row(), logger.rows[-1]
+    log.info("final %s: %s", logger.primary, final.get(logger.primary))
+    log.info("best %s: %s (epoch %d)", logger.primary, best.get(logger.primary), best["epoch"])
+    log.info("wrote %s", paths.metadata)
+    return paths.metadata
+
+
+def main(argv=None):
+    try:
+        config = resolve_config(sys.argv[1:] if argv is None else argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    level = logging.WARNING if config.verbose == 0 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_tensorflow(config)
+    try:
+        run(config)
+    except (ConfigError, OSError, ValueError) as error:
+        from tasks import DataUnavailableError, GlueFormatError
+
+        if not isinstance(error, (ConfigError, DataUnavailableError, GlueFormatError, OSError)):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
