@@ -216,6 +216,7 @@ def build_parser():
         description="Train a gated BERT encoder on a GLUE task. Values are layered: defaults < "
         "model_size preset < --config JSON < environment variables (upper-case names) < flags.",
         argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="JSON", help="JSON file of config values")
     for f in dataclasses.fields(GatedBertConfig):

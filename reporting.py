@@ -1,5 +1,6 @@
 """Where a run's outputs go, what versions produced them, and its plots."""
 
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -91,12 +92,37 @@ def package_versions():
     return versions
 
 
-def add_log_file(path):
-    """Send this process's log records to `path` as well as the console."""
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_console_logging(verbose):
+    """INFO records reach the root logger (and so the run's log file); the console shows
+    them unless `verbose` is 0, when it shows warnings only."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    if not any(getattr(h, "_gated_bert_console", False) for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._gated_bert_console = True
+        root.addHandler(handler)
+    for handler in root.handlers:
+        if getattr(handler, "_gated_bert_console", False):
+            handler.setLevel(logging.WARNING if verbose == 0 else logging.INFO)
+
+
+@contextlib.contextmanager
+def log_file(path):
+    """Copy this process's INFO-and-above log records to `path` while the block runs."""
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    return handler
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def _plot_against_sparsity(rows, columns, ylabel, path):

@@ -63,7 +63,7 @@ def run(config):
     """Train with `config`; returns the metadata JSON's path."""
     from callbacks import BestAndLastCheckpoint, DevEvaluator, ResultsLogger
     from gated import sparsity_stats
-    from reporting import RunPaths, add_log_file, package_versions, plot_run
+    from reporting import RunPaths, log_file, package_versions, plot_run
     from tasks import get_task
     from tasks.pipeline import make_dataset
     from training import build_loss, build_optimizer
@@ -76,20 +76,16 @@ def run(config):
     train_ds = make_dataset(train_split, config.batch_size, shuffle=True, seed=config.seed, **batching)
     dev_ds = make_dataset(dev_split, config.batch_size, shuffle=False, **batching)
     steps_per_epoch = int(train_ds.cardinality())
-    log.info("%s: %d train rows (%d batches), %d dev rows", spec.name, len(train_split), steps_per_epoch,
-             len(dev_split))
 
     # -- Model --------------------------------------------------------------
     model = build_model(config, spec)
     model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
     stats = sparsity_stats(model)
-    log.info("model: %d parameters, %d prunable kernel weights", model.count_params(), stats["total"])
 
     # -- Outputs ------------------------------------------------------------
     timestamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
     paths = RunPaths(config.output_dir, METHOD, spec.name, timestamp)
     paths.create_dirs()
-    add_log_file(paths.log_file)
     config.save(paths.checkpoint_config)
     metadata = {
         "method": METHOD,
@@ -109,22 +105,26 @@ def run(config):
         BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}"),
     ]
 
-    # -- Train --------------------------------------------------------------
-    log.info("training %s on %s for %d epochs; results in %s", METHOD, spec.name, config.epochs, paths.results_dir)
-    try:
-        model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
-    except BaseException as error:
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        logger.write_metadata(status=status, error=f"{type(error).__name__}: {error}")
-        plot_run(logger.rows, spec.metrics, paths)
-        raise
+    with log_file(paths.log_file):
+        log.info("%s: %d train rows (%d batches), %d dev rows; %d parameters, %d prunable kernel weights",
+                 spec.name, len(train_split), steps_per_epoch, len(dev_split), model.count_params(), stats["total"])
+        # -- Train ----------------------------------------------------------
+        log.info("training %s on %s for %d epochs; results in %s", METHOD, spec.name, config.epochs,
+                 paths.results_dir)
+        try:
+            model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
+        except BaseException as error:
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            logger.write_metadata(status=status, error=f"{type(error).__name__}: {error}")
+            plot_run(logger.rows, spec.metrics, paths)
+            raise
 
-    # -- Results ------------------------------------------------------------
-    plot_run(logger.rows, spec.metrics, paths)
-    best, final = logger.best_row(), logger.rows[-1]
-    log.info("final %s: %s", logger.primary, final.get(logger.primary))
-    log.info("best %s: %s (epoch %d)", logger.primary, best.get(logger.primary), best["epoch"])
-    log.info("wrote %s", paths.metadata)
+        # -- Results --------------------------------------------------------
+        plot_run(logger.rows, spec.metrics, paths)
+        best, final = logger.best_row(), logger.rows[-1]
+        log.info("final %s: %s", logger.primary, final.get(logger.primary))
+        log.info("best %s: %s (epoch %d)", logger.primary, best.get(logger.primary), best["epoch"])
+        log.info("wrote %s", paths.metadata)
     return paths.metadata
 
 
@@ -134,8 +134,9 @@ def main(argv=None):
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    level = logging.WARNING if config.verbose == 0 else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from reporting import setup_console_logging
+
+    setup_console_logging(config.verbose)
     configure_tensorflow(config)
     try:
         run(config)

@@ -1,0 +1,73 @@
+"""Shared fixtures: seeded micro models, real offline data, a tiny WordPiece tokenizer."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+MICRO = {"vocab_size": 64, "max_len": 16, "num_layers": 2, "d_model": 16, "num_heads": 4, "dff": 32}
+
+
+def _shared_path(env_name, default, probe):
+    """A path from the environment or ../shared; skipped locally when absent, a failure under CI."""
+    path = Path(os.environ.get(env_name) or default)
+    if not (path / probe).exists():
+        message = f"offline data not found: {path / probe} (set {env_name})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI must have the data", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def glue_dir():
+    return _shared_path("GLUE_DIR", SHARED / "glue", "SST-2/train.tsv")
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer_dir():
+    return _shared_path("TOKENIZER", SHARED / "tokenizers" / "bert-base-uncased", "vocab.txt")
+
+
+@pytest.fixture
+def micro_model():
+    """A seeded 2-block gated encoder with 4 heads (d_model 16) and 2 labels."""
+    from gated import build_gated_encoder
+
+    keras.utils.set_random_seed(0)
+    return build_gated_encoder(**MICRO, num_labels=2)
+
+
+@pytest.fixture
+def micro_batch():
+    """Three sequences of length 8; the last two padded."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, MICRO["vocab_size"], size=(3, 8)).astype("int32")
+    mask = np.ones((3, 8), dtype="int32")
+    mask[1, 5:] = 0
+    mask[2, 3:] = 0
+    ids[mask == 0] = 0
+    types = np.zeros((3, 8), dtype="int32")
+    types[:, 4:] = 1
+    return {"input_ids": ids, "token_type_ids": types * mask, "attention_mask": mask}
+
+
+WORDS = ["the", "movie", "was", "great", "bad", "a", "film", "not", "good", "is", "it", "'", "\"", "s", ",", "."]
+
+
+@pytest.fixture(scope="session")
+def wordpiece_dir(tmp_path_factory):
+    """A tiny uncased WordPiece tokenizer saved to disk (no hub, no shared data)."""
+    from transformers import BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("wordpiece")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ing"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    return folder

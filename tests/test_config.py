@@ -1,0 +1,136 @@
+import json
+
+import pytest
+
+from config import ConfigError, GatedBertConfig, build_parser, resolve_config
+
+
+def resolve(argv=(), env=None):
+    return resolve_config(argv, environ=env or {})
+
+
+def test_defaults_and_preset_shape():
+    config = resolve()
+    assert (config.model_size, config.task, config.epochs, config.batch_size) == ("tiny", "sst2", 25, 96)
+    assert config.learning_rate == 2e-5 and config.vocab_size == 30522 and config.max_len == 128
+    assert (config.num_layers, config.d_model, config.num_heads, config.dff) == (2, 256, 4, 512)
+
+
+@pytest.mark.parametrize("size,shape", [("small", (6, 512, 8, 1024)), ("base", (12, 768, 12, 3072)),
+                                        ("large", (24, 1024, 16, 4096))])
+def test_presets(size, shape):
+    config = resolve(["--model_size", size])
+    assert (config.num_layers, config.d_model, config.num_heads, config.dff) == shape
+
+
+def test_precedence_across_all_layers(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"model_size": "small", "num_layers": 3, "epochs": 7, "task": "rte", "seed": 5}))
+    # file beats preset (num_layers), defaults fill the rest
+    config = resolve(["--config", str(path)])
+    assert (config.num_layers, config.d_model, config.epochs, config.task, config.seed) == (3, 512, 7, "rte", 5)
+    # environment beats file
+    env = {"EPOCHS": "4", "TASK": "cola"}
+    config = resolve(["--config", str(path)], env)
+    assert (config.epochs, config.task, config.seed) == (4, "cola", 5)
+    # flags beat environment
+    config = resolve(["--config", str(path), "--task", "mrpc"], env)
+    assert (config.epochs, config.task, config.num_layers) == (4, "mrpc", 3)
+
+
+def test_env_aliases_and_types():
+    env = {"GLUE_DIR": "", "EPOCHS": "9", "BENCHMARK_EPOCHS": "2", "VERBOSE": "2", "DROPOUT_RATE": "0.1",
+           "DYNAMIC_PADDING": "false", "MAX_TRAIN_SAMPLES": "none", "MODEL_SIZE": "base"}
+    config = resolve(env=env)
+    assert config.epochs == 2  # BENCHMARK_EPOCHS overrides EPOCHS
+    assert config.verbose == 2 and config.dropout_rate == 0.1 and config.dynamic_padding is False
+    assert config.max_train_samples is None and config.num_layers == 12
+    assert resolve(["--epochs", "5"], env).epochs == 5  # a flag still wins
+
+
+def test_glue_dir_env_sets_data_dir(glue_dir):
+    assert resolve(env={"GLUE_DIR": str(glue_dir)}).data_dir == str(glue_dir)
+
+
+@pytest.mark.parametrize(
+    "argv,env,message",
+    [
+        (["--task", "sst3"], {}, "unknown task 'sst3'; choose one of: sst2"),
+        ([], {"MODEL_SIZE": "huge"}, "unknown model_size 'huge'; choose one of: tiny, small, base, large"),
+        (["--d_model", "100", "--num_heads", "3"], {}, "num_heads must divide d_model, got num_heads=3, d_model=100"),
+        (["--epochs", "0"], {}, "epochs must be positive, got epochs=0"),
+        ([], {"BATCH_SIZE": "-8"}, "batch_size must be positive, got batch_size=-8"),
+        (["--dropout_rate", "1.5"], {}, r"dropout_rate must be in \[0.0, 1.0\), got dropout_rate=1.5"),
+        (["--warmup_ratio", "-0.1"], {}, r"warmup_ratio must be in \[0.0, 1.0\), got warmup_ratio=-0.1"),
+        (["--verbose", "3"], {}, "unknown verbose 3; choose one of: 0, 1, 2"),
+        ([], {"EPOCHS": "three"}, "environment variable EPOCHS gives epochs='three', which is not a valid int"),
+        (["--dynamic_padding", "maybe"], {}, "flag --dynamic_padding gives dynamic_padding='maybe'"),
+    ],
+)
+def test_bad_values_are_named(argv, env, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(argv, env)
+
+
+def test_unknown_flag_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        resolve(["--epoch", "3"])
+    assert exit_info.value.code == 2
+    assert "--epoch" in capsys.readouterr().err
+
+
+def test_unknown_file_key_suggests_the_right_one(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(ConfigError, match=r"unknown config key 'epoch' in .*bad.json \(did you mean 'epochs'\?\)"):
+        resolve(["--config", str(path)])
+
+
+def test_file_values_are_type_checked(tmp_path):
+    path = tmp_path / "typed.json"
+    path.write_text(json.dumps({"epochs": "3"}))
+    with pytest.raises(ConfigError, match=r"epochs must be int, got '3' \(str\)"):
+        resolve(["--config", str(path)])
+    path.write_text(json.dumps({"batch_size": True}))
+    with pytest.raises(ConfigError, match="batch_size must be int"):
+        resolve(["--config", str(path)])
+
+
+def test_missing_or_invalid_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        resolve(["--config", str(tmp_path / "none.json")])
+    (tmp_path / "broken.json").write_text("{epochs: 3")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        resolve(["--config", str(tmp_path / "broken.json")])
+
+
+def test_data_dir_without_task_files(tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "train.tsv").write_text("sentence\tlabel\n")
+    with pytest.raises(ConfigError, match=r"lacks the rte files .*RTE/train.tsv"):
+        resolve(["--data_dir", str(tmp_path), "--task", "rte"])
+    with pytest.raises(ConfigError, match=r"lacks the sst2 files .*SST-2/dev.tsv"):
+        resolve(["--data_dir", str(tmp_path)])
+
+
+def test_saved_config_loads_back(tmp_path):
+    config = resolve(["--model_size", "small", "--num_heads", "4", "--task", "stsb", "--max_eval_samples", "10"])
+    config.save(tmp_path / "config.json")
+    assert GatedBertConfig.load(tmp_path / "config.json") == config
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically
+    # and it is a valid --config file
+    assert resolve(["--config", str(tmp_path / "config.json")]) == config
+
+
+def test_direct_construction_is_validated():
+    with pytest.raises(ConfigError, match="epochs must be int"):
+        GatedBertConfig(epochs=2.5)
+    with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
+        GatedBertConfig.from_dict({"bogus": 1})
+
+
+def test_help_lists_every_field_with_its_env_name():
+    text = " ".join(build_parser().format_help().split())
+    for name in ("--model_size", "--task", "--epochs", "--data_dir", "--max_train_samples", "--verbose"):
+        assert name in text
+    assert "env BATCH_SIZE" in text and "--config" in text
