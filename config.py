@@ -56,7 +56,7 @@ class GatedBertConfig:
     dropout_rate: float = _field(0.0, "dropout on embeddings, attention and residuals", fraction=(0.0, 1.0, False))
     # Task and data.
     task: str = _field("sst2", "GLUE task: " + ", ".join(TASKS), choices=tuple(TASKS))
-    data_dir: str = _field("", "GLUE directory with <Task>/train.tsv and dev.tsv; empty: the hub (env GLUE_DIR)")
+    data_dir: str = _field("", "GLUE directory holding e.g. SST-2/train.tsv and dev.tsv; empty: the hub (env GLUE_DIR)")
     tokenizer: str = _field("bert-base-uncased", "tokenizer: hub name or local directory")
     cache_dir: str = _field("~/.cache/gated_bert", "where tokenized arrays are cached")
     max_train_samples: int | None = _field(None, "use only the first N training rows", positive=True)

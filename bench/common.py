@@ -52,14 +52,43 @@ def glue_inputs_or_exit():
     return glue, tokenizer
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Records each epoch's wall-clock seconds."""
+def load_sst2_train(limit):
+    """The first `limit` SST-2 training rows, tokenized with the BERT uncased vocabulary."""
+    import tempfile
 
-    def on_train_begin(self, logs=None):
-        self.seconds = []
+    from tasks import TASKS, load_split, load_tokenizer
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+    glue, tokenizer_dir = glue_inputs_or_exit()
+    tokenizer = load_tokenizer(tokenizer_dir)
+    cache = os.environ.get("CACHE_DIR") or os.path.join(tempfile.gettempdir(), "gated_bert_bench_cache")
+    return load_split(TASKS["sst2"], "train", tokenizer, data_dir=glue, max_len=128, cache_dir=cache, limit=limit)
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+
+def compile_for_training(model, steps_per_epoch, epochs=10):
+    """The training recipe's optimizer and loss, identical for every model compared."""
+    from config import GatedBertConfig
+    from tasks import TASKS
+    from training import build_loss, build_optimizer
+
+    config = GatedBertConfig(epochs=epochs, learning_rate=1e-3)
+    model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(TASKS["sst2"]))
+    return model
+
+
+def examples_per_second(contenders, num_examples, rounds=3):
+    """Median training examples/s of each `name -> (model, dataset)`, one epoch at a time.
+
+    Each model first trains a few batches (tracing is not timed); then the
+    contenders take turns, so drift in machine load hits them alike.
+    """
+    import statistics
+
+    for model, dataset in contenders.values():
+        model.fit(dataset.take(20), epochs=1, verbose=0)
+    rates = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, (model, dataset) in contenders.items():
+            start = time.perf_counter()
+            model.fit(dataset, epochs=1, verbose=0)
+            rates[name].append(num_examples / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
