@@ -117,11 +117,14 @@ def log_file(path):
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
     root = logging.getLogger()
+    previous_level = root.level
+    root.setLevel(min(root.getEffectiveLevel(), logging.INFO))  # the file gets INFO even when run() is called alone
     root.addHandler(handler)
     try:
         yield handler
     finally:
         root.removeHandler(handler)
+        root.setLevel(previous_level)
         handler.close()
 
 

@@ -88,3 +88,19 @@ def test_unavailable_tokenizer_fails_cleanly(tmp_path, glue_dir, capsys):
     assert train.main(argv) == 1
     assert "TOKENIZER or --tokenizer" in capsys.readouterr().err
     assert not out.exists()  # nothing half-written
+
+
+def test_log_file_gets_info_when_run_is_called_directly(tmp_path, glue_dir, bert_tokenizer_dir):
+    import logging
+
+    from config import GatedBertConfig
+
+    logging.getLogger().setLevel(logging.WARNING)
+    config = GatedBertConfig(num_layers=1, d_model=16, num_heads=2, dff=32, max_len=32, epochs=1, batch_size=64,
+                             max_train_samples=64, max_eval_samples=32, data_dir=str(glue_dir),
+                             tokenizer=str(bert_tokenizer_dir), output_dir=str(tmp_path), cache_dir=str(tmp_path),
+                             verbose=0)
+    train.run(config)
+    (log_path,) = (tmp_path / "experiment_logs").glob("*.log")
+    assert "training baseline on sst2" in log_path.read_text()
+    assert logging.getLogger().level == logging.WARNING  # restored afterwards
