@@ -16,6 +16,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from config import ConfigError, resolve_config  # noqa: E402
+from reporting import setup_console_logging  # noqa: E402
+from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
 
 log = logging.getLogger("train")
 METHOD = "baseline"  # pruning methods arrive with the pruners
@@ -59,45 +61,57 @@ def build_model(config, spec):
     )
 
 
+def make_datasets(config, spec, tokenizer, train_split, dev_split):
+    """Shuffled, length-bucketed train batches and deterministic dev batches."""
+    from tasks.pipeline import make_dataset
+
+    batching = {"dynamic_padding": config.dynamic_padding, "max_len": config.max_len,
+                "pad_id": tokenizer.pad_token_id or 0}
+    train_ds = make_dataset(train_split, config.batch_size, shuffle=True, seed=config.seed, **batching)
+    dev_ds = make_dataset(dev_split, config.batch_size, shuffle=False, **batching)
+    return train_ds, dev_ds
+
+
+def run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch):
+    """The fixed part of the metadata JSON: what ran, on what, with which versions."""
+    from gated import sparsity_stats
+    from reporting import package_versions
+
+    return {
+        "method": METHOD,
+        "task": spec.name,
+        "timestamp": paths.timestamp,
+        "config": config.to_dict(),
+        "versions": package_versions(),
+        "data": {"train_rows": len(train_split), "dev_rows": len(dev_split), "steps_per_epoch": steps_per_epoch,
+                 "source": config.data_dir or "hub", "tokenizer": config.tokenizer},
+        "model": {"parameters": model.count_params(), "prunable_weights": sparsity_stats(model)["total"]},
+        "paths": paths.as_dict(),
+    }
+
+
 def run(config):
     """Train with `config`; returns the metadata JSON's path."""
     from callbacks import BestAndLastCheckpoint, DevEvaluator, ResultsLogger
-    from gated import sparsity_stats
-    from reporting import RunPaths, log_file, package_versions, plot_run
+    from reporting import RunPaths, log_file, plot_run
     from tasks import get_task
-    from tasks.pipeline import make_dataset
     from training import build_loss, build_optimizer
 
     # -- Data ---------------------------------------------------------------
     spec = get_task(config.task)
     tokenizer, train_split, dev_split = load_data(config, spec)
-    pad_id = tokenizer.pad_token_id or 0
-    batching = {"dynamic_padding": config.dynamic_padding, "max_len": config.max_len, "pad_id": pad_id}
-    train_ds = make_dataset(train_split, config.batch_size, shuffle=True, seed=config.seed, **batching)
-    dev_ds = make_dataset(dev_split, config.batch_size, shuffle=False, **batching)
+    train_ds, dev_ds = make_datasets(config, spec, tokenizer, train_split, dev_split)
     steps_per_epoch = int(train_ds.cardinality())
 
     # -- Model --------------------------------------------------------------
     model = build_model(config, spec)
     model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
-    stats = sparsity_stats(model)
 
-    # -- Outputs ------------------------------------------------------------
-    timestamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
-    paths = RunPaths(config.output_dir, METHOD, spec.name, timestamp)
+    # -- Outputs (created only now that data and model are known to work) ---
+    paths = RunPaths(config.output_dir, METHOD, spec.name, datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f"))
     paths.create_dirs()
     config.save(paths.checkpoint_config)
-    metadata = {
-        "method": METHOD,
-        "task": spec.name,
-        "timestamp": timestamp,
-        "config": config.to_dict(),
-        "versions": package_versions(),
-        "data": {"train_rows": len(train_split), "dev_rows": len(dev_split), "steps_per_epoch": steps_per_epoch,
-                 "source": config.data_dir or "hub", "tokenizer": config.tokenizer},
-        "model": {"parameters": model.count_params(), "prunable_weights": stats["total"]},
-        "paths": paths.as_dict(),
-    }
+    metadata = run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch)
     logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata)
     callbacks = [
         DevEvaluator(dev_ds, spec),  # first: the others read its dev_* logs
@@ -105,10 +119,11 @@ def run(config):
         BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}"),
     ]
 
+    # -- Train --------------------------------------------------------------
     with log_file(paths.log_file):
         log.info("%s: %d train rows (%d batches), %d dev rows; %d parameters, %d prunable kernel weights",
-                 spec.name, len(train_split), steps_per_epoch, len(dev_split), model.count_params(), stats["total"])
-        # -- Train ----------------------------------------------------------
+                 spec.name, len(train_split), steps_per_epoch, len(dev_split), model.count_params(),
+                 metadata["model"]["prunable_weights"])
         log.info("training %s on %s for %d epochs; results in %s", METHOD, spec.name, config.epochs,
                  paths.results_dir)
         try:
@@ -122,31 +137,29 @@ def run(config):
         # -- Results --------------------------------------------------------
         plot_run(logger.rows, spec.metrics, paths)
         best, final = logger.best_row(), logger.rows[-1]
-        log.info("final %s: %s", logger.primary, final.get(logger.primary))
-        log.info("best %s: %s (epoch %d)", logger.primary, best.get(logger.primary), best["epoch"])
+        log.info("final %s: %s; best %s (epoch %s)", logger.primary, final.get(logger.primary),
+                 best and best.get(logger.primary), best and best["epoch"])
         log.info("wrote %s", paths.metadata)
     return paths.metadata
 
 
 def main(argv=None):
+    """Command-line entry point; returns the exit status."""
     try:
         config = resolve_config(sys.argv[1:] if argv is None else argv)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from reporting import setup_console_logging
-
     setup_console_logging(config.verbose)
     configure_tensorflow(config)
     try:
         run(config)
-    except (ConfigError, OSError, ValueError) as error:
-        from tasks import DataUnavailableError, GlueFormatError
-
-        if not isinstance(error, (ConfigError, DataUnavailableError, GlueFormatError, OSError)):
-            raise
+    except (ConfigError, DataUnavailableError, GlueFormatError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished epochs are in the results CSV, metadata status 'interrupted'", file=sys.stderr)
+        return 130
     return 0
 
 
