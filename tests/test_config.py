@@ -134,3 +134,21 @@ def test_help_lists_every_field_with_its_env_name():
     for name in ("--model_size", "--task", "--epochs", "--data_dir", "--max_train_samples", "--verbose"):
         assert name in text
     assert "env BATCH_SIZE" in text and "--config" in text
+
+
+def test_closed_fraction_rule_for_sparsity_fields():
+    """Sparsity fields (added by the pruning issues) declare `fraction=(0, 1, True)`: 1.0 allowed, 1.2 not."""
+    import dataclasses
+
+    from config import _check_rules, _field
+
+    @dataclasses.dataclass
+    class Probe:
+        end_sparsity: float = _field(0.5, "target sparsity", fraction=(0.0, 1.0, True))
+
+    _check_rules(Probe(1.0))
+    _check_rules(Probe(0.0))
+    with pytest.raises(ConfigError, match=r"end_sparsity must be in \[0.0, 1.0\], got end_sparsity=1.2"):
+        _check_rules(Probe(1.2))
+    with pytest.raises(ConfigError, match=r"end_sparsity must be in \[0.0, 1.0\], got end_sparsity=-0.1"):
+        _check_rules(Probe(-0.1))
