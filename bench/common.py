@@ -92,3 +92,14 @@ def examples_per_second(contenders, num_examples, rounds=3):
             model.fit(dataset, epochs=1, verbose=0)
             rates[name].append(num_examples / (time.perf_counter() - start))
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def print_comparison(rates, labels, target, what):
+    """Print each contender's examples/s and the first-to-second ratio against `target`."""
+    (first, second) = rates
+    for name in rates:
+        print(f"{labels[name]}: {rates[name]:.0f} train examples/s")
+    ratio = rates[first] / rates[second]
+    verdict = "PASS" if ratio >= target else "FAIL"
+    print(f"{what}: {ratio:.3f} (target >= {target}: {verdict})")
+    return ratio

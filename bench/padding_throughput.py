@@ -6,7 +6,7 @@ compute on padding. Target: bucketed/padded >= 3x.
 
 import os
 
-from common import compile_for_training, examples_per_second, load_sst2_train
+from common import compile_for_training, examples_per_second, load_sst2_train, print_comparison
 from config import GatedBertConfig
 from gated import PRESETS, build_gated_encoder
 from tasks.pipeline import make_dataset
@@ -31,10 +31,7 @@ def main():
           f"tokens; bucketed batches hold {padded_cells / lengths.sum():.2f}x the real tokens, "
           f"max_len padding {128 * len(split) / lengths.sum():.2f}x")
     rates = examples_per_second(contenders, len(split))
-    print(f"bucketed: {rates['bucketed']:.0f} train examples/s")
-    print(f"padded to 128: {rates['padded']:.0f} train examples/s")
-    ratio = rates["bucketed"] / rates["padded"]
-    print(f"bucketed/padded speed-up: {ratio:.2f}x (target >= 3x: {'PASS' if ratio >= 3 else 'FAIL'})")
+    print_comparison(rates, {"bucketed": "bucketed", "padded": "padded to 128"}, 3, "bucketed/padded speed-up")
 
 
 if __name__ == "__main__":

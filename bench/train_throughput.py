@@ -8,7 +8,13 @@ import os
 
 import numpy as np
 
-from common import build_plain_encoder, compile_for_training, examples_per_second, load_sst2_train
+from common import (
+    build_plain_encoder,
+    compile_for_training,
+    examples_per_second,
+    load_sst2_train,
+    print_comparison,
+)
 from config import GatedBertConfig
 from gated import PRESETS, build_gated_encoder
 from tasks.pipeline import make_dataset
@@ -36,10 +42,8 @@ def main():
     rates = examples_per_second(contenders, len(split))
     print(f"tiny preset, SST-2 first {len(split)} rows, batch {BATCH}, bucketed batches, "
           f"{gated_params} trainable parameters each")
-    print(f"gated encoder: {rates['gated']:.0f} train examples/s")
-    print(f"plain Keras encoder: {rates['plain']:.0f} train examples/s")
-    ratio = rates["gated"] / rates["plain"]
-    print(f"gated/plain throughput ratio: {ratio:.3f} (target >= 0.90: {'PASS' if ratio >= 0.9 else 'FAIL'})")
+    print_comparison(rates, {"gated": "gated encoder", "plain": "plain Keras encoder"}, 0.9,
+                     "gated/plain throughput ratio")
 
 
 if __name__ == "__main__":
