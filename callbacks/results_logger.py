@@ -39,6 +39,7 @@ class ResultsLogger(keras.callbacks.Callback):
         self.metadata = dict(metadata)
         self.rows = []
         self.train_seconds = []  # per epoch, dev evaluation excluded
+        self._train_start = None
 
     def on_train_begin(self, logs=None):
         self.rows, self.train_seconds = [], []
@@ -67,7 +68,6 @@ class ResultsLogger(keras.callbacks.Callback):
         self.train_seconds.append(train_seconds)
         with open(self.csv_path, "a", newline="", encoding="utf-8") as handle:
             csv.DictWriter(handle, self.columns).writerow(row)
-            handle.flush()
 
     def on_train_end(self, logs=None):
         self.write_metadata(status="completed")
@@ -76,9 +76,9 @@ class ResultsLogger(keras.callbacks.Callback):
         scored = [row for row in self.rows if not math.isnan(row.get(self.primary, math.nan))]
         return max(scored, key=lambda row: row[self.primary]) if scored else None
 
-    def write_metadata(self, status, error=None, extra=None):
+    def write_metadata(self, status, error=None):
         """Write the metadata JSON: fixed fields, timings, best and final metrics."""
-        wall = time.perf_counter() - self._train_start if hasattr(self, "_train_start") else 0.0
+        wall = time.perf_counter() - self._train_start if self._train_start is not None else 0.0
         train_seconds = sum(self.train_seconds)
         payload = {
             **self.metadata,
@@ -96,6 +96,5 @@ class ResultsLogger(keras.callbacks.Callback):
             "primary_metric": self.primary,
             "best": self.best_row(),
             "final": self.rows[-1] if self.rows else None,
-            **(extra or {}),
         }
         write_json_atomic(self.metadata_path, payload)
