@@ -104,3 +104,30 @@ def test_log_file_gets_info_when_run_is_called_directly(tmp_path, glue_dir, bert
     (log_path,) = (tmp_path / "experiment_logs").glob("*.log")
     assert "training baseline on sst2" in log_path.read_text()
     assert logging.getLogger().level == logging.WARNING  # restored afterwards
+
+
+def test_failed_run_keeps_finished_epochs_and_says_so(tmp_path, glue_dir, bert_tokenizer_dir, monkeypatch):
+    from callbacks import DevEvaluator
+
+    calls = {"n": 0}
+    original = DevEvaluator.evaluate
+
+    def fail_in_second_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk on fire")
+        return original(self)
+
+    monkeypatch.setattr(DevEvaluator, "evaluate", fail_in_second_epoch)
+    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--epochs", "3",
+            "--max_train_samples", "64", "--max_eval_samples", "32", "--output_dir", str(tmp_path / "out"),
+            "--cache_dir", str(tmp_path / "cache")]
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train.main(argv)
+    (metadata_path,) = (tmp_path / "out").glob("results_*/metadata_*.json")
+    meta = json.loads(metadata_path.read_text())
+    assert meta["status"] == "failed" and "disk on fire" in meta["error"] and meta["epochs_completed"] == 1
+    (csv_path,) = (tmp_path / "out").glob("results_*/results_*.csv")
+    assert len(list(csv.DictReader(csv_path.open()))) == 1
+    leftovers = [p.name for p in (tmp_path / "out").rglob("*") if ".partial_" in p.name or p.suffix == ".tmp"]
+    assert leftovers == []
