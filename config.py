@@ -47,10 +47,10 @@ class GatedBertConfig:
 
     # Model shape. The four shape fields default to the preset of `model_size`.
     model_size: str = _field("tiny", "encoder preset: " + ", ".join(PRESETS), choices=tuple(PRESETS))
-    num_layers: int | None = _field(None, "encoder blocks (default: from model_size)", positive=True)
-    d_model: int | None = _field(None, "hidden width (default: from model_size)", positive=True)
-    num_heads: int | None = _field(None, "attention heads (default: from model_size)", positive=True)
-    dff: int | None = _field(None, "feed-forward width (default: from model_size)", positive=True)
+    num_layers: int | None = _field(None, "encoder blocks", positive=True)
+    d_model: int | None = _field(None, "hidden width", positive=True)
+    num_heads: int | None = _field(None, "attention heads", positive=True)
+    dff: int | None = _field(None, "feed-forward width", positive=True)
     vocab_size: int = _field(30522, "token vocabulary size (must cover the tokenizer's)", positive=True)
     max_len: int = _field(128, "longest sequence in tokens; longer inputs are truncated", positive=True)
     dropout_rate: float = _field(0.0, "dropout on embeddings, attention and residuals", fraction=(0.0, 1.0, False))
@@ -220,7 +220,7 @@ def build_parser():
     )
     parser.add_argument("--config", metavar="JSON", help="JSON file of config values")
     for f in dataclasses.fields(GatedBertConfig):
-        default = "preset" if f.default is None and f.name in SHAPE_FIELDS else f.default
+        default = "the model_size preset" if f.name in SHAPE_FIELDS else f.default
         parser.add_argument(
             f"--{f.name}", metavar=f.name.upper(),
             help=f"{f.metadata['help']} [default: {default}; env {f.name.upper()}]",

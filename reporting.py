@@ -133,6 +133,7 @@ def _plot_against_sparsity(rows, columns, ylabel, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in rows]
     sparsity = [100 * row["global_sparsity"] for row in rows]
@@ -146,7 +147,8 @@ def _plot_against_sparsity(rows, columns, ylabel, path):
     twin.set_ylabel("global sparsity (%)")
     twin.set_ylim(-2, 102)
     by_epoch.set(xlabel="epoch", ylabel=ylabel, title=f"{ylabel} and sparsity per epoch")
-    by_sparsity.set(xlabel="global sparsity (%)", ylabel=ylabel, title=f"{ylabel} vs sparsity")
+    by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_sparsity.set(xlabel="global sparsity (%)", ylabel=ylabel, title=f"{ylabel} vs sparsity", xlim=(-2, 102))
     for axis in (by_epoch, by_sparsity):
         axis.grid(alpha=0.3)
         axis.legend(loc="best")
