@@ -78,18 +78,28 @@ def cache_path(cache_dir, spec, split, data_dir, tokenizer, max_len, limit):
     return os.path.join(os.path.expanduser(cache_dir), f"{spec.name}_{split}_{max_len}_{digest}.npz")
 
 
-def tokenize_examples(examples, tokenizer, max_len):
-    """Tokenize raw examples (pairs get `token_type_ids` 0/1) into a `TokenizedSplit`."""
-    encoded = tokenizer(
-        examples.text_a, examples.text_b, truncation=True, max_length=max_len, return_token_type_ids=True
-    )
-    lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(examples))
+def tokenize_examples(examples, tokenizer, max_len, chunk_size=50_000):
+    """Tokenize raw examples (pairs get `token_type_ids` 0/1) into a `TokenizedSplit`.
+
+    Large splits are tokenized in chunks, logging progress after each.
+    """
+    ids, types = [], []
+    for start in range(0, len(examples), chunk_size):
+        stop = min(start + chunk_size, len(examples))
+        text_b = examples.text_b[start:stop] if examples.text_b is not None else None
+        encoded = tokenizer(examples.text_a[start:stop], text_b, truncation=True, max_length=max_len,
+                            return_token_type_ids=True)
+        ids.extend(encoded["input_ids"])
+        types.extend(encoded["token_type_ids"])
+        if len(examples) > chunk_size:
+            log.info("tokenized %d/%d rows", stop, len(examples))
+    lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
 
-    def flat(key):
-        return np.fromiter((t for row in encoded[key] for t in row), dtype=np.int32, count=offsets[-1])
+    def flat(rows):
+        return np.fromiter((t for row in rows for t in row), dtype=np.int32, count=offsets[-1])
 
-    return TokenizedSplit(flat("input_ids"), flat("token_type_ids"), offsets, examples.labels)
+    return TokenizedSplit(flat(ids), flat(types), offsets, examples.labels)
 
 
 def _save(path, split):

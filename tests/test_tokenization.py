@@ -76,3 +76,17 @@ def test_real_bert_vocab_on_real_pairs(glue_dir, bert_tokenizer_dir, tmp_path):
                        cache_dir=str(tmp_path), limit=20)
     assert len(split) == 20 and split.lengths.max() <= 128
     assert split.token_type_ids.any() and split.input_ids.max() < 30522
+
+
+def test_chunked_tokenization_matches_one_pass(wordpiece_dir, caplog):
+    import logging
+
+    tokenizer = load_tokenizer(str(wordpiece_dir))
+    texts = [" ".join(["the", "movie", "was", "not", "good"][: 1 + i % 5]) for i in range(23)]
+    examples = Examples(texts, texts[::-1], np.arange(23))
+    whole = tokenize_examples(examples, tokenizer, 16)
+    with caplog.at_level(logging.INFO, logger="tasks.tokenization"):
+        chunked = tokenize_examples(examples, tokenizer, 16, chunk_size=5)
+    for key in ("input_ids", "token_type_ids", "offsets", "labels"):
+        np.testing.assert_array_equal(getattr(chunked, key), getattr(whole, key))
+    assert "tokenized 23/23 rows" in caplog.text and "tokenized 5/23 rows" in caplog.text
