@@ -39,8 +39,10 @@ def main():
         print(f"epoch {row['epoch']}: dev_accuracy {float(row['dev_accuracy']):.4f}  "
               f"train_loss {float(row['train_loss']):.4f}  seconds {float(row['epoch_seconds']):.1f}")
     best = max(float(row["dev_accuracy"]) for row in rows)
+    dev_rows = metadata["data"]["dev_rows"]
     verdict = "PASS" if best >= 0.82 else "FAIL"
-    print(f"best dev accuracy within {len(rows)} epochs: {best:.4f} (target >= 0.82: {verdict})")
+    print(f"best dev accuracy within {len(rows)} epochs: {best:.4f} = {round(best * dev_rows)}/{dev_rows} "
+          f"(target >= 0.82: {verdict})")
     print(f"outputs: {os.path.dirname(metadata_path)}")
 
 
