@@ -17,6 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from fileio import write_json_atomic
 from gated.presets import PRESETS
 from tasks.registry import TASKS
 
@@ -32,13 +33,13 @@ class ConfigError(ValueError):
     """A configuration value, key or file is invalid; the message says which and how to fix it."""
 
 
-def _field(default, help, **checks):
+def _field(default, help_text, **checks):
     """A dataclass field carrying its help text and validation rules.
 
     `checks` may hold `choices` (allowed values), `positive` (> 0),
     `non_negative` (>= 0) or `fraction` (`(low, high, closed_high)`).
     """
-    return field(default=default, metadata={"help": help, **checks})
+    return field(default=default, metadata={"help": help_text, **checks})
 
 
 @dataclass
@@ -106,15 +107,6 @@ class GatedBertConfig:
     def load(cls, path):
         """Load a config written by `save` (or any JSON of field values)."""
         return cls.from_dict(_read_json(path), source=str(path))
-
-
-def write_json_atomic(path, payload):
-    """Write `payload` as indented JSON through a temporary file and a rename."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=False, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 def _field_names():

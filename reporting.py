@@ -8,6 +8,8 @@ import platform
 import sys
 from dataclasses import dataclass
 
+from fileio import atomic_path
+
 PACKAGES = ("tensorflow", "keras", "tf-keras", "tensorflow-probability", "transformers", "tokenizers",
             "datasets", "numpy", "pandas", "scipy", "matplotlib")
 
@@ -93,6 +95,8 @@ def package_versions():
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_console = logging.StreamHandler()
+_console.setFormatter(logging.Formatter(LOG_FORMAT))
 
 
 def setup_console_logging(verbose):
@@ -100,14 +104,9 @@ def setup_console_logging(verbose):
     them unless `verbose` is 0, when it shows warnings only."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    if not any(getattr(h, "_gated_bert_console", False) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler._gated_bert_console = True
-        root.addHandler(handler)
-    for handler in root.handlers:
-        if getattr(handler, "_gated_bert_console", False):
-            handler.setLevel(logging.WARNING if verbose == 0 else logging.INFO)
+    _console.setLevel(logging.WARNING if verbose == 0 else logging.INFO)
+    if _console not in root.handlers:
+        root.addHandler(_console)
 
 
 @contextlib.contextmanager
@@ -153,10 +152,11 @@ def _plot_against_sparsity(rows, columns, ylabel, path):
         axis.grid(alpha=0.3)
         axis.legend(loc="best")
     fig.tight_layout()
-    tmp = os.path.join(os.path.dirname(path), f".partial_{os.path.basename(path)}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def plot_run(rows, metrics, paths):

@@ -2,15 +2,26 @@
 
 import math
 import os
+import shutil
 
 import keras
+
+from fileio import atomic_path
 
 
 def save_model_atomic(model, path):
     """Save a `.keras` file through a temporary name, so a crash never leaves half a file."""
-    tmp = os.path.join(os.path.dirname(path) or ".", f".partial_{os.path.basename(path)}")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def _duplicate(source, path):
+    """Make `path` a copy of `source`: a hard link where the file system allows, else a byte copy."""
+    with atomic_path(path) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 class BestAndLastCheckpoint(keras.callbacks.Callback):
@@ -42,4 +53,6 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         save_model_atomic(self.model, self.last_path)
         if value > self.best:
             self.best = value
-            save_model_atomic(self.model, self.best_path)
+            # Same model as the file just written: link it rather than serialise twice. `last` is
+            # later replaced by rename, which leaves this link (the best model) untouched.
+            _duplicate(self.last_path, self.best_path)

@@ -7,7 +7,7 @@ import time
 
 import keras
 
-from config import write_json_atomic
+from fileio import write_json_atomic
 from gated.masks import sparsity_stats
 from training import current_learning_rate
 

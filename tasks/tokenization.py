@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fileio import atomic_path
 from tasks.loaders import load_hub_split, read_glue_tsv
 from tasks.registry import HUB_DATASET
 
@@ -104,10 +105,9 @@ def tokenize_examples(examples, tokenizer, max_len, chunk_size=50_000):
 
 def _save(path, split):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, input_ids=split.input_ids, token_type_ids=split.token_type_ids,
-             offsets=split.offsets, labels=split.labels)
-    os.replace(tmp, path)  # atomic: readers never see a half-written cache
+    with atomic_path(path) as tmp:  # readers never see a half-written cache
+        np.savez(tmp, input_ids=split.input_ids, token_type_ids=split.token_type_ids,
+                 offsets=split.offsets, labels=split.labels)
 
 
 def load_split(spec, split, tokenizer, *, data_dir, max_len, cache_dir, limit=None):

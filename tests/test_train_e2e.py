@@ -129,5 +129,5 @@ def test_failed_run_keeps_finished_epochs_and_says_so(tmp_path, glue_dir, bert_t
     assert meta["status"] == "failed" and "disk on fire" in meta["error"] and meta["epochs_completed"] == 1
     (csv_path,) = (tmp_path / "out").glob("results_*/results_*.csv")
     assert len(list(csv.DictReader(csv_path.open()))) == 1
-    leftovers = [p.name for p in (tmp_path / "out").rglob("*") if ".partial_" in p.name or p.suffix == ".tmp"]
+    leftovers = [p.name for p in (tmp_path / "out").rglob("*") if p.name.startswith(".partial")]
     assert leftovers == []

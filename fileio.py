@@ -1,0 +1,41 @@
+"""Writing files so that a crash never leaves half of one behind."""
+
+import contextlib
+import json
+import math
+import os
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; on success rename it onto `path`, on error delete it.
+
+    The temporary name keeps `path`'s extension, since some writers
+    (`model.save`, `np.savez`) choose their format by it.
+    """
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".partial-{os.getpid()}-{name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _nan_to_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(item) for item in value]
+    return value
+
+
+def write_json_atomic(path, payload):
+    """Write `payload` as indented, standard JSON (NaN becomes null), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(_nan_to_none(payload), handle, indent=2, default=str, allow_nan=False)
+        handle.write("\n")
