@@ -6,6 +6,9 @@ from conftest import MICRO
 from gated import (
     EncoderBlock,
     EncoderEmbeddings,
+    GatedDense,
+    GatedFeedForward,
+    GatedMultiHeadAttention,
     build_gated_encoder,
     get_head_gates,
     get_neuron_gates,
@@ -82,13 +85,31 @@ def test_model_config_round_trip(micro_model, micro_batch):
 
 
 @pytest.mark.parametrize(
-    "layer",
-    [EncoderEmbeddings(50, 12, 8, type_vocab_size=3, dropout_rate=0.2, name="emb"),
-     EncoderBlock(2, 24, dropout_rate=0.1, name="blk")],
+    "cls,kwargs",
+    [
+        (GatedDense, {"units": 3, "activation": "gelu", "use_bias": False, "use_unit_gate": True,
+                      "kernel_initializer": keras.initializers.TruncatedNormal(stddev=0.02),
+                      "bias_initializer": "ones"}),
+        (GatedMultiHeadAttention, {"num_heads": 4, "dropout_rate": 0.1, "kernel_initializer": "he_normal"}),
+        (GatedFeedForward, {"dff": 12, "activation": "relu", "kernel_initializer": "lecun_normal"}),
+        (EncoderEmbeddings, {"vocab_size": 50, "max_len": 12, "d_model": 8, "type_vocab_size": 3,
+                             "dropout_rate": 0.2}),
+        (EncoderBlock, {"num_heads": 2, "dff": 24, "dropout_rate": 0.1}),
+    ],
 )
-def test_layer_config_round_trip(layer):
-    clone = type(layer).from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
+def test_every_constructor_argument_survives_get_config(cls, kwargs):
+    """Each argument set away from its default must come back from `from_config(get_config())`."""
+    clone = cls.from_config(cls(**kwargs, name="probe").get_config())
+    assert clone.name == "probe"
+    for key, value in kwargs.items():
+        restored = getattr(clone, key)
+        if key.endswith("initializer"):
+            expected = keras.initializers.get(value)
+            assert type(restored) is type(expected) and restored.get_config() == expected.get_config(), key
+        elif key == "activation":
+            assert keras.activations.serialize(restored) == value, key
+        else:
+            assert restored == value, key
 
 
 def test_bad_shape_is_rejected():

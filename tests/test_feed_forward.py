@@ -32,10 +32,3 @@ def test_neuron_gate_is_the_intermediate_unit_gate():
     assert layer.neuron_gate is layer.intermediate.unit_gate
     assert tuple(layer.neuron_gate.shape) == (12,)
     assert layer.neuron_gate.trainable is False
-
-
-def test_config_round_trip():
-    layer = GatedFeedForward(12, activation="relu", name="ffn")
-    clone = GatedFeedForward.from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    assert clone.dff == 12
