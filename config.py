@@ -19,12 +19,17 @@ from dataclasses import dataclass, field
 
 from fileio import write_json_atomic
 from gated.presets import PRESETS
+from pruners.masking import SCOPES
 from tasks.registry import TASKS
 
 SHAPE_FIELDS = ("num_layers", "d_model", "num_heads", "dff")
 # Environment variables that map to a field under another name. The later
 # entry wins when both name the same field.
 ENV_ALIASES = {"GLUE_DIR": "data_dir", "BENCHMARK_EPOCHS": "epochs"}
+PRUNING_METHODS = ("none", "magnitude", "movement", "spt")
+# Percentages walked by the magnitude and SPT schedules (clipped to [start_sparsity, end_sparsity]).
+DEFAULT_SPARSITY_STEPS = (10.0, 25.0, 50.0, 70.0, 75.0, 80.0, 84.0, 88.0, 90.0, 92.0, 93.0, 94.0, 95.0, 96.0,
+                          97.0, 97.5, 98.0, 98.5, 99.0, 99.5)
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -73,6 +78,27 @@ class GatedBertConfig:
     verbose: int = _field(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch", choices=(0, 1, 2))
     intra_op_threads: int = _field(0, "CPU threads inside one op (0: TensorFlow decides)", non_negative=True)
     inter_op_threads: int = _field(0, "CPU threads across ops (0: TensorFlow decides)", non_negative=True)
+    # Pruning during training.
+    enable_pruning: bool = _field(False, "prune while training, with pruning_method")
+    pruning_method: str = _field("none", "none, magnitude, movement or spt (any but none needs enable_pruning)",
+                                 choices=PRUNING_METHODS)
+    start_sparsity: float = _field(0.0, "sparsity at the start of the pruning window", fraction=(0.0, 1.0, True))
+    end_sparsity: float = _field(0.99, "final sparsity, reached at the end of pruning_end_epoch",
+                                 fraction=(0.0, 1.0, True))
+    pruning_start_epoch: int = _field(4, "epochs trained before pruning begins", non_negative=True)
+    pruning_end_epoch: int = _field(23, "epoch at whose end end_sparsity is reached (capped at epochs)", positive=True)
+    sparsity_steps: tuple[float, ...] = _field(
+        DEFAULT_SPARSITY_STEPS, "sparsity levels in percent that magnitude and spt walk, one pruning event each, "
+        "clipped to [start_sparsity, end_sparsity] (space- or comma-separated)")
+    pruning_scope: str = _field("global", "rank weights across all layers (global) or within each layer",
+                                choices=SCOPES)
+    pruning_frequency_steps: int | None = _field(
+        None, "steps between movement pruning events (none: 400 for base, scaled by depth: 67 for tiny)", positive=True)
+    movement_schedule: str = _field("cubic", "movement's sparsity ramp", choices=("linear", "cubic"))
+    spt_epsilon: float = _field(0.0025, "fraction of live weights SPT probes per event (scaled down above tiny)",
+                                fraction=(0.0, 1.0, True))
+    spt_explore_per_layer: bool = _field(False, "SPT probes each layer on its own instead of all layers at once")
+    spt_reward_alpha: float = _field(0.125, "weight of a new SPT reward sample", fraction=(0.0, 1.0, True))
     # Outputs.
     output_dir: str = _field(".", "root for results_*/, checkpoints_*/ and experiment_logs/")
 
@@ -80,6 +106,7 @@ class GatedBertConfig:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), hints[f.name])
+        self.sparsity_steps = tuple(float(step) for step in self.sparsity_steps)
         _check_rules(self)
         for name, value in PRESETS[self.model_size].items():
             if getattr(self, name) is None:
@@ -89,6 +116,12 @@ class GatedBertConfig:
                 f"num_heads must divide d_model, got num_heads={self.num_heads}, "
                 f"d_model={self.d_model}; change one of them (--num_heads / --d_model)"
             )
+        _check_pruning(self)
+
+    @property
+    def method(self):
+        """The run's method name: the pruning method, or `baseline` without pruning."""
+        return self.pruning_method if self.enable_pruning else "baseline"
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -132,10 +165,18 @@ def _allows_none(type_):
     return type(None) in typing.get_args(type_)
 
 
+def _is_number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _check_type(name, value, type_):
     if value is None and _allows_none(type_):
         return
     (base,) = _base_types(type_)
+    if typing.get_origin(base) is tuple:
+        if not isinstance(value, list | tuple) or not all(_is_number(item) for item in value):
+            raise ConfigError(f"{name} must be a list of numbers, got {value!r}")
+        return
     ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         ok = True
@@ -150,6 +191,8 @@ def _parse_string(name, raw, type_, source):
         return None
     (base,) = _base_types(type_)
     try:
+        if typing.get_origin(base) is tuple:
+            return tuple(float(item) for item in text.replace(",", " ").split())
         if base is bool:
             if text.lower() in _TRUE | _FALSE:
                 return text.lower() in _TRUE
@@ -162,7 +205,7 @@ def _parse_string(name, raw, type_, source):
 def _check_rules(config):
     for f in dataclasses.fields(config):
         value, rules = getattr(config, f.name), f.metadata
-        if value is None:
+        if value is None or isinstance(value, tuple):
             continue
         if "choices" in rules and value not in rules["choices"]:
             allowed = ", ".join(str(c) for c in rules["choices"])
@@ -176,6 +219,30 @@ def _check_rules(config):
             if not (low <= value <= high if closed else low <= value < high):
                 bracket = "]" if closed else ")"
                 raise ConfigError(f"{f.name} must be in [{low}, {high}{bracket}, got {f.name}={value}")
+
+
+def _check_pruning(config):
+    """Rules that tie the pruning fields together."""
+    if config.enable_pruning and config.pruning_method == "none":
+        raise ConfigError("enable_pruning is true but pruning_method is 'none'; choose --pruning_method "
+                          "magnitude, movement or spt")
+    if not config.enable_pruning and config.pruning_method != "none":
+        raise ConfigError(f"pruning_method={config.pruning_method!r} needs --enable_pruning true "
+                          "(or set --pruning_method none)")
+    if config.start_sparsity > config.end_sparsity:
+        raise ConfigError(f"start_sparsity must not exceed end_sparsity, got start_sparsity={config.start_sparsity}"
+                          f", end_sparsity={config.end_sparsity}")
+    bad = [step for step in config.sparsity_steps if not 0 <= step <= 100]
+    if bad or list(config.sparsity_steps) != sorted(config.sparsity_steps):
+        raise ConfigError(f"sparsity_steps must be non-decreasing percentages in [0, 100], "
+                          f"got {list(config.sparsity_steps)}")
+    last = min(config.pruning_end_epoch, config.epochs)
+    if config.enable_pruning and config.pruning_start_epoch >= last:
+        raise ConfigError(
+            f"pruning_start_epoch={config.pruning_start_epoch} leaves no epoch to prune in: it must be below "
+            f"pruning_end_epoch={config.pruning_end_epoch} and epochs={config.epochs}; lower --pruning_start_epoch "
+            "or raise --epochs"
+        )
 
 
 def _read_json(path):

@@ -142,7 +142,11 @@ def _plot_against_sparsity(rows, columns, ylabel, path):
         by_epoch.plot(epochs, values, marker="o", label=column)
         by_sparsity.plot(sparsity, values, marker="o", label=column)
     twin = by_epoch.twinx()
-    twin.plot(epochs, sparsity, color="grey", linestyle="--", label="sparsity")
+    twin.plot(epochs, sparsity, color="grey", linestyle="--", label="sparsity (masks)")
+    if any(row.get("target_sparsity") for row in rows):
+        target = [100 * row.get("target_sparsity", 0.0) for row in rows]
+        twin.plot(epochs, target, color="grey", linestyle=":", label="target sparsity")
+        twin.legend(loc="lower right")
     twin.set_ylabel("global sparsity (%)")
     twin.set_ylim(-2, 102)
     by_epoch.set(xlabel="epoch", ylabel=ylabel, title=f"{ylabel} and sparsity per epoch")

@@ -20,7 +20,6 @@ from reporting import setup_console_logging  # noqa: E402
 from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
 
 log = logging.getLogger("train")
-METHOD = "baseline"  # pruning methods arrive with the pruners
 
 
 def configure_tensorflow(config):
@@ -72,13 +71,14 @@ def make_datasets(config, spec, tokenizer, train_split, dev_split):
     return train_ds, dev_ds
 
 
-def run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch):
+def run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch, pruning):
     """The fixed part of the metadata JSON: what ran, on what, with which versions."""
     from gated import sparsity_stats
     from reporting import package_versions
 
     return {
-        "method": METHOD,
+        "method": config.method,
+        "pruning": pruning and {"pruner": pruning.pruner.get_config(), "schedule": pruning.schedule.get_config()},
         "task": spec.name,
         "timestamp": paths.timestamp,
         "config": config.to_dict(),
@@ -92,7 +92,9 @@ def run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_e
 
 def run(config):
     """Train with `config`; returns the metadata JSON's path."""
-    from callbacks import BestAndLastCheckpoint, DevEvaluator, ResultsLogger
+    from callbacks import BestAndLastCheckpoint, DevEvaluator, PruningCallback, ResultsLogger
+    from gated import sparsity_stats
+    from pruners import pruning_from_config
     from reporting import RunPaths, log_file, plot_run
     from tasks import get_task
     from training import build_loss, build_optimizer
@@ -106,15 +108,22 @@ def run(config):
     # -- Model --------------------------------------------------------------
     model = build_model(config, spec)
     model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
+    stats = sparsity_stats(model)
+    pruner, schedule = pruning_from_config(config, steps_per_epoch, stats["total"])
+    pruning = PruningCallback(pruner, schedule) if pruner else None
 
     # -- Outputs (created only now that data and model are known to work) ---
-    paths = RunPaths(config.output_dir, METHOD, spec.name, datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f"))
+    paths = RunPaths(config.output_dir, config.method, spec.name,
+                     datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f"))
     paths.create_dirs()
     config.save(paths.checkpoint_config)
-    metadata = run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch)
-    logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata)
+    metadata = run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch, pruning)
+    layer_columns = [f"sparsity/{path}" for path in stats["layers"]] if pruning else []
+    logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata,
+                           extra_columns=layer_columns)
     callbacks = [
         DevEvaluator(dev_ds, spec),  # first: the others read its dev_* logs
+        *([pruning] if pruning else []),  # before the logger, which reads its sparsity logs
         logger,
         BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}"),
     ]
@@ -124,8 +133,10 @@ def run(config):
         log.info("%s: %d train rows (%d batches), %d dev rows; %d parameters, %d prunable kernel weights",
                  spec.name, len(train_split), steps_per_epoch, len(dev_split), model.count_params(),
                  metadata["model"]["prunable_weights"])
-        log.info("training %s on %s for %d epochs; results in %s", METHOD, spec.name, config.epochs,
+        log.info("training %s on %s for %d epochs; results in %s", config.method, spec.name, config.epochs,
                  paths.results_dir)
+        if pruning:
+            log.info("pruning: %s, schedule %s", pruner.get_config(), schedule.get_config())
         try:
             model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
         except BaseException as error:

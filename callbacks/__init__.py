@@ -2,6 +2,7 @@
 
 from callbacks.checkpoints import BestAndLastCheckpoint, save_model_atomic
 from callbacks.dev_evaluator import DevEvaluator
+from callbacks.pruning import PruningCallback
 from callbacks.results_logger import ResultsLogger
 
-__all__ = ["BestAndLastCheckpoint", "DevEvaluator", "ResultsLogger", "save_model_atomic"]
+__all__ = ["BestAndLastCheckpoint", "DevEvaluator", "PruningCallback", "ResultsLogger", "save_model_atomic"]

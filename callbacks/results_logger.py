@@ -17,7 +17,10 @@ class ResultsLogger(keras.callbacks.Callback):
 
     Rows are flushed as each epoch ends, so a killed run keeps them. Row
     columns: `epoch, train_loss, dev_loss, dev_<metric>..., learning_rate,
-    global_sparsity, epoch_seconds, train_examples_per_second`.
+    target_sparsity, global_sparsity, <extra columns>..., epoch_seconds,
+    train_examples_per_second`. `global_sparsity` is counted from the masks;
+    `target_sparsity` and the extra columns are read from the epoch logs
+    (0 for a target when no pruning callback set one).
 
     Args:
         csv_path: CSV file to create (with a header) and append to.
@@ -26,14 +29,18 @@ class ResultsLogger(keras.callbacks.Callback):
         primary_metric: the metric that picks the best epoch (higher is better).
         num_train_examples: examples per epoch, for throughput.
         metadata: fixed metadata (config, versions, paths) merged into the JSON.
+        extra_columns: further epoch-log keys to record (e.g. per-layer sparsity).
     """
 
-    def __init__(self, csv_path, metadata_path, metrics, primary_metric, num_train_examples, metadata):
+    def __init__(self, csv_path, metadata_path, metrics, primary_metric, num_train_examples, metadata,
+                 extra_columns=()):
         super().__init__()
         self.csv_path = csv_path
         self.metadata_path = metadata_path
         self.columns = ["epoch", "train_loss", "dev_loss", *(f"dev_{m}" for m in metrics),
-                        "learning_rate", "global_sparsity", "epoch_seconds", "train_examples_per_second"]
+                        "learning_rate", "target_sparsity", "global_sparsity", *extra_columns, "epoch_seconds",
+                        "train_examples_per_second"]
+        self.extra_columns = list(extra_columns)
         self.primary = f"dev_{primary_metric}"
         self.num_train_examples = num_train_examples
         self.metadata = dict(metadata)
@@ -60,7 +67,9 @@ class ResultsLogger(keras.callbacks.Callback):
             "train_loss": float(logs["loss"]),
             **{key: float(logs[key]) for key in self.columns if key.startswith("dev_") and key in logs},
             "learning_rate": current_learning_rate(self.model.optimizer),
+            "target_sparsity": float(logs.get("target_sparsity", 0.0)),
             "global_sparsity": sparsity_stats(self.model)["global_sparsity"],
+            **{key: float(logs[key]) for key in self.extra_columns if key in logs},
             "epoch_seconds": seconds,
             "train_examples_per_second": self.num_train_examples / train_seconds if train_seconds > 0 else 0.0,
         }

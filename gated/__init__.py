@@ -15,6 +15,7 @@ from gated.masks import (
     set_weight_masks,
     sparsity_stats,
 )
+from gated.model import GatedModel
 from gated.presets import PRESETS
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "EncoderEmbeddings",
     "GatedDense",
     "GatedFeedForward",
+    "GatedModel",
     "GatedMultiHeadAttention",
     "build_gated_encoder",
     "collect_gated_layers",

@@ -5,6 +5,7 @@ from keras import ops
 
 from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
+from gated.model import GatedModel
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -132,7 +133,7 @@ def build_gated_encoder(
     type_vocab_size=2,
     name="gated_bert",
 ):
-    """Build the gated encoder with a `[CLS]` head as a functional Keras model.
+    """Build the gated encoder with a `[CLS]` head as a functional `GatedModel`.
 
     Inputs are a dict of `input_ids`, `token_type_ids` and `attention_mask`,
     each `(batch, length)` int32 with any length up to `max_len`. The output
@@ -156,4 +157,4 @@ def build_gated_encoder(
     pooled = keras.layers.Dense(d_model, activation="tanh", kernel_initializer=bert_initializer(), name="pooler")(cls)
     pooled = keras.layers.Dropout(dropout_rate)(pooled)
     logits = keras.layers.Dense(num_labels, kernel_initializer=bert_initializer(), name="classifier")(pooled)
-    return keras.Model(inputs, logits, name=name)
+    return GatedModel(inputs, logits, name=name)

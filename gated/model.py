@@ -1,0 +1,72 @@
+"""`GatedModel`: a functional Keras model whose train step shows its gradients to hooks."""
+
+import keras
+import tensorflow as tf
+
+# Hooks that must not run yet fail a `tf.debugging.Assert` whose message starts with this;
+# `GatedModel.fit` turns that graph error into a plain `RuntimeError` carrying the message.
+HOOK_NOT_READY = "train step hook not ready: "
+
+
+@keras.saving.register_keras_serializable(package="gated_bert")
+class GatedModel(keras.Model):
+    """A Keras model whose training step calls registered hooks with each batch and its gradients.
+
+    Pruners that learn from training (movement scores, SPT probes) register a
+    hook instead of running a second backward pass. A hook is called inside
+    the compiled train step as `hook(inputs, labels, variables, gradients)`,
+    after the gradients are computed and before the optimizer applies them;
+    it may only run TensorFlow ops (assign to its own variables). A hook that
+    must not run yet asserts with a message starting `HOOK_NOT_READY`, and
+    `fit` raises that message as a `RuntimeError`. Hooks are not saved with
+    the model.
+
+    Built like any functional model: `GatedModel(inputs, outputs, name=...)`.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._train_step_hooks = ()
+
+    @property
+    def train_step_hooks(self):
+        return self._train_step_hooks
+
+    def add_train_step_hook(self, hook):
+        """Register `hook`; the train step is retraced so that it calls it."""
+        if hook not in self._train_step_hooks:
+            self._train_step_hooks = (*self._train_step_hooks, hook)
+            self.train_function = None
+
+    def remove_train_step_hook(self, hook):
+        """Unregister `hook` (a no-op when it is not registered)."""
+        if hook in self._train_step_hooks:
+            self._train_step_hooks = tuple(h for h in self._train_step_hooks if h is not hook)
+            self.train_function = None
+
+    def fit(self, *args, **kwargs):
+        try:
+            return super().fit(*args, **kwargs)
+        except tf.errors.InvalidArgumentError as error:
+            start = error.message.find(HOOK_NOT_READY)
+            if start < 0:
+                raise
+            end = error.message.find("]", start)
+            raise RuntimeError(error.message[start + len(HOOK_NOT_READY):end]) from None
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled_loss, variables)
+        for hook in self._train_step_hooks:
+            hook(x, y, variables, gradients)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        batch_size = tf.shape(next(iter(tf.nest.flatten(x))))[0]
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss, sample_weight=batch_size)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)

@@ -1,0 +1,52 @@
+"""Pruning maths: schedules, importance criteria, scores-to-mask, and the pruners that apply them."""
+
+from pruners.from_config import pruning_from_config
+from pruners.importance import (
+    blend_rewards,
+    initial_rewards,
+    magnitude,
+    movement,
+    movement_update,
+    reward,
+)
+from pruners.masking import SCOPES, masks_for_sparsity
+from pruners.pruners import (
+    PRUNERS,
+    MagnitudePruner,
+    MovementPruner,
+    Pruner,
+    SptPruner,
+    movement_frequency,
+    scaled_spt_epsilon,
+)
+from pruners.schedules import (
+    PolynomialSchedule,
+    StepListSchedule,
+    pruning_window,
+    schedule_from_config,
+    step_levels,
+)
+
+__all__ = [
+    "PRUNERS",
+    "SCOPES",
+    "MagnitudePruner",
+    "MovementPruner",
+    "PolynomialSchedule",
+    "Pruner",
+    "SptPruner",
+    "StepListSchedule",
+    "blend_rewards",
+    "initial_rewards",
+    "magnitude",
+    "masks_for_sparsity",
+    "movement",
+    "movement_frequency",
+    "movement_update",
+    "pruning_from_config",
+    "pruning_window",
+    "reward",
+    "scaled_spt_epsilon",
+    "schedule_from_config",
+    "step_levels",
+]
