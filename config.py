@@ -124,7 +124,9 @@ class GatedBertConfig:
         return self.pruning_method if self.enable_pruning else "baseline"
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """Field values as JSON types (lists for tuples)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
 
     def save(self, path):
         """Write the config as JSON (atomically: a crash leaves no partial file)."""

@@ -76,20 +76,23 @@ def compile_for_training(model, steps_per_epoch, epochs=10):
 
 
 def examples_per_second(contenders, num_examples, rounds=3):
-    """Median training examples/s of each `name -> (model, dataset)`, one epoch at a time.
+    """Median training examples/s of each `name -> (model, dataset[, callbacks])`, one epoch at a time.
 
     Each model first trains a few batches (tracing is not timed); then the
     contenders take turns, so drift in machine load hits them alike.
     """
     import statistics
 
-    for model, dataset in contenders.values():
-        model.fit(dataset.take(20), epochs=1, verbose=0)
+    def fit(model, dataset, callbacks=()):
+        model.fit(dataset, epochs=1, verbose=0, callbacks=list(callbacks))
+
+    for model, dataset, *callbacks in contenders.values():
+        fit(model, dataset.take(20), *callbacks)
     rates = {name: [] for name in contenders}
     for _ in range(rounds):
-        for name, (model, dataset) in contenders.items():
+        for name, (model, dataset, *callbacks) in contenders.items():
             start = time.perf_counter()
-            model.fit(dataset, epochs=1, verbose=0)
+            fit(model, dataset, *callbacks)
             rates[name].append(num_examples / (time.perf_counter() - start))
     return {name: statistics.median(values) for name, values in rates.items()}
 

@@ -41,7 +41,7 @@ class GatedModel(keras.Model):
     def remove_train_step_hook(self, hook):
         """Unregister `hook` (a no-op when it is not registered)."""
         if hook in self._train_step_hooks:
-            self._train_step_hooks = tuple(h for h in self._train_step_hooks if h is not hook)
+            self._train_step_hooks = tuple(h for h in self._train_step_hooks if h != hook)
             self.train_function = None
 
     def fit(self, *args, **kwargs):

@@ -8,8 +8,6 @@ has started the pruner, so training such a model without the callback fails
 loudly instead of silently not pruning.
 """
 
-import math
-
 import numpy as np
 import tensorflow as tf
 
@@ -258,10 +256,13 @@ class SptPruner(_HookedPruner):
 
     def explore(self, masks):
         """Probe random live weights and blend the loss increases into their rewards."""
+        if self.epsilon == 0:
+            self.last_exploration = {"probes": 0, "probed_weights": 0, "mean_reward_sample": None}
+            return
         inputs, labels = self.latest_batch()
         paths = sorted(masks)
         groups = [[path] for path in paths] if self.explore_per_layer else [paths]
-        base = self.probe_loss(inputs, labels) if self.epsilon > 0 else math.nan
+        base = self.probe_loss(inputs, labels)
         probed_total, samples = 0, []
         for group in groups:
             alive = np.concatenate([np.ravel(masks[path]) != 0 for path in group])

@@ -152,3 +152,43 @@ def test_closed_fraction_rule_for_sparsity_fields():
         _check_rules(Probe(1.2))
     with pytest.raises(ConfigError, match=r"end_sparsity must be in \[0.0, 1.0\], got end_sparsity=-0.1"):
         _check_rules(Probe(-0.1))
+
+
+def test_pruning_fields_defaults_and_method_name():
+    config = resolve()
+    assert (config.enable_pruning, config.pruning_method, config.method) == (False, "none", "baseline")
+    assert (config.end_sparsity, config.pruning_start_epoch, config.pruning_end_epoch) == (0.99, 4, 23)
+    assert (config.spt_epsilon, config.spt_reward_alpha, config.spt_explore_per_layer) == (0.0025, 0.125, False)
+    assert config.sparsity_steps[:4] == (10.0, 25.0, 50.0, 70.0) and config.sparsity_steps[-1] == 99.5
+    config = resolve(["--enable_pruning", "true", "--pruning_method", "spt"])
+    assert config.method == "spt"
+
+
+def test_sparsity_steps_from_flags_env_and_json(tmp_path):
+    assert resolve(["--sparsity_steps", "10 50, 90"]).sparsity_steps == (10.0, 50.0, 90.0)
+    assert resolve(env={"SPARSITY_STEPS": "20,40"}).sparsity_steps == (20.0, 40.0)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"sparsity_steps": [30, 60.5]}))
+    config = resolve(["--config", str(path)])
+    assert config.sparsity_steps == (30.0, 60.5)
+    assert GatedBertConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--enable_pruning", "true"], "pruning_method is 'none'"),
+    (["--pruning_method", "movement"], "pruning_method='movement' needs --enable_pruning true"),
+    (["--pruning_method", "random"], "unknown pruning_method 'random'"),
+    (["--end_sparsity", "1.5"], "end_sparsity must be in [0.0, 1.0], got end_sparsity=1.5"),
+    (["--start_sparsity", "0.5", "--end_sparsity", "0.4"], "start_sparsity must not exceed end_sparsity"),
+    (["--sparsity_steps", "10 x"], "sparsity_steps='10 x', which is not a valid tuple"),
+    (["--sparsity_steps", "50 20"], "non-decreasing percentages in [0, 100], got [50.0, 20.0]"),
+    (["--sparsity_steps", "10 150"], "got [10.0, 150.0]"),
+    (["--pruning_scope", "rows"], "unknown pruning_scope 'rows'"),
+    (["--pruning_frequency_steps", "0"], "pruning_frequency_steps must be positive"),
+    (["--enable_pruning", "true", "--pruning_method", "magnitude", "--epochs", "3"],
+     "pruning_start_epoch=4 leaves no epoch to prune in"),
+])
+def test_bad_pruning_values_are_named(argv, message):
+    with pytest.raises(ConfigError) as error:
+        resolve(argv)
+    assert message in str(error.value)

@@ -39,7 +39,8 @@ def test_sst2_micro_run_writes_every_output(tmp_path, glue_dir, bert_tokenizer_d
 
     with open(results / f"results_baseline_{stamp}.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["epoch", "train_loss", "dev_loss", "dev_accuracy", "learning_rate", "global_sparsity",
+    assert list(rows[0]) == ["epoch", "train_loss", "dev_loss", "dev_accuracy", "learning_rate", "target_sparsity",
+                             "global_sparsity",
                              "epoch_seconds", "train_examples_per_second"]
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(0 <= float(r["dev_accuracy"]) <= 1 and float(r["global_sparsity"]) == 0 for r in rows)
@@ -131,3 +132,33 @@ def test_failed_run_keeps_finished_epochs_and_says_so(tmp_path, glue_dir, bert_t
     assert len(list(csv.DictReader(csv_path.open()))) == 1
     leftovers = [p.name for p in (tmp_path / "out").rglob("*") if p.name.startswith(".partial")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("method", ["magnitude", "movement", "spt"])
+def test_micro_pruning_run_records_rising_sparsity(tmp_path, glue_dir, bert_tokenizer_dir, method):
+    # 160 rows at batch 32: 5 steps per epoch; pruning over epochs 2-4 (steps 5-20), then one epoch at 0.8.
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "5", "--max_train_samples", "160",
+                     "--max_eval_samples", "64", "--enable_pruning", "true", "--pruning_method", method,
+                     "--pruning_start_epoch", "1", "--pruning_end_epoch", "4", "--end_sparsity", "0.8",
+                     "--sparsity_steps", "30 60", "--movement_schedule", "linear", "--dynamic_padding", "false",
+                     *(["--pruning_frequency_steps", "5"] if method == "movement" else []))
+    assert meta["method"] == method and meta["config"]["pruning_method"] == method
+    assert meta["pruning"]["pruner"]["method"] == method
+    assert (meta["pruning"]["schedule"]["begin_step"], meta["pruning"]["schedule"]["end_step"]) == (5, 20)
+    results = tmp_path / "out" / f"results_{method}_sst2"
+    (csv_path,) = results.glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    total = meta["model"]["prunable_weights"]
+    actual = [float(row["global_sparsity"]) for row in rows]
+    # Targets at the epoch ends (steps 5, 10, 15, 20, 25): levels 0.3/0.6/0.8 at steps 5/12/20, or a linear ramp.
+    expected = [0.0, 0.8 / 3, 1.6 / 3, 0.8, 0.8] if method == "movement" else [0.3, 0.3, 0.6, 0.8, 0.8]
+    assert [float(row["target_sparsity"]) for row in rows] == pytest.approx(expected)
+    assert actual == pytest.approx(expected, abs=1 / total)
+    assert meta["final"]["global_sparsity"] == pytest.approx(0.8, abs=1 / total)
+    layer_columns = [column for column in rows[0] if column.startswith("sparsity/")]
+    assert len(layer_columns) == 6  # q, k, v, output, intermediate, ffn output of the one block
+    assert (tmp_path / "out" / f"checkpoints_{method}_sst2").is_dir()
+    model = keras.saving.load_model(meta["paths"]["last_checkpoint"])
+    from gated import sparsity_stats
+
+    assert sparsity_stats(model)["global_sparsity"] == pytest.approx(actual[-1])
