@@ -28,9 +28,13 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/padding_throughput.py
 	$(BIN)/python bench/sst2_accuracy.py
+	$(BIN)/python bench/pruning_overhead.py
+	$(BIN)/python bench/tfmot_comparison.py
+	$(BIN)/python bench/pruning_accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -183,3 +183,8 @@ def test_spt_epsilon_is_scaled_down_only_above_the_tiny_preset():
     assert scaled_spt_epsilon(0.0025, 1_048_576) == 0.0025  # tiny
     assert scaled_spt_epsilon(0.0025, 1_000) == 0.0025
     assert scaled_spt_epsilon(0.0025, 4 * 1_048_576) == pytest.approx(0.0025 / 4)
+
+
+def test_spt_epsilon_for_the_base_preset_matches_the_readme():
+    base = 12 * (4 * 768**2 + 2 * 768 * 3072)
+    assert f"{scaled_spt_epsilon(0.0025, base):.7f}" == "0.0000309"
