@@ -119,13 +119,16 @@ def run(config):
     config.save(paths.checkpoint_config)
     metadata = run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch, pruning)
     layer_columns = [f"sparsity/{path}" for path in stats["layers"]] if pruning else []
+    # A pruning run's best epoch is chosen among those at the final sparsity.
+    final_target = config.end_sparsity if pruning else 0.0
     logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata,
-                           extra_columns=layer_columns)
+                           extra_columns=layer_columns, min_target_sparsity=final_target)
     callbacks = [
         DevEvaluator(dev_ds, spec),  # first: the others read its dev_* logs
         *([pruning] if pruning else []),  # before the logger, which reads its sparsity logs
         logger,
-        BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}"),
+        BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
+                              final_target),
     ]
 
     # -- Train --------------------------------------------------------------

@@ -15,6 +15,11 @@ def save_model_atomic(model, path):
         model.save(tmp)
 
 
+def reaches_target(logs, min_target_sparsity):
+    """Whether an epoch's logs (or CSV row) may count as the best: its target sparsity is the final one."""
+    return logs.get("target_sparsity", 0.0) >= min_target_sparsity - 1e-9
+
+
 def _duplicate(source, path):
     """Make `path` a copy of `source`: a hard link where the file system allows, else a byte copy."""
     with atomic_path(path) as tmp:
@@ -31,13 +36,16 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         best_path: `.keras` file for the best epoch so far.
         last_path: `.keras` file for the latest epoch.
         monitor: logs key to maximise (for example `dev_accuracy`).
+        min_target_sparsity: only epochs whose `target_sparsity` log reaches
+            this can be the best (a pruning run's best model is a pruned one).
     """
 
-    def __init__(self, best_path, last_path, monitor):
+    def __init__(self, best_path, last_path, monitor, min_target_sparsity=0.0):
         super().__init__()
         self.best_path = best_path
         self.last_path = last_path
         self.monitor = monitor
+        self.min_target_sparsity = min_target_sparsity
         self.best = -math.inf
 
     def on_train_begin(self, logs=None):
@@ -51,7 +59,7 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
                 "put the DevEvaluator before this callback"
             )
         save_model_atomic(self.model, self.last_path)
-        if value > self.best:
+        if value > self.best and reaches_target(logs, self.min_target_sparsity):
             self.best = value
             # Same model as the file just written: link it rather than serialise twice. `last` is
             # later replaced by rename, which leaves this link (the best model) untouched.

@@ -7,6 +7,7 @@ import time
 
 import keras
 
+from callbacks.checkpoints import reaches_target
 from fileio import write_json_atomic
 from gated.masks import sparsity_stats
 from training import current_learning_rate
@@ -30,10 +31,11 @@ class ResultsLogger(keras.callbacks.Callback):
         num_train_examples: examples per epoch, for throughput.
         metadata: fixed metadata (config, versions, paths) merged into the JSON.
         extra_columns: further epoch-log keys to record (e.g. per-layer sparsity).
+        min_target_sparsity: only rows whose target sparsity reaches this can be the best.
     """
 
     def __init__(self, csv_path, metadata_path, metrics, primary_metric, num_train_examples, metadata,
-                 extra_columns=()):
+                 extra_columns=(), min_target_sparsity=0.0):
         super().__init__()
         self.csv_path = csv_path
         self.metadata_path = metadata_path
@@ -41,6 +43,7 @@ class ResultsLogger(keras.callbacks.Callback):
                         "learning_rate", "target_sparsity", "global_sparsity", *extra_columns, "epoch_seconds",
                         "train_examples_per_second"]
         self.extra_columns = list(extra_columns)
+        self.min_target_sparsity = min_target_sparsity
         self.primary = f"dev_{primary_metric}"
         self.num_train_examples = num_train_examples
         self.metadata = dict(metadata)
@@ -82,7 +85,8 @@ class ResultsLogger(keras.callbacks.Callback):
         self.write_metadata(status="completed")
 
     def best_row(self):
-        scored = [row for row in self.rows if not math.isnan(row.get(self.primary, math.nan))]
+        scored = [row for row in self.rows if not math.isnan(row.get(self.primary, math.nan))
+                  and reaches_target(row, self.min_target_sparsity)]
         return max(scored, key=lambda row: row[self.primary]) if scored else None
 
     def write_metadata(self, status, error=None):

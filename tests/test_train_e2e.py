@@ -158,7 +158,11 @@ def test_micro_pruning_run_records_rising_sparsity(tmp_path, glue_dir, bert_toke
     layer_columns = [column for column in rows[0] if column.startswith("sparsity/")]
     assert len(layer_columns) == 6  # q, k, v, output, intermediate, ffn output of the one block
     assert (tmp_path / "out" / f"checkpoints_{method}_sst2").is_dir()
-    model = keras.saving.load_model(meta["paths"]["last_checkpoint"])
     from gated import sparsity_stats
 
+    model = keras.saving.load_model(meta["paths"]["last_checkpoint"])
     assert sparsity_stats(model)["global_sparsity"] == pytest.approx(actual[-1])
+    # The best epoch is one at the final sparsity, and so is the best checkpoint.
+    assert meta["best"]["epoch"] in (4, 5) and meta["best"]["target_sparsity"] == pytest.approx(0.8)
+    best = keras.saving.load_model(meta["paths"]["best_checkpoint"])
+    assert sparsity_stats(best)["global_sparsity"] == pytest.approx(0.8, abs=1 / total)
