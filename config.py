@@ -282,6 +282,8 @@ def build_parser():
     parser.add_argument("--config", metavar="JSON", help="JSON file of config values")
     for f in dataclasses.fields(GatedBertConfig):
         default = "the model_size preset" if f.name in SHAPE_FIELDS else f.default
+        if isinstance(default, tuple):
+            default = " ".join(f"{value:g}" for value in default)
         parser.add_argument(
             f"--{f.name}", metavar=f.name.upper(),
             help=f"{f.metadata['help']} [default: {default}; env {f.name.upper()}]",
