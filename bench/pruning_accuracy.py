@@ -7,7 +7,7 @@ accuracy at the final epoch and the best dev accuracy among the epochs at
 full sparsity, then the gap of the best method to the baseline.
 Target: the best pruned method within 3 points of the baseline's best epoch.
 
-    python bench/pruning_accuracy.py                 # all four methods, about 25 minutes on 2 cores
+    python bench/pruning_accuracy.py                 # all four methods, about 30 minutes on 2 cores
     python bench/pruning_accuracy.py magnitude spt   # some of them (the baseline always runs first)
 """
 
