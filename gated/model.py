@@ -28,10 +28,6 @@ class GatedModel(keras.Model):
         super().__init__(*args, **kwargs)
         self._train_step_hooks = ()
 
-    @property
-    def train_step_hooks(self):
-        return self._train_step_hooks
-
     def add_train_step_hook(self, hook):
         """Register `hook`; the train step is retraced so that it calls it."""
         if hook not in self._train_step_hooks:
