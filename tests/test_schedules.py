@@ -75,3 +75,26 @@ def test_schedules_round_trip_through_their_config(schedule):
 def test_bad_schedules_name_the_value(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def test_pruning_from_config_builds_what_each_method_documents(caplog):
+    from config import GatedBertConfig
+    from pruners import MagnitudePruner, MovementPruner, SptPruner, pruning_from_config
+
+    def build(method, **overrides):
+        config = GatedBertConfig(enable_pruning=True, pruning_method=method, epochs=10, pruning_start_epoch=2,
+                                 pruning_end_epoch=8, end_sparsity=0.9, **overrides)
+        return pruning_from_config(config, steps_per_epoch=100, prunable_weights=4 * 1_048_576)
+
+    pruner, schedule = build("movement", movement_schedule="linear", pruning_scope="layer")
+    assert isinstance(pruner, MovementPruner) and pruner.scope == "layer"
+    assert (schedule.begin_step, schedule.end_step, schedule.frequency, schedule.power) == (200, 800, 67, 1)
+    pruner, schedule = build("magnitude")
+    assert isinstance(pruner, MagnitudePruner)
+    assert schedule.levels == pytest.approx([0.1, 0.25, 0.5, 0.7, 0.75, 0.8, 0.84, 0.88, 0.9])
+    with caplog.at_level(logging.WARNING):
+        pruner, schedule = build("spt", pruning_frequency_steps=10, spt_explore_per_layer=True)
+    assert "pruning_frequency_steps=10 is ignored by spt" in caplog.text
+    assert isinstance(pruner, SptPruner) and pruner.explore_per_layer and pruner.seed == 42
+    assert pruner.epsilon == pytest.approx(0.0025 / 4)  # four times the tiny preset's prunable weights
+    assert pruning_from_config(GatedBertConfig(), 100, 1000) == (None, None)
