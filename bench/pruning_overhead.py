@@ -4,7 +4,7 @@ For each method, one gated tiny encoder is first timed training without
 pruning, then with its PruningCallback, on the same SST-2 rows and bucketed
 batches (held in memory, so the input pipeline is not timed). Timing both on
 the same model instance matters here: on this 2-core machine two identical
-instances can differ by 10% in speed. The callback prunes every 67 steps
+instances differed by 7% in speed. The callback prunes every 67 steps
 (about once per epoch here; the movement default for the tiny preset).
 Magnitude and SPT prune less often under their default step lists, so this
 overstates their cost. Movement and SPT also run their train-step hooks at
