@@ -71,7 +71,9 @@ class ResultsLogger(keras.callbacks.Callback):
             **{key: float(logs[key]) for key in self.columns if key.startswith("dev_") and key in logs},
             "learning_rate": current_learning_rate(self.model.optimizer),
             "target_sparsity": float(logs.get("target_sparsity", 0.0)),
-            "global_sparsity": sparsity_stats(self.model)["global_sparsity"],
+            # From the masks: the PruningCallback's count when it ran this epoch, else counted here.
+            "global_sparsity": float(logs["sparsity"]) if "sparsity" in logs
+            else sparsity_stats(self.model)["global_sparsity"],
             **{key: float(logs[key]) for key in self.extra_columns if key in logs},
             "epoch_seconds": seconds,
             "train_examples_per_second": self.num_train_examples / train_seconds if train_seconds > 0 else 0.0,

@@ -18,8 +18,7 @@ def magnitude(weights, state=None):
 def movement(weights, state):
     """Accumulated movement `S = -sum_t W_t * dL/dW_t`: weights moving away from zero score high
     (hard movement pruning, Sanh et al. 2020). `state` is `{path: S}`."""
-    _require_state("movement", weights, state)
-    return {path: np.asarray(state[path]) for path in weights}
+    return _state_scores("movement", weights, state)
 
 
 def movement_update(scores, weights, gradients):
@@ -29,8 +28,7 @@ def movement_update(scores, weights, gradients):
 
 def reward(weights, state):
     """SPT: the current reward estimate of each weight. `state` is `{path: R}`."""
-    _require_state("reward", weights, state)
-    return {path: np.asarray(state[path]) for path in weights}
+    return _state_scores("reward", weights, state)
 
 
 def initial_rewards(weights, scope="global"):
@@ -53,7 +51,9 @@ def exploration_count(active, epsilon):
     return min(active, math.ceil(epsilon * active)) if epsilon > 0 else 0
 
 
-def _require_state(name, weights, state):
+def _state_scores(name, weights, state):
+    """Scores kept in `state` (one per layer of `weights`), as arrays."""
     missing = sorted(set(weights) - set(state or {}))
     if missing:
         raise ValueError(f"the {name} criterion needs a score for every layer; missing {missing}")
+    return {path: np.asarray(state[path]) for path in weights}

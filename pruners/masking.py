@@ -34,6 +34,17 @@ def _prune_lowest(scores, alive, zeros_wanted):
     return alive
 
 
+def flatten(arrays, paths):
+    """One flat array of `arrays[path]` for `paths`, in that order (nonzero -> True for masks)."""
+    return np.concatenate([np.ravel(arrays[path]) != 0 for path in paths])
+
+
+def unflatten(flat, like, paths):
+    """Split a flat array (as `flatten` makes) back into `{path: array shaped like like[path]}`."""
+    pieces = np.split(flat, np.cumsum([np.size(like[path]) for path in paths])[:-1])
+    return {path: piece.reshape(np.shape(like[path])) for path, piece in zip(paths, pieces, strict=True)}
+
+
 def masks_for_sparsity(scores, masks, sparsity, scope="global"):
     """New 0/1 masks holding `round(sparsity * n)` zeros, the lowest scores pruned first.
 
@@ -61,13 +72,9 @@ def masks_for_sparsity(scores, masks, sparsity, scope="global"):
     if scope == "layer":
         return {path: _layer_mask(scores[path], masks[path], sparsity) for path in paths}
     flat_scores = np.concatenate([np.ravel(scores[path]) for path in paths])
-    flat_alive = np.concatenate([np.ravel(masks[path]) != 0 for path in paths])
+    flat_alive = flatten(masks, paths)
     alive = _prune_lowest(flat_scores, flat_alive, int(round(sparsity * flat_alive.size)))
-    pieces = np.split(alive, np.cumsum([np.size(masks[path]) for path in paths])[:-1])
-    return {
-        path: piece.reshape(np.shape(masks[path])).astype(np.float32)
-        for path, piece in zip(paths, pieces, strict=True)
-    }
+    return {path: piece.astype(np.float32) for path, piece in unflatten(alive, masks, paths).items()}
 
 
 def _layer_mask(scores, mask, sparsity):

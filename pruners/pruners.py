@@ -15,7 +15,7 @@ from gated.masks import collect_gated_layers, effective_kernel_masks, set_weight
 from gated.model import HOOK_NOT_READY
 from gated.presets import PRESETS
 from pruners import importance
-from pruners.masking import SCOPES, masks_for_sparsity
+from pruners.masking import SCOPES, flatten, masks_for_sparsity, unflatten
 
 MISSING_CALLBACK = HOOK_NOT_READY + (
     "the {method} pruner of this model was not started: pass a PruningCallback(pruner, schedule) to fit as a callback,"
@@ -81,11 +81,15 @@ class Pruner:
     def scores(self, weights):
         raise NotImplementedError
 
+    def update(self, weights, masks):
+        """Learn from the model as it is at a pruning event, before the ranking (SPT explores here)."""
+
     def prune(self, target):
         """Remove weights until `target` of the prunable kernel weights are masked (never reviving any)."""
         weights = self.kernels()
-        masks = masks_for_sparsity(self.scores(weights), effective_kernel_masks(self._bound()), target, self.scope)
-        set_weight_masks(self.model, masks)
+        masks = effective_kernel_masks(self._bound())
+        self.update(weights, masks)
+        set_weight_masks(self.model, masks_for_sparsity(self.scores(weights), masks, target, self.scope))
 
     def get_config(self):
         return {"method": self.method, "scope": self.scope}
@@ -158,11 +162,10 @@ class MovementPruner(_HookedPruner):
     method = "movement"
 
     def _create_state(self, model):
-        self._movement = {
-            path: tf.Variable(tf.zeros(layer.kernel.shape), trainable=False)
-            for path, layer in collect_gated_layers(model).items()
-        }
-        self._kernel_ids = {id(layer.kernel): path for path, layer in collect_gated_layers(model).items()}
+        layers = collect_gated_layers(model)
+        self._movement = {path: tf.Variable(tf.zeros(layer.kernel.shape), trainable=False)
+                          for path, layer in layers.items()}
+        self._kernel_ids = {id(layer.kernel): path for path, layer in layers.items()}
 
     def start(self):
         super().start()
@@ -265,16 +268,13 @@ class SptPruner(_HookedPruner):
         base = self.probe_loss(inputs, labels)
         probed_total, samples = 0, []
         for group in groups:
-            alive = np.concatenate([np.ravel(masks[path]) != 0 for path in group])
-            live = np.flatnonzero(alive)
+            live = np.flatnonzero(flatten(masks, group))
             count = importance.exploration_count(live.size, self.epsilon)
             if count == 0:
                 continue
-            chosen = np.zeros(alive.size, dtype=bool)
+            chosen = np.zeros(sum(masks[path].size for path in group), dtype=bool)
             chosen[self._rng.choice(live, size=count, replace=False)] = True
-            sizes = np.cumsum([masks[path].size for path in group])[:-1]
-            parts = np.split(chosen, sizes)
-            removed = {path: part.reshape(masks[path].shape) for path, part in zip(group, parts, strict=True)}
+            removed = unflatten(chosen, masks, group)
             sample = self.probe_loss(inputs, labels, removed) - base
             for path, drop in removed.items():
                 self.rewards[path] = importance.blend_rewards(self.rewards[path], drop, sample, self.alpha)
@@ -283,14 +283,10 @@ class SptPruner(_HookedPruner):
         self.last_exploration = {"probes": len(samples), "probed_weights": probed_total,
                                  "mean_reward_sample": float(np.mean(samples)) if samples else None}
 
-    def prune(self, target):
-        weights = self.kernels()
-        masks = effective_kernel_masks(self._bound())
+    def update(self, weights, masks):
         if self.rewards is None:
             self.rewards = importance.initial_rewards(weights, self.scope)
         self.explore(masks)
-        new_masks = masks_for_sparsity(importance.reward(weights, self.rewards), masks, target, self.scope)
-        set_weight_masks(self.model, new_masks)
 
     def scores(self, weights):
         return importance.reward(weights, self.rewards)

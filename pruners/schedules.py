@@ -5,6 +5,7 @@ batch), so step `s` is the end of batch `s`. A schedule prunes inside its
 window `[begin_step, end_step]` and reaches its final sparsity at `end_step`.
 """
 
+import bisect
 import logging
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,8 @@ class StepListSchedule:
 
     def target(self, step):
         """The latest level whose event step has passed (0 before the first)."""
-        reached = [level for event, level in zip(self.event_steps, self.levels, strict=True) if event <= step]
-        return reached[-1] if reached else 0.0
+        reached = bisect.bisect_right(self.event_steps, step)
+        return self.levels[reached - 1] if reached else 0.0
 
     def __call__(self, step):
         return step in self.event_steps, self.target(step)
