@@ -90,25 +90,36 @@ def compile_for_training(model, steps_per_epoch, epochs=10):
 
 
 def examples_per_second(contenders, num_examples, rounds=3):
-    """Median training examples/s of each `name -> (model, dataset[, callbacks])`, one epoch at a time.
+    """Median training examples/s of each `name -> (model, dataset)`, one epoch at a time.
 
     Each model first trains a few batches (tracing is not timed); then the
     contenders take turns, so drift in machine load hits them alike.
     """
     import statistics
 
-    def fit(model, dataset, callbacks=()):
-        model.fit(dataset, epochs=1, verbose=0, callbacks=list(callbacks))
-
-    for model, dataset, *callbacks in contenders.values():
-        fit(model, dataset.take(20), *callbacks)
+    for model, dataset in contenders.values():
+        model.fit(dataset.take(20), epochs=1, verbose=0)
     rates = {name: [] for name in contenders}
     for _ in range(rounds):
-        for name, (model, dataset, *callbacks) in contenders.items():
+        for name, (model, dataset) in contenders.items():
             start = time.perf_counter()
-            fit(model, dataset, *callbacks)
+            model.fit(dataset, epochs=1, verbose=0)
             rates[name].append(num_examples / (time.perf_counter() - start))
     return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def median_epoch_rate(model, dataset, num_examples, epochs=3, callbacks=()):
+    """Median training examples/s of one model over `epochs` epochs, after an untimed warm-up
+    on a few batches that traces the train step."""
+    import statistics
+
+    model.fit(dataset.take(20), epochs=1, verbose=0, callbacks=list(callbacks))
+    rates = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.fit(dataset, epochs=1, verbose=0, callbacks=list(callbacks))
+        rates.append(num_examples / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def print_comparison(rates, labels, target, what):

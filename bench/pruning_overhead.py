@@ -13,10 +13,8 @@ Targets (step time, method / unpruned): magnitude <= 1.10, movement and SPT <= 1
 """
 
 import os
-import statistics
-import time
 
-from common import cached_batches, compile_for_training, load_sst2_train
+from common import cached_batches, compile_for_training, load_sst2_train, median_epoch_rate
 from config import GatedBertConfig
 from gated import PRESETS, build_gated_encoder
 from pruners import MagnitudePruner, MovementPruner, PolynomialSchedule, SptPruner, movement_frequency
@@ -27,17 +25,6 @@ EPOCHS = 3  # timed epochs per phase
 BATCH = GatedBertConfig().batch_size
 TARGETS = {"magnitude": 1.10, "movement": 1.25, "spt": 1.25}
 PRUNERS = {"magnitude": MagnitudePruner, "movement": MovementPruner, "spt": SptPruner}
-
-
-def median_rate(model, dataset, callbacks, num_examples):
-    """Median examples/s over `EPOCHS` epochs, after an untimed warm-up that traces the train step."""
-    model.fit(dataset.take(20), epochs=1, verbose=0, callbacks=callbacks)
-    rates = []
-    for _ in range(EPOCHS):
-        start = time.perf_counter()
-        model.fit(dataset, epochs=1, verbose=0, callbacks=callbacks)
-        rates.append(num_examples / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 def main():
@@ -55,9 +42,10 @@ def main():
     for name, target in TARGETS.items():
         keras.utils.set_random_seed(0)
         model = compile_for_training(build_gated_encoder(**shape), steps)
-        unpruned = median_rate(model, dataset, [], len(split))
+        unpruned = median_epoch_rate(model, dataset, len(split), EPOCHS)
         schedule = PolynomialSchedule(0.0, 0.9, begin_step=1, end_step=10 * steps, frequency=frequency, power=3)
-        pruned = median_rate(model, dataset, [PruningCallback(PRUNERS[name](), schedule)], len(split))
+        callback = PruningCallback(PRUNERS[name](), schedule)
+        pruned = median_epoch_rate(model, dataset, len(split), EPOCHS, [callback])
         ratio = unpruned / pruned
         verdict = "PASS" if ratio <= target else "FAIL"
         print(f"{name}: unpruned {unpruned:.0f}, pruning {pruned:.0f} train examples/s; step time ratio "

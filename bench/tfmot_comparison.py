@@ -20,7 +20,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 ROWS = int(os.environ.get("BENCH_ROWS", 6400))
 BATCH = 96
@@ -32,7 +31,7 @@ SHAPE = {"vocab_size": 30522, "max_len": 128, "num_layers": 2, "d_model": 256, "
 def ramp(steps):
     """Begin, end and frequency of the shared cubic ramp to 90%: it spans the whole run and ends on a
     multiple of the frequency, where both libraries prune (TFMOT prunes only on the beat)."""
-    return {"begin_step": 0, "end_step": 100 * ((EPOCHS + 1) * steps // 100), "frequency": 100}
+    return {"begin_step": 0, "end_step": max(100, 100 * ((EPOCHS + 1) * steps // 100)), "frequency": 100}
 
 
 def dataset():
@@ -44,22 +43,11 @@ def dataset():
     return split, cached_batches(make_dataset(split, BATCH, shuffle=True, seed=0, max_len=SHAPE["max_len"]))
 
 
-def time_epochs(fit, num_examples):
-    """Trace on a few batches, then the median examples/s over `EPOCHS` timed epochs."""
-    fit(warmup=True)
-    rates = []
-    for _ in range(EPOCHS):
-        start = time.perf_counter()
-        fit(warmup=False)
-        rates.append(num_examples / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
 def run_ours():
     import keras
 
     from callbacks import PruningCallback
-    from common import compile_for_training
+    from common import compile_for_training, median_epoch_rate
     from gated import build_gated_encoder, sparsity_stats
     from pruners import MagnitudePruner, PolynomialSchedule
 
@@ -68,11 +56,7 @@ def run_ours():
     keras.utils.set_random_seed(0)
     model = compile_for_training(build_gated_encoder(**SHAPE, num_labels=2), steps)
     callback = PruningCallback(MagnitudePruner(), PolynomialSchedule(0.0, 0.9, power=3, **ramp(steps)))
-
-    def fit(warmup):
-        model.fit(data.take(20) if warmup else data, epochs=1, verbose=0, callbacks=[callback])
-
-    rate = time_epochs(fit, len(split))
+    rate = median_epoch_rate(model, data, len(split), EPOCHS, [callback])
     return {"rate": rate, "sparsity": sparsity_stats(model)["global_sparsity"],
             "trainable": sum(int(v.numpy().size) for v in model.trainable_variables)}
 
@@ -137,12 +121,9 @@ def run_theirs():
     model = tfk.models.clone_model(plain, clone_function=wrap)
     optimizer = tfk.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
     model.compile(optimizer, tfk.losses.SparseCategoricalCrossentropy(from_logits=True))
-    update = tfmot.sparsity.keras.UpdatePruningStep()
+    from common import median_epoch_rate
 
-    def fit(warmup):
-        model.fit(data.take(20) if warmup else data, epochs=1, verbose=0, callbacks=[update])
-
-    rate = time_epochs(fit, len(split))
+    rate = median_epoch_rate(model, data, len(split), EPOCHS, [tfmot.sparsity.keras.UpdatePruningStep()])
     kernels = [w for layer in model.layers if hasattr(layer, "pruning_vars") for w, _, _ in layer.pruning_vars]
     zeros = sum(int(tf.size(w)) - int(tf.math.count_nonzero(w)) for w in kernels)
     return {"rate": rate, "sparsity": zeros / sum(int(tf.size(w)) for w in kernels), "trainable": trainable}
