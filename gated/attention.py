@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from gated.dense import GatedDense
+from gated.gumbel import GumbelGate
 
 # Added to the attention logits of padding positions; large enough that
 # softmax gives them exactly zero weight in float32.
@@ -18,15 +19,19 @@ class GatedMultiHeadAttention(keras.layers.Layer):
 
     A non-trainable head gate `[num_heads]` (ones at start) scales each head's
     context before the output projection, so a zero gate removes the head.
+    With `learn_head_mask`, a `GumbelGate` (`head_mask`) multiplies it too:
+    a relaxed sample in training, the binary mask otherwise.
 
     Args:
         num_heads: number of attention heads; must divide the model width.
         dropout_rate: dropout on the attention probabilities.
         kernel_initializer: initializer for the four projection kernels.
+        learn_head_mask: add a learnable Gumbel-Sigmoid mask over the heads.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, num_heads, dropout_rate=0.0, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(self, num_heads, dropout_rate=0.0, kernel_initializer="glorot_uniform", learn_head_mask=False,
+                 **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads <= 0:
             raise ValueError(f"num_heads must be a positive integer, got num_heads={num_heads!r}")
@@ -35,6 +40,7 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         self.num_heads = num_heads
         self.dropout_rate = dropout_rate
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.learn_head_mask = learn_head_mask
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
@@ -59,6 +65,10 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         self.head_gate = self.add_weight(
             name="head_gate", shape=(self.num_heads,), initializer="ones", trainable=False
         )
+        self.head_mask = None
+        if self.learn_head_mask:
+            self.head_mask = GumbelGate(self.num_heads, name="head_mask")
+            self.head_mask.build()
 
     def _split_heads(self, x):
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
@@ -76,7 +86,10 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             scores = scores + (1.0 - keep) * _MASK_PENALTY
         probs = self.dropout(ops.softmax(scores, axis=-1), training=training)
         context = ops.matmul(probs, v)  # (B, H, T, Dh)
-        context = context * ops.cast(self.head_gate[None, :, None, None], context.dtype)
+        gate = self.head_gate
+        if self.head_mask is not None:
+            gate = gate * self.head_mask.gates(training)
+        context = context * ops.cast(gate[None, :, None, None], context.dtype)
         context = ops.transpose(context, (0, 2, 1, 3))  # (B, T, H, Dh)
         batch, length = ops.shape(context)[0], ops.shape(context)[1]
         context = ops.reshape(context, (batch, length, self.d_model))
@@ -91,4 +104,5 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             "num_heads": self.num_heads,
             "dropout_rate": self.dropout_rate,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "learn_head_mask": self.learn_head_mask,
         }

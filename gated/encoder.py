@@ -5,6 +5,7 @@ from keras import ops
 
 from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
+from gated.gumbel import expand_mask_kinds
 from gated.model import GatedModel
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
@@ -84,18 +85,23 @@ class EncoderBlock(keras.layers.Layer):
         num_heads: attention heads.
         dff: feed-forward width.
         dropout_rate: dropout on attention probabilities and both residual branches.
+        learn_masks: mask kinds to learn with Gumbel-Sigmoid gates: any of
+            `head`, `ffn_int`, `ffn_out`, or `all`.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, num_heads, dff, dropout_rate=0.0, **kwargs):
+    def __init__(self, num_heads, dff, dropout_rate=0.0, learn_masks=(), **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.dff = dff
         self.dropout_rate = dropout_rate
+        self.learn_masks = expand_mask_kinds(learn_masks)
         init = bert_initializer()
-        self.attention = GatedMultiHeadAttention(num_heads, dropout_rate, kernel_initializer=init, name="attention")
+        self.attention = GatedMultiHeadAttention(num_heads, dropout_rate, kernel_initializer=init,
+                                                 learn_head_mask="head" in self.learn_masks, name="attention")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="attention_norm")
-        self.ffn = GatedFeedForward(dff, kernel_initializer=init, name="ffn")
+        self.ffn = GatedFeedForward(dff, kernel_initializer=init, learn_neuron_mask="ffn_int" in self.learn_masks,
+                                    learn_output_mask="ffn_out" in self.learn_masks, name="ffn")
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="ffn_norm")
         self.dropout = keras.layers.Dropout(dropout_rate)
 
@@ -106,7 +112,7 @@ class EncoderBlock(keras.layers.Layer):
     def call(self, inputs, attention_mask=None, training=None):
         attended = self.attention(inputs, attention_mask=attention_mask, training=training)
         x = self.attention_norm(inputs + self.dropout(attended, training=training))
-        return self.ffn_norm(x + self.dropout(self.ffn(x), training=training))  # (B, T, D)
+        return self.ffn_norm(x + self.dropout(self.ffn(x, training=training), training=training))  # (B, T, D)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -117,6 +123,7 @@ class EncoderBlock(keras.layers.Layer):
             "num_heads": self.num_heads,
             "dff": self.dff,
             "dropout_rate": self.dropout_rate,
+            "learn_masks": list(self.learn_masks),
         }
 
 
@@ -131,6 +138,7 @@ def build_gated_encoder(
     num_labels,
     dropout_rate=0.0,
     type_vocab_size=2,
+    learn_masks=(),
     name="gated_bert",
 ):
     """Build the gated encoder with a `[CLS]` head as a functional `GatedModel`.
@@ -138,7 +146,8 @@ def build_gated_encoder(
     Inputs are a dict of `input_ids`, `token_type_ids` and `attention_mask`,
     each `(batch, length)` int32 with any length up to `max_len`. The output
     is `(batch, num_labels)` logits, or `(batch, 1)` scores when
-    `num_labels == 1` (regression).
+    `num_labels == 1` (regression). `learn_masks` adds learnable
+    Gumbel-Sigmoid masks of those kinds to every block (see `EncoderBlock`).
     """
     if d_model % num_heads:
         raise ValueError(
@@ -151,7 +160,7 @@ def build_gated_encoder(
         vocab_size, max_len, d_model, type_vocab_size, dropout_rate, name="embeddings"
     )(inputs["input_ids"], inputs["token_type_ids"])
     for index in range(num_layers):
-        block = EncoderBlock(num_heads, dff, dropout_rate, name=f"block_{index}")
+        block = EncoderBlock(num_heads, dff, dropout_rate, learn_masks, name=f"block_{index}")
         x = block(x, attention_mask=inputs["attention_mask"])
     cls = x[:, 0, :]  # (B, D)
     pooled = keras.layers.Dense(d_model, activation="tanh", kernel_initializer=bert_initializer(), name="pooler")(cls)

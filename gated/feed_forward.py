@@ -1,31 +1,42 @@
-"""Position-wise feed-forward block with per-neuron gates."""
+"""Position-wise feed-forward block with per-neuron and per-output-unit gates."""
 
 import keras
 
 from gated.dense import GatedDense
+from gated.gumbel import GumbelGate
 
 
 @keras.saving.register_keras_serializable(package="gated_bert")
 class GatedFeedForward(keras.layers.Layer):
-    """`GatedDense(dff, gelu)` with a per-neuron gate, then `GatedDense(d_model)`.
+    """`GatedDense(dff, gelu)` with a per-neuron gate, then `GatedDense(d_model)` with a per-unit gate.
 
     The neuron gate `[dff]` is the intermediate layer's unit gate: a zero gate
     silences that neuron, the same as zeroing its row of the output kernel.
+    The output gate `[d_model]` is the output layer's unit gate: a zero gate
+    silences that unit of the block's output (its kernel column and bias).
+    With `learn_neuron_mask` / `learn_output_mask`, a `GumbelGate`
+    (`neuron_mask` / `output_mask`) multiplies the neurons / the block's
+    output too: a relaxed sample in training, the binary mask otherwise.
 
     Args:
         dff: width of the intermediate (hidden) layer.
         activation: activation of the intermediate layer.
         kernel_initializer: initializer for both kernels.
+        learn_neuron_mask: add a learnable Gumbel-Sigmoid mask over the `dff` neurons.
+        learn_output_mask: add a learnable Gumbel-Sigmoid mask over the block's output units.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, dff, activation="gelu", kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(self, dff, activation="gelu", kernel_initializer="glorot_uniform", learn_neuron_mask=False,
+                 learn_output_mask=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(dff, bool) or not isinstance(dff, int) or dff <= 0:
             raise ValueError(f"dff must be a positive integer, got dff={dff!r}")
         self.dff = dff
         self.activation = keras.activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.learn_neuron_mask = learn_neuron_mask
+        self.learn_output_mask = learn_output_mask
 
     def build(self, input_shape):
         d_model = input_shape[-1]
@@ -35,16 +46,32 @@ class GatedFeedForward(keras.layers.Layer):
             kernel_initializer=init, name="intermediate",
         )
         self.intermediate.build(input_shape)
-        self.output_dense = GatedDense(d_model, kernel_initializer=init, name="output")
+        self.output_dense = GatedDense(d_model, use_unit_gate=True, kernel_initializer=init, name="output")
         self.output_dense.build((*input_shape[:-1], self.dff))
+        self.neuron_mask = GumbelGate(self.dff, name="neuron_mask") if self.learn_neuron_mask else None
+        self.output_mask = GumbelGate(d_model, name="output_mask") if self.learn_output_mask else None
+        for mask in (self.neuron_mask, self.output_mask):
+            if mask is not None:
+                mask.build()
 
     @property
     def neuron_gate(self):
         """The per-neuron gate variable `[dff]`."""
         return self.intermediate.unit_gate
 
-    def call(self, inputs):
-        return self.output_dense(self.intermediate(inputs))  # (B, T, D)
+    @property
+    def output_gate(self):
+        """The per-output-unit gate variable `[d_model]`."""
+        return self.output_dense.unit_gate
+
+    def call(self, inputs, training=None):
+        hidden = self.intermediate(inputs)  # (B, T, dff)
+        if self.neuron_mask is not None:
+            hidden = hidden * self.neuron_mask.gates(training)
+        outputs = self.output_dense(hidden)  # (B, T, D)
+        if self.output_mask is not None:
+            outputs = outputs * self.output_mask.gates(training)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -55,4 +82,6 @@ class GatedFeedForward(keras.layers.Layer):
             "dff": self.dff,
             "activation": keras.activations.serialize(self.activation),
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "learn_neuron_mask": self.learn_neuron_mask,
+            "learn_output_mask": self.learn_output_mask,
         }

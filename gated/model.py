@@ -21,12 +21,19 @@ class GatedModel(keras.Model):
     `fit` raises that message as a `RuntimeError`. Hooks are not saved with
     the model.
 
+    A mask learner (`pruners.GumbelMaskLearner`) registered with
+    `set_mask_learner` changes three things in the train step: its
+    `penalty()` is added to the task loss (the `loss` metric stays the task
+    loss), it chooses the variables to differentiate, and it applies the
+    gradients (the mask logits have their own optimizer).
+
     Built like any functional model: `GatedModel(inputs, outputs, name=...)`.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._train_step_hooks = ()
+        self._mask_learner = None
 
     def add_train_step_hook(self, hook):
         """Register `hook`; the train step is retraced so that it calls it."""
@@ -40,6 +47,11 @@ class GatedModel(keras.Model):
             self._train_step_hooks = tuple(h for h in self._train_step_hooks if h != hook)
             self.train_function = None
 
+    def set_mask_learner(self, learner):
+        """Register `learner` (None removes it); the train step is retraced."""
+        self._mask_learner = learner
+        self.train_function = None
+
     def fit(self, *args, **kwargs):
         try:
             return super().fit(*args, **kwargs)
@@ -52,15 +64,24 @@ class GatedModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        learner = self._mask_learner
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-            scaled_loss = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
+            total = loss
+            if learner is not None:
+                penalty, terms = learner.penalty()
+                total = loss + penalty
+            scaled_loss = self.optimizer.scale_loss(total)
+        variables = self.trainable_variables if learner is None else learner.trainable_variables(self)
         gradients = tape.gradient(scaled_loss, variables)
         for hook in self._train_step_hooks:
             hook(x, y, variables, gradients)
-        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        if learner is None:
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        else:
+            learner.record(loss, terms)
+            learner.apply_gradients(self.optimizer, variables, gradients)
         batch_size = tf.shape(next(iter(tf.nest.flatten(x))))[0]
         for metric in self.metrics:
             if metric.name == "loss":
