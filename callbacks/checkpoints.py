@@ -38,14 +38,17 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
         monitor: logs key to maximise (for example `dev_accuracy`).
         min_target_sparsity: only epochs whose `target_sparsity` log reaches
             this can be the best (a pruning run's best model is a pruned one).
+        min_epoch: only epochs from this one (1-based) on can be the best
+            (learned masks are final only once the temperature is annealed).
     """
 
-    def __init__(self, best_path, last_path, monitor, min_target_sparsity=0.0):
+    def __init__(self, best_path, last_path, monitor, min_target_sparsity=0.0, min_epoch=1):
         super().__init__()
         self.best_path = best_path
         self.last_path = last_path
         self.monitor = monitor
         self.min_target_sparsity = min_target_sparsity
+        self.min_epoch = min_epoch
         self.best = -math.inf
 
     def on_train_begin(self, logs=None):
@@ -59,7 +62,8 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
                 "put the DevEvaluator before this callback"
             )
         save_model_atomic(self.model, self.last_path)
-        if value > self.best and reaches_target(logs, self.min_target_sparsity):
+        eligible = epoch + 1 >= self.min_epoch and reaches_target(logs, self.min_target_sparsity)
+        if value > self.best and eligible:
             self.best = value
             # Same model as the file just written: link it rather than serialise twice. `last` is
             # later replaced by rename, which leaves this link (the best model) untouched.

@@ -32,10 +32,11 @@ class ResultsLogger(keras.callbacks.Callback):
         metadata: fixed metadata (config, versions, paths) merged into the JSON.
         extra_columns: further epoch-log keys to record (e.g. per-layer sparsity).
         min_target_sparsity: only rows whose target sparsity reaches this can be the best.
+        min_epoch: only rows from this epoch (1-based) on can be the best.
     """
 
     def __init__(self, csv_path, metadata_path, metrics, primary_metric, num_train_examples, metadata,
-                 extra_columns=(), min_target_sparsity=0.0):
+                 extra_columns=(), min_target_sparsity=0.0, min_epoch=1):
         super().__init__()
         self.csv_path = csv_path
         self.metadata_path = metadata_path
@@ -44,6 +45,7 @@ class ResultsLogger(keras.callbacks.Callback):
                         "train_examples_per_second"]
         self.extra_columns = list(extra_columns)
         self.min_target_sparsity = min_target_sparsity
+        self.min_epoch = min_epoch
         self.primary = f"dev_{primary_metric}"
         self.num_train_examples = num_train_examples
         self.metadata = dict(metadata)
@@ -88,7 +90,7 @@ class ResultsLogger(keras.callbacks.Callback):
 
     def best_row(self):
         scored = [row for row in self.rows if not math.isnan(row.get(self.primary, math.nan))
-                  and reaches_target(row, self.min_target_sparsity)]
+                  and row["epoch"] >= self.min_epoch and reaches_target(row, self.min_target_sparsity)]
         return max(scored, key=lambda row: row[self.primary]) if scored else None
 
     def write_metadata(self, status, error=None):

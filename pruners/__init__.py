@@ -1,6 +1,15 @@
 """Pruning maths: schedules, importance criteria, scores-to-mask, and the pruners that apply them."""
 
-from pruners.from_config import pruning_from_config
+from pruners.from_config import gumbel_from_config, pruning_from_config
+from pruners.gumbel import (
+    ANNEALING,
+    GumbelMaskLearner,
+    TemperatureSchedule,
+    binary_entropy,
+    lagrangian_term,
+    quantization_term,
+    sparsity_term,
+)
 from pruners.importance import (
     blend_rewards,
     initial_rewards,
@@ -28,6 +37,13 @@ from pruners.schedules import (
 )
 
 __all__ = [
+    "ANNEALING",
+    "GumbelMaskLearner",
+    "TemperatureSchedule",
+    "binary_entropy",
+    "lagrangian_term",
+    "quantization_term",
+    "sparsity_term",
     "PRUNERS",
     "SCOPES",
     "MagnitudePruner",
@@ -37,6 +53,7 @@ __all__ = [
     "SptPruner",
     "StepListSchedule",
     "blend_rewards",
+    "gumbel_from_config",
     "initial_rewards",
     "magnitude",
     "masks_for_sparsity",

@@ -2,6 +2,7 @@
 
 import logging
 
+from pruners.gumbel import GumbelMaskLearner, TemperatureSchedule
 from pruners.pruners import (
     MagnitudePruner,
     MovementPruner,
@@ -13,17 +14,19 @@ from pruners.schedules import PolynomialSchedule, StepListSchedule, pruning_wind
 
 log = logging.getLogger(__name__)
 RAMP_POWERS = {"linear": 1, "cubic": 3}
+# Methods that follow the pruning window and a sparsity schedule (gumbel learns masks over the whole run).
+SCHEDULED_METHODS = ("magnitude", "movement", "spt")
 
 
 def pruning_from_config(config, steps_per_epoch, prunable_weights):
-    """`(pruner, schedule)` for `config.pruning_method`, or `(None, None)` when pruning is off.
+    """`(pruner, schedule)` for `config.pruning_method`, or `(None, None)` without a scheduled method.
 
     Movement follows the `movement_schedule` ramp, pruning every
     `pruning_frequency_steps` (default: `movement_frequency`). Magnitude and
     SPT walk the `sparsity_steps` levels between `start_sparsity` and
     `end_sparsity` (`step_levels`), one pruning event per level.
     """
-    if not config.enable_pruning:
+    if config.method not in SCHEDULED_METHODS:
         return None, None
     begin, end = pruning_window(config.pruning_start_epoch, config.pruning_end_epoch, config.epochs,
                                 steps_per_epoch)
@@ -44,3 +47,15 @@ def pruning_from_config(config, steps_per_epoch, prunable_weights):
     pruner = SptPruner(epsilon, config.spt_reward_alpha, config.spt_explore_per_layer, config.seed,
                        config.pruning_scope)
     return pruner, schedule
+
+
+def gumbel_from_config(config, steps_per_epoch):
+    """`(learner, temperature schedule)` for learned Gumbel masks, annealed over every training step.
+
+    In target mode the target ramps up over the first `target_warmup` of the steps.
+    """
+    total = steps_per_epoch * config.epochs
+    learner = GumbelMaskLearner(config.sparsity_loss, config.quantization_loss, config.target_sparsity,
+                                config.masks_lr, config.freeze, round(config.target_warmup * total))
+    schedule = TemperatureSchedule(config.gumbel_temp_start, config.gumbel_temp_end, total, config.gumbel_temp_anneal)
+    return learner, schedule

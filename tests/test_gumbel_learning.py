@@ -1,0 +1,172 @@
+"""Learning Gumbel masks: annealing, the loss terms, the learner's optimizers, freeze and the target controller."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import MICRO
+
+
+@pytest.mark.parametrize("mode, middle", [("linear", 2.55), ("exponential", math.sqrt(0.5)), ("constant", 5.0)])
+def test_temperature_at_start_middle_and_end(mode, middle):
+    from pruners import TemperatureSchedule
+
+    schedule = TemperatureSchedule(5.0, 0.1, total_steps=100, mode=mode)
+    end = 5.0 if mode == "constant" else 0.1
+    assert schedule(0) == pytest.approx(5.0)
+    assert schedule(50) == pytest.approx(middle)
+    assert schedule(100) == pytest.approx(end)
+    assert schedule(250) == pytest.approx(end)  # past the end it stays
+
+
+def test_temperature_schedule_rejects_bad_values():
+    from pruners import TemperatureSchedule
+
+    with pytest.raises(ValueError, match="'cosine'"):
+        TemperatureSchedule(5.0, 0.1, 10, "cosine")
+    with pytest.raises(ValueError, match="end=0"):
+        TemperatureSchedule(5.0, 0, 10)
+
+
+def test_sparsity_and_quantization_terms_match_hand_computed_values():
+    from pruners import binary_entropy, lagrangian_term, quantization_term, sparsity_term
+
+    heads = np.array([0.0, math.log(3.0)], "float32")  # keep-probabilities 0.5 and 0.75
+    neurons = np.array([math.log(1 / 3), math.log(3.0), 50.0], "float32")  # 0.25, 0.75, 1
+    keep = [1 / (1 + np.exp(-heads)), 1 / (1 + np.exp(-neurons))]
+    mean_keep = ((0.5 + 0.75) / 2 + (0.25 + 0.75 + 1.0) / 3) / 2
+    assert float(sparsity_term(keep, 0.1)) == pytest.approx(0.1 * mean_keep, rel=1e-5)
+
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    mean_entropy = ((math.log(2) + h) / 2 + (h + h + 0.0) / 3) / 2
+    assert float(quantization_term(keep, 0.01)) == pytest.approx(0.01 * mean_entropy, rel=1e-4)
+    assert float(binary_entropy(np.float32(0.5))) == pytest.approx(math.log(2))
+    assert float(lagrangian_term(0.3, 0.5, 2.0, 3.0)) == pytest.approx(2.0 * -0.2 + 3.0 * 0.04)
+
+
+def _data(rows=256, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, MICRO["vocab_size"], size=(rows, 8)).astype("int32")
+    labels = (ids[:, 1] > MICRO["vocab_size"] // 2).astype("int32")
+    features = {"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": np.ones_like(ids)}
+    return features, labels
+
+
+def _learning_model(learn_masks=("head", "ffn_int")):
+    from gated import build_gated_encoder
+
+    keras.utils.set_random_seed(0)
+    model = build_gated_encoder(**MICRO, num_labels=2, learn_masks=learn_masks)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _fit(model, learner, epochs=1, total_steps=None, mode="exponential", rows=256, **kwargs):
+    from callbacks import GumbelMaskCallback
+    from pruners import TemperatureSchedule
+
+    x, y = _data(rows)
+    steps = total_steps or epochs * rows // 32
+    callback = GumbelMaskCallback(learner, TemperatureSchedule(5.0, 0.1, steps, mode), **kwargs)
+    history = model.fit(x, y, batch_size=32, epochs=epochs, callbacks=[callback], verbose=0)
+    return history, callback
+
+
+def _backbone(model):
+    return {v.path: v.numpy().copy() for v in model.weights if "mask/" not in v.path}
+
+
+def test_freeze_leaves_every_backbone_weight_bit_identical_while_the_logits_move():
+    from gated import mask_logits
+    from pruners import GumbelMaskLearner
+
+    model = _learning_model()
+    before, logits_before = _backbone(model), mask_logits(model)
+    _fit(model, GumbelMaskLearner(sparsity_weight=1.0, masks_lr=0.05, freeze=True), epochs=2)
+    after = _backbone(model)
+    assert after.keys() == before.keys()
+    for path, value in before.items():
+        np.testing.assert_array_equal(after[path], value, err_msg=path)
+    for kind, logits in mask_logits(model).items():
+        assert np.abs(logits - logits_before[kind]).min() > 0.01
+
+
+def test_without_freeze_the_backbone_trains_and_the_logits_use_their_own_optimizer():
+    from gated import mask_logits
+    from pruners import GumbelMaskLearner
+
+    model = _learning_model()
+    before, logits_before = _backbone(model), mask_logits(model)
+    learner = GumbelMaskLearner(sparsity_weight=1.0, masks_lr=0.05)
+    _fit(model, learner)
+    assert not np.array_equal(_backbone(model)["block_0/ffn/intermediate/kernel"],
+                              before["block_0/ffn/intermediate/kernel"])
+    assert int(learner.optimizer.iterations.numpy()) == 8
+    # Adam at 0.05 on a steady pull moves each logit by about 0.05 per step; the model's 1e-3 could not.
+    assert (logits_before["head"] - mask_logits(model)["head"]).min() > 0.2
+
+
+def test_fixed_sparsity_weight_pulls_keep_probabilities_down():
+    from pruners import GumbelMaskLearner
+
+    means = {}
+    for weight in (0.0, 1.0):
+        model = _learning_model()
+        history, _ = _fit(model, GumbelMaskLearner(sparsity_weight=weight, masks_lr=0.05), epochs=2)
+        means[weight] = history.history["expected_sparsity/ffn_int"][-1]
+    assert means[1.0] > means[0.0] + 0.05
+
+
+def test_callback_anneals_logs_every_n_steps_and_resumes_across_fits(tmp_path):
+    import csv
+
+    from pruners import GumbelMaskLearner, TemperatureSchedule
+
+    model = _learning_model()
+    learner = GumbelMaskLearner(masks_lr=0.05)
+    schedule = TemperatureSchedule(5.0, 0.1, 32, "linear")
+    history, _ = _fit(model, learner, epochs=2, total_steps=32, mode="linear", log_every=5,
+                      step_log_path=tmp_path / "steps.csv")
+    assert history.history["temperature"] == pytest.approx([schedule(7), schedule(15)])
+    assert history.history["mask_sparsity/head"] == [0.0, 0.0]  # logits start at 3: nothing removed yet
+    rows = list(csv.DictReader(open(tmp_path / "steps.csv")))
+    assert [int(row["step"]) for row in rows] == [5, 10, 15]
+    assert {"task_loss", "sparsity_loss", "quantization_loss", "expected_sparsity/head"} <= set(rows[0])
+    assert float(rows[0]["sparsity_loss"]) == pytest.approx(0.1 * (1 - float(rows[0]["expected_sparsity/head"])
+                                                                   + 1 - float(rows[0]["expected_sparsity/ffn_int"]))
+                                                            / 2, rel=1e-4)
+    history, _ = _fit(model, learner, epochs=1, total_steps=32, mode="linear", log_every=5,
+                      step_log_path=tmp_path / "steps.csv")
+    assert history.history["temperature"] == pytest.approx([schedule(23)])  # continues at step 16
+    assert [int(row["step"]) for row in csv.DictReader(open(tmp_path / "steps.csv"))] == [5, 10, 15, 20]
+
+
+def test_target_sparsity_controller_lands_the_binary_masks_at_the_target():
+    """Tolerance: within 0.1 of the target for every kind (one micro run, 960 steps, masks_lr 0.05).
+
+    Heads come 8 to a model here, so 0.1 means the exact count (4 of 8).
+    """
+    from gated import structured_masks
+    from pruners import GumbelMaskLearner
+
+    model = _learning_model()
+    learner = GumbelMaskLearner(target_sparsity=0.5, masks_lr=0.05, target_warmup_steps=480)
+    history, _ = _fit(model, learner, epochs=30, rows=1024)
+    masks = structured_masks(model)
+    for kind in ("head", "ffn_int"):
+        assert abs(1 - masks[kind].mean() - 0.5) <= 0.1, kind
+        assert history.history[f"mask_sparsity/{kind}"][-1] == pytest.approx(1 - masks[kind].mean())
+    # The multipliers ascended while the masks were too dense (the only way the logits could fall).
+    assert min(history.history["lagrange_l1/ffn_int"]) < 0
+
+
+def test_learner_needs_a_model_with_learned_masks(micro_model):
+    from pruners import GumbelMaskLearner
+
+    with pytest.raises(ValueError, match="learn_masks"):
+        GumbelMaskLearner().attach(micro_model)
+    with pytest.raises(ValueError, match="target_sparsity=1.5"):
+        GumbelMaskLearner(target_sparsity=1.5)
