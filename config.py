@@ -2,8 +2,8 @@
 
 Values are layered, later layers winning:
     dataclass defaults < model-size preset < JSON file (`--config`)
-    < environment variables (upper-case field names; `GLUE_DIR`,
-      `BENCHMARK_EPOCHS`) < command-line flags (`--task rte`).
+    < environment variables (upper-case field names, `RUN_NAME` for
+      `name`; `GLUE_DIR`, `BENCHMARK_EPOCHS`) < command-line flags (`--task rte`).
 Every override is generated from the dataclass fields and type-checked;
 unknown keys and bad values stop the run before any work.
 """
@@ -11,6 +11,7 @@ unknown keys and bad values stop the run before any work.
 import argparse
 import dataclasses
 import difflib
+import importlib.util
 import json
 import os
 import types
@@ -18,7 +19,10 @@ import typing
 from dataclasses import dataclass, field
 
 from fileio import write_json_atomic
+from gated.gumbel import MASK_KINDS, expand_mask_kinds
 from gated.presets import PRESETS
+from pruners.from_config import SCHEDULED_METHODS
+from pruners.gumbel import ANNEALING
 from pruners.masking import SCOPES
 from tasks.registry import TASKS
 
@@ -26,7 +30,9 @@ SHAPE_FIELDS = ("num_layers", "d_model", "num_heads", "dff")
 # Environment variables that map to a field under another name. The later
 # entry wins when both name the same field.
 ENV_ALIASES = {"GLUE_DIR": "data_dir", "BENCHMARK_EPOCHS": "epochs"}
-PRUNING_METHODS = ("none", "magnitude", "movement", "spt")
+# Fields read from an environment variable other than their upper-case name (NAME is too common to claim).
+ENV_NAMES = {"name": "RUN_NAME"}
+PRUNING_METHODS = ("none", *SCHEDULED_METHODS, "gumbel")
 # Percentages walked by the magnitude and SPT schedules (clipped to [start_sparsity, end_sparsity]).
 DEFAULT_SPARSITY_STEPS = (10.0, 25.0, 50.0, 70.0, 75.0, 80.0, 84.0, 88.0, 90.0, 92.0, 93.0, 94.0, 95.0, 96.0,
                           97.0, 97.5, 98.0, 98.5, 99.0, 99.5)
@@ -80,8 +86,8 @@ class GatedBertConfig:
     inter_op_threads: int = _field(0, "CPU threads across ops (0: TensorFlow decides)", non_negative=True)
     # Pruning during training.
     enable_pruning: bool = _field(False, "prune while training, with pruning_method")
-    pruning_method: str = _field("none", "none, magnitude, movement or spt (any but none needs enable_pruning)",
-                                 choices=PRUNING_METHODS)
+    pruning_method: str = _field("none", "none, magnitude, movement, spt or gumbel (any but none needs "
+                                 "enable_pruning)", choices=PRUNING_METHODS)
     start_sparsity: float = _field(0.0, "sparsity at the start of the pruning window", fraction=(0.0, 1.0, True))
     end_sparsity: float = _field(0.99, "final sparsity, reached at the end of pruning_end_epoch",
                                  fraction=(0.0, 1.0, True))
@@ -99,6 +105,29 @@ class GatedBertConfig:
                                 fraction=(0.0, 1.0, True))
     spt_explore_per_layer: bool = _field(False, "SPT probes each layer on its own instead of all layers at once")
     spt_reward_alpha: float = _field(0.125, "weight of a new SPT reward sample", fraction=(0.0, 1.0, True))
+    # Learned Gumbel-Sigmoid masks (pruning_method gumbel).
+    learn_masks: tuple[str, ...] = _field(("head", "ffn_int"), "gumbel: masks to learn, any of "
+                                          + ", ".join(MASK_KINDS) + " or all (space- or comma-separated)")
+    gumbel_temp_start: float = _field(5.0, "gumbel: temperature at the first step", positive=True)
+    gumbel_temp_end: float = _field(0.1, "gumbel: temperature at the last step", positive=True)
+    gumbel_temp_anneal: str = _field("exponential", "gumbel: temperature schedule: linear, exponential or constant "
+                                     "(stays at the start)", choices=ANNEALING)
+    sparsity_loss: float = _field(0.1, "gumbel: weight of the mean keep-probability (unused with target_sparsity)",
+                                  non_negative=True)
+    quantization_loss: float = _field(0.01, "gumbel: weight of the keep-probabilities' binary entropy",
+                                      non_negative=True)
+    target_sparsity: float | None = _field(None, "gumbel: fraction of heads/neurons to remove, reached by a "
+                                           "Lagrangian controller (none: the fixed sparsity_loss weight)",
+                                           fraction=(0.0, 1.0, False))
+    target_warmup: float = _field(0.5, "gumbel: fraction of the training steps over which the target rises "
+                                  "linearly from 0 to target_sparsity", fraction=(0.0, 1.0, True))
+    masks_lr: float = _field(0.01, "gumbel: Adam learning rate of the mask logits", positive=True)
+    freeze: bool = _field(False, "gumbel: train only the masks; backbone weights stay unchanged")
+    log_loss_every: int = _field(5, "gumbel: steps between two logs of the mask loss terms", positive=True)
+    # Tracking.
+    wandb: bool = _field(False, "log to Weights & Biases (needs the wandb package; WANDB_MODE=offline works "
+                         "without network)")
+    name: str = _field("", "run name for tracking and metadata (empty: {method}_{task}_{timestamp})")
     # Outputs.
     output_dir: str = _field(".", "root for results_*/, checkpoints_*/ and experiment_logs/")
 
@@ -107,6 +136,10 @@ class GatedBertConfig:
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), hints[f.name])
         self.sparsity_steps = tuple(float(step) for step in self.sparsity_steps)
+        try:
+            self.learn_masks = expand_mask_kinds(self.learn_masks)
+        except ValueError as error:
+            raise ConfigError(f"learn_masks: {error}") from None
         _check_rules(self)
         for name, value in PRESETS[self.model_size].items():
             if getattr(self, name) is None:
@@ -176,8 +209,11 @@ def _check_type(name, value, type_):
         return
     (base,) = _base_types(type_)
     if typing.get_origin(base) is tuple:
-        if not isinstance(value, list | tuple) or not all(_is_number(item) for item in value):
-            raise ConfigError(f"{name} must be a list of numbers, got {value!r}")
+        item_type = typing.get_args(base)[0]
+        is_item = _is_number if item_type is float else lambda item: isinstance(item, item_type)
+        if not isinstance(value, list | tuple) or not all(is_item(item) for item in value):
+            kind = "numbers" if item_type is float else "strings"
+            raise ConfigError(f"{name} must be a list of {kind}, got {value!r}")
         return
     ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
     if base is float and isinstance(value, int) and not isinstance(value, bool):
@@ -194,7 +230,8 @@ def _parse_string(name, raw, type_, source):
     (base,) = _base_types(type_)
     try:
         if typing.get_origin(base) is tuple:
-            return tuple(float(item) for item in text.replace(",", " ").split())
+            item_type = typing.get_args(base)[0]
+            return tuple(item_type(item) for item in text.replace(",", " ").split())
         if base is bool:
             if text.lower() in _TRUE | _FALSE:
                 return text.lower() in _TRUE
@@ -227,7 +264,7 @@ def _check_pruning(config):
     """Rules that tie the pruning fields together."""
     if config.enable_pruning and config.pruning_method == "none":
         raise ConfigError("enable_pruning is true but pruning_method is 'none'; choose --pruning_method "
-                          "magnitude, movement or spt")
+                          "magnitude, movement, spt or gumbel")
     if not config.enable_pruning and config.pruning_method != "none":
         raise ConfigError(f"pruning_method={config.pruning_method!r} needs --enable_pruning true "
                           "(or set --pruning_method none)")
@@ -238,8 +275,13 @@ def _check_pruning(config):
     if bad or list(config.sparsity_steps) != sorted(config.sparsity_steps):
         raise ConfigError(f"sparsity_steps must be non-decreasing percentages in [0, 100], "
                           f"got {list(config.sparsity_steps)}")
+    gumbel_only = {"target_sparsity": config.target_sparsity is not None, "freeze": config.freeze}
+    for name, is_set in gumbel_only.items():
+        if is_set and config.method != "gumbel":
+            raise ConfigError(f"{name} is used by learned masks only; add --enable_pruning true --pruning_method "
+                              f"gumbel, or drop --{name} (magnitude, movement and spt use end_sparsity)")
     last = min(config.pruning_end_epoch, config.epochs)
-    if config.enable_pruning and config.pruning_start_epoch >= last:
+    if config.method in SCHEDULED_METHODS and config.pruning_start_epoch >= last:
         raise ConfigError(
             f"pruning_start_epoch={config.pruning_start_epoch} leaves no epoch to prune in: it must be below "
             f"pruning_end_epoch={config.pruning_end_epoch} and epochs={config.epochs}; lower --pruning_start_epoch "
@@ -260,11 +302,16 @@ def _read_json(path):
     return values
 
 
+def env_name(field_name):
+    """The environment variable that sets a field."""
+    return ENV_NAMES.get(field_name, field_name.upper())
+
+
 def env_overrides(environ):
     """Field values named by environment variables (upper-case field names and aliases)."""
     hints = typing.get_type_hints(GatedBertConfig)
     values = {}
-    keys = [(name.upper(), name) for name in _field_names()] + list(ENV_ALIASES.items())
+    keys = [(env_name(name), name) for name in _field_names()] + list(ENV_ALIASES.items())
     for env_key, name in keys:
         if env_key in environ:
             values[name] = _parse_string(name, environ[env_key], hints[name], f"environment variable {env_key}")
@@ -283,10 +330,10 @@ def build_parser():
     for f in dataclasses.fields(GatedBertConfig):
         default = "the model_size preset" if f.name in SHAPE_FIELDS else f.default
         if isinstance(default, tuple):
-            default = " ".join(f"{value:g}" for value in default)
+            default = " ".join(f"{value:g}" if isinstance(value, float) else value for value in default)
         parser.add_argument(
             f"--{f.name}", metavar=f.name.upper(),
-            help=f"{f.metadata['help']} [default: {default}; env {f.name.upper()}]",
+            help=f"{f.metadata['help']} [default: {default}; env {env_name(f.name)}]",
         )
     return parser
 
@@ -308,7 +355,16 @@ def resolve_config(argv=(), environ=None):
     cli_values = {name: _parse_string(name, raw, hints[name], f"flag --{name}") for name, raw in flags.items()}
     config = GatedBertConfig(**{**file_values, **env_overrides(environ), **cli_values})
     check_data_dir(config)
+    check_tracking(config)
     return config
+
+
+def check_tracking(config):
+    """Stop early when `wandb` is asked for but the package is missing."""
+    if config.wandb and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("--wandb true needs the wandb package, which is not installed: pip install wandb "
+                          "(or pip install -e '.[tracking]'), or drop --wandb; set WANDB_MODE=offline to log "
+                          "without network")
 
 
 def check_data_dir(config):

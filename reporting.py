@@ -58,6 +58,16 @@ class RunPaths:
         return self._result("loss_sparsity", "png")
 
     @property
+    def masks_dir(self):
+        """Learned structured masks (`head_mask.npy`, ...) of a gumbel run."""
+        return os.path.join(self.results_dir, f"masks_{self.method}_{self.timestamp}")
+
+    @property
+    def step_log(self):
+        """Per-step mask loss terms of a gumbel run."""
+        return self._result("mask_steps", "csv")
+
+    @property
     def best_checkpoint(self):
         return self._checkpoint("best", "keras")
 

@@ -57,7 +57,41 @@ def build_model(config, spec):
         vocab_size=config.vocab_size, max_len=config.max_len, num_layers=config.num_layers,
         d_model=config.d_model, num_heads=config.num_heads, dff=config.dff,
         num_labels=spec.num_labels, dropout_rate=config.dropout_rate,
+        learn_masks=config.learn_masks if config.method == "gumbel" else (),
     )
+
+
+class MethodSetup:
+    """What a run's method adds to training: callbacks, CSV columns, metadata and how the best epoch is chosen."""
+
+    def __init__(self, config, steps_per_epoch, stats, paths):
+        from callbacks import GumbelMaskCallback, PruningCallback
+        from pruners import gumbel_from_config, pruning_from_config
+
+        self.callbacks, self.columns, self.metadata, self.selection = [], [], None, {}
+        pruner, schedule = pruning_from_config(config, steps_per_epoch, stats["total"])
+        self.pruning = pruner and PruningCallback(pruner, schedule)
+        self.gumbel = None
+        if self.pruning:
+            self.callbacks = [self.pruning]
+            self.columns = [f"sparsity/{path}" for path in stats["layers"]]
+            self.metadata = {"pruner": pruner.get_config(), "schedule": schedule.get_config()}
+            # A pruning run's best epoch is chosen among those at the final sparsity.
+            self.selection = {"min_target_sparsity": config.end_sparsity}
+        elif config.method == "gumbel":
+            learner, temperature = gumbel_from_config(config, steps_per_epoch)
+            self.gumbel = GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
+                                             paths.masks_dir)
+            self.callbacks = [self.gumbel]
+            kinds = config.learn_masks
+            self.columns = ["temperature", "sparsity_loss", "quantization_loss",
+                            *(f"mask_sparsity/{kind}" for kind in kinds),
+                            *(f"expected_sparsity/{kind}" for kind in kinds),
+                            *(f"lagrange_l1/{kind}" for kind in kinds if config.target_sparsity is not None)]
+            self.metadata = {"learner": learner.get_config(), "temperature": temperature.get_config(),
+                             "masks_dir": paths.masks_dir, "step_log": paths.step_log}
+            # Learned masks are final only when the temperature has reached its end: the last epoch.
+            self.selection = {"min_epoch": config.epochs}
 
 
 def make_datasets(config, spec, tokenizer, train_split, dev_split):
@@ -71,14 +105,15 @@ def make_datasets(config, spec, tokenizer, train_split, dev_split):
     return train_ds, dev_ds
 
 
-def run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch, pruning):
+def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps_per_epoch, method):
     """The fixed part of the metadata JSON: what ran, on what, with which versions."""
     from gated import sparsity_stats
     from reporting import package_versions
 
     return {
         "method": config.method,
-        "pruning": pruning and {"pruner": pruning.pruner.get_config(), "schedule": pruning.schedule.get_config()},
+        "name": name,
+        "pruning": method.metadata,
         "task": spec.name,
         "timestamp": paths.timestamp,
         "config": config.to_dict(),
@@ -92,9 +127,8 @@ def run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_e
 
 def run(config):
     """Train with `config`; returns the metadata JSON's path."""
-    from callbacks import BestAndLastCheckpoint, DevEvaluator, PruningCallback, ResultsLogger
+    from callbacks import BestAndLastCheckpoint, DevEvaluator, ResultsLogger, WandbLogger, start_wandb_run
     from gated import sparsity_stats
-    from pruners import pruning_from_config
     from reporting import RunPaths, log_file, plot_run
     from tasks import get_task
     from training import build_loss, build_optimizer
@@ -105,30 +139,29 @@ def run(config):
     train_ds, dev_ds = make_datasets(config, spec, tokenizer, train_split, dev_split)
     steps_per_epoch = int(train_ds.cardinality())
 
-    # -- Model --------------------------------------------------------------
+    # -- Model and method ---------------------------------------------------
     model = build_model(config, spec)
     model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
     stats = sparsity_stats(model)
-    pruner, schedule = pruning_from_config(config, steps_per_epoch, stats["total"])
-    pruning = PruningCallback(pruner, schedule) if pruner else None
+    timestamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+    paths = RunPaths(config.output_dir, config.method, spec.name, timestamp)
+    name = config.name or f"{config.method}_{spec.name}_{timestamp}"
+    method = MethodSetup(config, steps_per_epoch, stats, paths)
 
     # -- Outputs (created only now that data and model are known to work) ---
-    paths = RunPaths(config.output_dir, config.method, spec.name,
-                     datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f"))
     paths.create_dirs()
     config.save(paths.checkpoint_config)
-    metadata = run_metadata(config, spec, paths, model, train_split, dev_split, steps_per_epoch, pruning)
-    layer_columns = [f"sparsity/{path}" for path in stats["layers"]] if pruning else []
-    # A pruning run's best epoch is chosen among those at the final sparsity.
-    final_target = config.end_sparsity if pruning else 0.0
+    metadata = run_metadata(config, spec, paths, name, model, train_split, dev_split, steps_per_epoch, method)
     logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata,
-                           extra_columns=layer_columns, min_target_sparsity=final_target)
+                           extra_columns=method.columns, **method.selection)
+    tracker = start_wandb_run(name, config.to_dict(), paths.results_dir) if config.wandb else None
     callbacks = [
         DevEvaluator(dev_ds, spec),  # first: the others read its dev_* logs
-        *([pruning] if pruning else []),  # before the logger, which reads its sparsity logs
+        *method.callbacks,  # before the logger, which reads their sparsity and mask logs
         logger,
         BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
-                              final_target),
+                              **method.selection),
+        *([WandbLogger(tracker, config.log_loss_every)] if tracker else []),
     ]
 
     # -- Train --------------------------------------------------------------
@@ -136,20 +169,24 @@ def run(config):
         log.info("%s: %d train rows (%d batches), %d dev rows; %d parameters, %d prunable kernel weights",
                  spec.name, len(train_split), steps_per_epoch, len(dev_split), model.count_params(),
                  metadata["model"]["prunable_weights"])
-        log.info("training %s on %s for %d epochs; results in %s", config.method, spec.name, config.epochs,
-                 paths.results_dir)
-        if pruning:
-            log.info("pruning: %s, schedule %s", pruner.get_config(), schedule.get_config())
+        log.info("training %s on %s for %d epochs (run %s); results in %s", config.method, spec.name,
+                 config.epochs, name, paths.results_dir)
+        if method.metadata:
+            log.info("%s: %s", config.method, method.metadata)
         try:
             model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
         except BaseException as error:
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             logger.write_metadata(status=status, error=f"{type(error).__name__}: {error}")
             plot_run(logger.rows, spec.metrics, paths)
+            if tracker:
+                tracker.finish(exit_code=1)
             raise
 
         # -- Results --------------------------------------------------------
         plot_run(logger.rows, spec.metrics, paths)
+        if tracker:
+            tracker.finish()
         best, final = logger.best_row(), logger.rows[-1]
         log.info("final %s: %s; best %s (epoch %s)", logger.primary, final.get(logger.primary),
                  best and best.get(logger.primary), best and best["epoch"])

@@ -192,3 +192,55 @@ def test_bad_pruning_values_are_named(argv, message):
     with pytest.raises(ConfigError) as error:
         resolve(argv)
     assert message in str(error.value)
+
+
+GUMBEL = ["--enable_pruning", "true", "--pruning_method", "gumbel"]
+
+
+def test_gumbel_fields_defaults_and_parsing(tmp_path):
+    config = resolve(GUMBEL + ["--epochs", "2"])  # the pruning window does not apply to learned masks
+    assert config.method == "gumbel" and config.learn_masks == ("head", "ffn_int")
+    assert (config.gumbel_temp_start, config.gumbel_temp_end, config.gumbel_temp_anneal) == (5.0, 0.1, "exponential")
+    assert (config.sparsity_loss, config.quantization_loss, config.log_loss_every) == (0.1, 0.01, 5)
+    assert (config.target_sparsity, config.masks_lr, config.freeze) == (None, 0.01, False)
+    assert resolve(["--learn_masks", "ffn_out,head"]).learn_masks == ("head", "ffn_out")
+    assert resolve(env={"LEARN_MASKS": "all"}).learn_masks == ("head", "ffn_int", "ffn_out")
+    config = resolve(GUMBEL + ["--target_sparsity", "0.5", "--freeze", "true"])
+    assert (config.target_sparsity, config.freeze) == (0.5, True)
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"learn_masks": ["ffn_int"]}))
+    config = resolve(["--config", str(path)])
+    assert config.learn_masks == ("ffn_int",)
+    assert GatedBertConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_run_name_comes_from_run_name_not_name():
+    assert resolve(env={"NAME": "my-laptop"}).name == ""
+    assert resolve(env={"RUN_NAME": "sweep-3"}).name == "sweep-3"
+    assert resolve(["--name", "cli"], env={"RUN_NAME": "env"}).name == "cli"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--learn_masks", "heads"], "learn_masks: unknown mask kind(s) ['heads']"),
+    (["--target_sparsity", "0.5"], "target_sparsity is used by learned masks only"),
+    (["--freeze", "true"], "freeze is used by learned masks only"),
+    (GUMBEL + ["--target_sparsity", "1"], "target_sparsity must be in [0.0, 1.0), got target_sparsity=1.0"),
+    (GUMBEL + ["--gumbel_temp_anneal", "cosine"], "unknown gumbel_temp_anneal 'cosine'"),
+    (GUMBEL + ["--gumbel_temp_end", "0"], "gumbel_temp_end must be positive"),
+    (GUMBEL + ["--log_loss_every", "0"], "log_loss_every must be positive"),
+])
+def test_bad_gumbel_values_are_named(argv, message):
+    with pytest.raises(ConfigError) as error:
+        resolve(argv)
+    assert message in str(error.value)
+
+
+def test_asking_for_wandb_without_the_package_is_an_error(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else
+                        real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match="--wandb true needs the wandb package"):
+        resolve(["--wandb", "true"])
+    assert resolve().wandb is False  # not asked for: no error

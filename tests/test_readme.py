@@ -17,7 +17,7 @@ def test_config_table_lists_every_field_with_its_default():
     assert set(rows) == {f.name for f in fields}
     for f in fields:
         if isinstance(f.default, tuple):
-            expected = " ".join(f"{value:g}" for value in f.default)
+            expected = " ".join(f"{value:g}" if isinstance(value, float) else value for value in f.default)
         else:
             expected = "preset" if f.name in SHAPE_FIELDS else {None: "none", "": '""'}.get(f.default, str(f.default))
         assert rows[f.name] == expected, f.name

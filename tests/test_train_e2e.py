@@ -166,3 +166,62 @@ def test_micro_pruning_run_records_rising_sparsity(tmp_path, glue_dir, bert_toke
     assert meta["best"]["epoch"] in (4, 5) and meta["best"]["target_sparsity"] == pytest.approx(0.8)
     best = keras.saving.load_model(meta["paths"]["best_checkpoint"])
     assert sparsity_stats(best)["global_sparsity"] == pytest.approx(0.8, abs=1 / total)
+
+
+def test_micro_gumbel_run_saves_the_masks_it_evaluated_with(tmp_path, glue_dir, bert_tokenizer_dir):
+    from callbacks import DevEvaluator
+    from config import GatedBertConfig
+    from gated import load_learned_masks, set_structured_masks, structured_masks, without_learned_masks
+    from gated.masks import MASK_FILE_STEMS
+    from tasks import get_task
+
+    # 320 rows at batch 32: 10 steps per epoch, 80 in all; a fast mask optimizer so that masks move.
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "8", "--max_train_samples", "320",
+                     "--max_eval_samples", "64", "--enable_pruning", "true", "--pruning_method", "gumbel",
+                     "--learn_masks", "all", "--target_sparsity", "0.5", "--masks_lr", "0.2",
+                     "--gumbel_temp_anneal", "linear", "--name", "my-run", "--dynamic_padding", "false")
+    assert meta["method"] == "gumbel" and meta["name"] == "my-run"
+    assert meta["pruning"]["learner"]["target_sparsity"] == 0.5
+    assert meta["pruning"]["temperature"] == {"start": 5.0, "end": 0.1, "total_steps": 80, "mode": "linear"}
+    (csv_path,) = (tmp_path / "out" / "results_gumbel_sst2").glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    kinds = ("head", "ffn_int", "ffn_out")
+    assert {"temperature", "sparsity_loss", "quantization_loss", *(f"mask_sparsity/{k}" for k in kinds),
+            *(f"expected_sparsity/{k}" for k in kinds), *(f"lagrange_l1/{k}" for k in kinds)} <= set(rows[0])
+    assert [float(row["temperature"]) for row in rows] == pytest.approx([5 - 4.9 * s / 80 for s in range(9, 80, 10)])
+    assert meta["best"]["epoch"] == 8  # learned masks are final only at the end
+
+    masks_dir = meta["pruning"]["masks_dir"]
+    saved = load_learned_masks(masks_dir)
+    assert {kind: mask.shape for kind, mask in saved.items()} == {"head": (1, 2), "ffn_int": (1, 64),
+                                                                  "ffn_out": (1, 32)}
+    for kind in kinds:
+        assert np.load(f"{masks_dir}/{MASK_FILE_STEMS[kind]}_logits.npy").shape == saved[kind].shape
+        assert 1 - saved[kind].mean() == pytest.approx(float(rows[-1][f"mask_sparsity/{kind}"]))
+    assert 0 < saved["ffn_int"].mean() < 1  # the masks moved and kept some neurons
+    learned = keras.saving.load_model(meta["paths"]["last_checkpoint"])
+    for kind, mask in structured_masks(learned).items():
+        np.testing.assert_array_equal(saved[kind], mask)
+
+    # The saved masks, put on the gates of a gated model without learned masks, reproduce the reported dev metric.
+    plain = without_learned_masks(learned)
+    set_structured_masks(plain, {kind: np.ones_like(mask) for kind, mask in saved.items()})  # forget baked gates
+    set_structured_masks(plain, saved)
+    config = GatedBertConfig.load(meta["paths"]["checkpoint_config"])
+    spec = get_task("sst2")
+    _, dev_ds = train.make_datasets(config, spec, *train.load_data(config, spec))
+    evaluator = DevEvaluator(dev_ds, spec)
+    evaluator.set_model(plain)
+    assert evaluator.evaluate()["dev_accuracy"] == pytest.approx(meta["final"]["dev_accuracy"])
+
+
+def test_wandb_offline_run_records_the_epoch_logs(tmp_path, glue_dir, bert_tokenizer_dir, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "1", "--max_train_samples", "64",
+                     "--max_eval_samples", "32", "--wandb", "true", "--name", "offline-check")
+    (record,) = (tmp_path / "out" / "results_baseline_sst2" / "wandb").glob("offline-run-*/run-*.wandb")
+    data = record.read_bytes()
+    assert b"offline-check" in data and b"dev_accuracy" in data
+    assert meta["name"] == "offline-check"
