@@ -35,6 +35,8 @@ bench: install
 	$(BIN)/python bench/pruning_overhead.py
 	$(BIN)/python bench/tfmot_comparison.py
 	$(BIN)/python bench/pruning_accuracy.py
+	$(BIN)/python bench/gumbel_overhead.py
+	$(BIN)/python bench/gumbel_accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

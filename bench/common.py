@@ -90,20 +90,20 @@ def compile_for_training(model, steps_per_epoch, epochs=10):
 
 
 def examples_per_second(contenders, num_examples, rounds=3):
-    """Median training examples/s of each `name -> (model, dataset)`, one epoch at a time.
+    """Median training examples/s of each `name -> (model, dataset[, callbacks])`, one epoch at a time.
 
     Each model first trains a few batches (tracing is not timed); then the
     contenders take turns, so drift in machine load hits them alike.
     """
     import statistics
 
-    for model, dataset in contenders.values():
-        model.fit(dataset.take(20), epochs=1, verbose=0)
+    for model, dataset, *callbacks in contenders.values():
+        model.fit(dataset.take(20), epochs=1, verbose=0, callbacks=[*callbacks[0]] if callbacks else None)
     rates = {name: [] for name in contenders}
     for _ in range(rounds):
-        for name, (model, dataset) in contenders.items():
+        for name, (model, dataset, *callbacks) in contenders.items():
             start = time.perf_counter()
-            model.fit(dataset, epochs=1, verbose=0)
+            model.fit(dataset, epochs=1, verbose=0, callbacks=[*callbacks[0]] if callbacks else None)
             rates[name].append(num_examples / (time.perf_counter() - start))
     return {name: statistics.median(values) for name, values in rates.items()}
 

@@ -29,9 +29,11 @@ METHODS = ("baseline", "magnitude", "movement", "spt")
 TOLERANCE = 0.03
 
 
-def train_one(method, glue, tokenizer, out):
+def train_one(method, glue, tokenizer, out, **overrides):
+    """Train `method` with RECIPE (plus `overrides`) through train.py's `run`; returns its metadata and CSV rows."""
     pruning = {} if method == "baseline" else {"enable_pruning": True, "pruning_method": method}
-    config = GatedBertConfig(**RECIPE, **pruning, data_dir=glue, tokenizer=tokenizer, output_dir=out, verbose=0)
+    config = GatedBertConfig(**{**RECIPE, **pruning, **overrides}, data_dir=glue, tokenizer=tokenizer, output_dir=out,
+                             verbose=0)
     keras.backend.clear_session()
     configure_tensorflow(config)
     with open(run(config)) as handle:

@@ -15,9 +15,11 @@ log = logging.getLogger(__name__)
 class GumbelMaskCallback(keras.callbacks.Callback):
     """Sets the Gumbel temperature before every batch and reports the mask losses.
 
-    It attaches the learner to the model (`set_model`) and detaches it when
-    training ends. The step continues from the mask optimizer's iteration
-    count, so a second `fit` resumes the annealing. Every `log_every` steps
+    It attaches the learner to the model (`set_model`); the learner stays
+    attached after training, so a second `fit` reuses the traced train step
+    (call `learner.detach()` to train without it). The step continues from
+    the mask optimizer's iteration count, so a second `fit` resumes the
+    annealing. Every `log_every` steps
     the latest loss terms go to the log, into the batch logs (for trackers)
     and, with `step_log_path`, as a row of a CSV. Epoch logs gain
     `temperature`, the epoch means of `sparsity_loss` and `quantization_loss`,
@@ -93,7 +95,6 @@ class GumbelMaskCallback(keras.callbacks.Callback):
         self.learner.reset_totals()
 
     def on_train_end(self, logs=None):
-        self.learner.detach()
         if self.masks_dir:
             saved = save_learned_masks(self.model, self.masks_dir)
             log.info("learned masks in %s: %s", self.masks_dir, ", ".join(saved))

@@ -48,9 +48,10 @@ class GatedModel(keras.Model):
             self.train_function = None
 
     def set_mask_learner(self, learner):
-        """Register `learner` (None removes it); the train step is retraced."""
-        self._mask_learner = learner
-        self.train_function = None
+        """Register `learner` (None removes it); the train step is retraced when that changes anything."""
+        if learner is not self._mask_learner:
+            self._mask_learner = learner
+            self.train_function = None
 
     def fit(self, *args, **kwargs):
         try:

@@ -150,6 +150,11 @@ class GumbelMaskLearner:
         """
         if self.model is not model:
             self._build(model)
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            # Built over every trainable variable (the logits' slots stay unused), as `load_model`
+            # rebuilds it: otherwise a checkpoint's optimizer state would not load back.
+            optimizer.build(model.trainable_variables)
         model.set_mask_learner(self)
 
     def detach(self):
