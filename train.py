@@ -70,19 +70,16 @@ class MethodSetup:
 
         self.callbacks, self.columns, self.metadata, self.selection = [], [], None, {}
         pruner, schedule = pruning_from_config(config, steps_per_epoch, stats["total"])
-        self.pruning = pruner and PruningCallback(pruner, schedule)
-        self.gumbel = None
-        if self.pruning:
-            self.callbacks = [self.pruning]
+        if pruner:
+            self.callbacks = [PruningCallback(pruner, schedule)]
             self.columns = [f"sparsity/{path}" for path in stats["layers"]]
             self.metadata = {"pruner": pruner.get_config(), "schedule": schedule.get_config()}
             # A pruning run's best epoch is chosen among those at the final sparsity.
             self.selection = {"min_target_sparsity": config.end_sparsity}
         elif config.method == "gumbel":
             learner, temperature = gumbel_from_config(config, steps_per_epoch)
-            self.gumbel = GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
-                                             paths.masks_dir)
-            self.callbacks = [self.gumbel]
+            self.callbacks = [GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
+                                                 paths.masks_dir)]
             kinds = config.learn_masks
             self.columns = ["temperature", "sparsity_loss", "quantization_loss",
                             *(f"mask_sparsity/{kind}" for kind in kinds),

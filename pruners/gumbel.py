@@ -231,7 +231,7 @@ class GumbelMaskLearner:
         return [*model.trainable_variables, *self.multipliers.values()]
 
     def apply_gradients(self, model_optimizer, variables, gradients):
-        """Mask logits (descent) and multipliers (ascent) to the mask optimizer, the rest to `model_optimizer`."""
+        """Logits to the mask Adam, multipliers (negated: ascent) to their SGD, the rest to `model_optimizer`."""
         mask_ids = {id(variable) for variable in self.logits}
         ascent_ids = {id(variable) for variable in self.multipliers.values()}
         masks, multipliers, backbone = [], [], []
