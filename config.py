@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fileio import write_json_atomic
 from gated.gumbel import MASK_KINDS, expand_mask_kinds
 from gated.presets import PRESETS
-from pruners.from_config import SCHEDULED_METHODS
+from methods import PRUNING_METHODS, SCHEDULED_METHODS
 from pruners.gumbel import ANNEALING
 from pruners.masking import SCOPES
 from tasks.registry import TASKS
@@ -32,7 +32,6 @@ SHAPE_FIELDS = ("num_layers", "d_model", "num_heads", "dff")
 ENV_ALIASES = {"GLUE_DIR": "data_dir", "BENCHMARK_EPOCHS": "epochs"}
 # Fields read from an environment variable other than their upper-case name (NAME is too common to claim).
 ENV_NAMES = {"name": "RUN_NAME"}
-PRUNING_METHODS = ("none", *SCHEDULED_METHODS, "gumbel")
 # Percentages walked by the magnitude and SPT schedules (clipped to [start_sparsity, end_sparsity]).
 DEFAULT_SPARSITY_STEPS = (10.0, 25.0, 50.0, 70.0, 75.0, 80.0, 84.0, 88.0, 90.0, 92.0, 93.0, 94.0, 95.0, 96.0,
                           97.0, 97.5, 98.0, 98.5, 99.0, 99.5)
@@ -130,6 +129,8 @@ class GatedBertConfig:
     name: str = _field("", "run name for tracking and metadata (empty: {method}_{task}_{timestamp})")
     # Outputs.
     output_dir: str = _field(".", "root for results_*/, checkpoints_*/ and experiment_logs/")
+    progress_file: str = _field("", "keep a one-line progress file here (percent epoch epochs metric value "
+                                "status), as run_experiments.sh reads; empty: none")
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))

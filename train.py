@@ -11,6 +11,7 @@ the resolved config) and experiment_logs/.
 import datetime
 import logging
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -104,6 +105,8 @@ def make_datasets(config, spec, tokenizer, train_split, dev_split):
 
 def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps_per_epoch, method):
     """The fixed part of the metadata JSON: what ran, on what, with which versions."""
+    import numpy as np
+
     from gated import sparsity_stats
     from reporting import package_versions
 
@@ -117,14 +120,22 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
         "versions": package_versions(),
         "data": {"train_rows": len(train_split), "dev_rows": len(dev_split), "steps_per_epoch": steps_per_epoch,
                  "source": config.data_dir or "hub", "tokenizer": config.tokenizer},
-        "model": {"parameters": model.count_params(), "prunable_weights": sparsity_stats(model)["total"]},
+        "model": {"parameters": model.count_params(), "prunable_weights": sparsity_stats(model)["total"],
+                  "trainable_parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables)},
         "paths": paths.as_dict(),
     }
 
 
 def run(config):
     """Train with `config`; returns the metadata JSON's path."""
-    from callbacks import BestAndLastCheckpoint, DevEvaluator, ResultsLogger, WandbLogger, start_wandb_run
+    from callbacks import (
+        BestAndLastCheckpoint,
+        DevEvaluator,
+        ProgressFile,
+        ResultsLogger,
+        WandbLogger,
+        start_wandb_run,
+    )
     from gated import sparsity_stats
     from reporting import RunPaths, log_file, plot_run
     from tasks import get_task
@@ -159,6 +170,8 @@ def run(config):
         BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
                               **method.selection),
         *([WandbLogger(tracker, config.log_loss_every)] if tracker else []),
+        *([ProgressFile(config.progress_file, config.epochs, steps_per_epoch, f"dev_{spec.primary_metric}")]
+          if config.progress_file else []),
     ]
 
     # -- Train --------------------------------------------------------------
@@ -191,6 +204,10 @@ def run(config):
     return paths.metadata
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     try:
@@ -199,6 +216,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     setup_console_logging(config.verbose)
+    signal.signal(signal.SIGTERM, _interrupt)  # a stopped run records itself like Ctrl-C does
     configure_tensorflow(config)
     try:
         run(config)

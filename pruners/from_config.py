@@ -2,6 +2,7 @@
 
 import logging
 
+from methods import SCHEDULED_METHODS
 from pruners.gumbel import GumbelMaskLearner, TemperatureSchedule
 from pruners.pruners import (
     MagnitudePruner,
@@ -14,8 +15,6 @@ from pruners.schedules import PolynomialSchedule, StepListSchedule, pruning_wind
 
 log = logging.getLogger(__name__)
 RAMP_POWERS = {"linear": 1, "cubic": 3}
-# Methods that follow the pruning window and a sparsity schedule (gumbel learns masks over the whole run).
-SCHEDULED_METHODS = ("magnitude", "movement", "spt")
 
 
 def pruning_from_config(config, steps_per_epoch, prunable_weights):

@@ -1,0 +1,11 @@
+"""The training methods train.py knows, in one import-light place (shell scripts read it).
+
+    python -c "import methods; print(*methods.METHODS)"
+"""
+
+# Methods that follow the pruning window and a sparsity schedule.
+SCHEDULED_METHODS = ("magnitude", "movement", "spt")
+# Values of `pruning_method`: none, the scheduled methods, and learned Gumbel masks (over the whole run).
+PRUNING_METHODS = ("none", *SCHEDULED_METHODS, "gumbel")
+# Method names of runs and result folders: `baseline` is training without pruning.
+METHODS = ("baseline", *PRUNING_METHODS[1:])

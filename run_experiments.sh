@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# Train several methods under one recipe, one after the other or in parallel, with live progress,
+# then compare them (plot_comparison.py). ./run_experiments.sh -h lists the flags.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [[ -z ${PYTHON:-} ]]; then
+    if [[ -x $ROOT/.venv/bin/python ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
+fi
+# Kept equal to config.py's choices by tests/test_run_experiments.py.
+SIZES=(tiny small base large)
+TASKS=(sst2 mnli qnli qqp rte wnli mrpc cola stsb)
+read -r -a AVAILABLE <<<"$("$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); import methods; print(*methods.METHODS)' "$ROOT")"
+
+# Defaults: train.py's own, so that no flag means train.py's recipe for every method.
+EPOCHS=25 BATCH_SIZE=96 LEARNING_RATE=2e-5 MODEL_SIZE=tiny START_SPARSITY=0.0 END_SPARSITY=0.99
+PRUNING_START=4 PRUNING_END=23 SPARSITY_STEPS="" SPT_EXPLORE=false TASK=sst2 MAX_LEN=128
+METHOD_LIST=$(IFS=,; echo "${AVAILABLE[*]}")
+PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=. TARGET_SPARSITY=""
+PASS=()
+
+usage() {
+    cat <<EOF
+Usage: ./run_experiments.sh [options] [-- train.py settings...]
+
+Train every chosen method with one recipe through train.py, sequentially or
+in parallel, show live progress, then print a summary table and write the
+comparison figures and tables (plot_comparison.py).
+
+  -e,  --epochs N            training epochs                              [$EPOCHS]
+  -b,  --batch-size N        examples per batch                           [$BATCH_SIZE]
+  -l,  --learning-rate X     peak learning rate                           [$LEARNING_RATE]
+  -m,  --model-size S        ${SIZES[*]}                       [$MODEL_SIZE]
+  -p,  --pruning-methods L   comma list of: ${AVAILABLE[*]}
+                             [all: $METHOD_LIST]
+  -s,  --start-sparsity X    sparsity at the start of the pruning window  [$START_SPARSITY]
+  -f,  --end-sparsity X      final sparsity                               [$END_SPARSITY]
+  -ps, --pruning-start N     epochs trained before pruning begins         [$PRUNING_START]
+  -pe, --pruning-end N       epoch at whose end end sparsity is reached   [$PRUNING_END; capped at epochs]
+  -ss, --sparsity-steps "L"  space-separated percentages walked by magnitude and spt [train.py's]
+  -se, --spt-explore B       SPT explores each layer on its own: true|false [$SPT_EXPLORE]
+  -ts, --target-sparsity X   gumbel only: fraction of heads/neurons to remove [none: fixed weight]
+  -t,  --task T              ${TASKS[*]} [$TASK]
+  -ml, --max-len N           longest sequence in tokens                   [$MAX_LEN]
+  -d,  --output-dir DIR      where results_*/, checkpoints_*/ and experiment_logs/ go [$OUTPUT_DIR]
+  -parallel                  run methods at the same time (default: one after the other)
+  -max-parallel-jobs N       most jobs at once with -parallel [CPU cores, at most one per method]
+  -o,  --output-mode M       bars (one live bar per job), logs (every log line, prefixed by its
+                             method) or both (bars and important log lines)
+                             [asked on a terminal, else bars]
+  -h,  --help                this help
+
+Anything after -- goes to every train.py run (e.g. -- --max_train_samples 2000).
+Each job runs in experiment_logs/work_<method>_<task>/ and logs to
+experiment_logs/run_experiments_<method>_<task>_<timestamp>.log. The exit status is non-zero
+when any job failed.
+EOF
+}
+
+ERRORS=()
+need_value() { [[ $# -ge 2 ]] || { echo "error: $1 needs a value (see -h)" >&2; exit 2; }; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        -e|--epochs) need_value "$@"; EPOCHS=$2; shift 2 ;;
+        -b|--batch-size) need_value "$@"; BATCH_SIZE=$2; shift 2 ;;
+        -l|--learning-rate) need_value "$@"; LEARNING_RATE=$2; shift 2 ;;
+        -m|--model-size) need_value "$@"; MODEL_SIZE=$2; shift 2 ;;
+        -p|--pruning-methods) need_value "$@"; METHOD_LIST=$2; shift 2 ;;
+        -s|--start-sparsity) need_value "$@"; START_SPARSITY=$2; shift 2 ;;
+        -f|--end-sparsity) need_value "$@"; END_SPARSITY=$2; shift 2 ;;
+        -ps|--pruning-start) need_value "$@"; PRUNING_START=$2; shift 2 ;;
+        -pe|--pruning-end) need_value "$@"; PRUNING_END=$2; shift 2 ;;
+        -ss|--sparsity-steps) need_value "$@"; SPARSITY_STEPS=$2; shift 2 ;;
+        -se|--spt-explore) need_value "$@"; SPT_EXPLORE=$2; shift 2 ;;
+        -ts|--target-sparsity) need_value "$@"; TARGET_SPARSITY=$2; shift 2 ;;
+        -t|--task) need_value "$@"; TASK=$2; shift 2 ;;
+        -ml|--max-len) need_value "$@"; MAX_LEN=$2; shift 2 ;;
+        -d|--output-dir) need_value "$@"; OUTPUT_DIR=$2; shift 2 ;;
+        -parallel|--parallel) PARALLEL=true; shift ;;
+        -max-parallel-jobs|--max-parallel-jobs) need_value "$@"; MAX_JOBS=$2; shift 2 ;;
+        -o|--output-mode) need_value "$@"; OUTPUT_MODE=$2; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; PASS=("$@"); break ;;
+        *) echo "error: unknown option '$1' (see -h; train.py settings go after --)" >&2; exit 2 ;;
+    esac
+done
+
+# -- Validation: every problem, one message each, before any job starts ------
+is_in() { local item=$1; shift; local x; for x in "$@"; do [[ $x == "$item" ]] && return 0; done; return 1; }
+is_number() { [[ $1 =~ ^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$ ]]; }
+check_positive_int() { [[ $2 =~ ^[1-9][0-9]*$ ]] || ERRORS+=("$1 must be a positive integer, got '$2'"); }
+check_fraction() {
+    if ! is_number "$2" || ! awk -v x="$2" 'BEGIN { exit !(x >= 0 && x <= 1) }'; then
+        ERRORS+=("$1 must be a number in [0, 1], got '$2'")
+    fi
+}
+check_positive_int --epochs "$EPOCHS"
+check_positive_int --batch-size "$BATCH_SIZE"
+check_positive_int --max-len "$MAX_LEN"
+check_positive_int --pruning-end "$PRUNING_END"
+[[ $PRUNING_START =~ ^[0-9]+$ ]] || ERRORS+=("--pruning-start must be a non-negative integer, got '$PRUNING_START'")
+if ! is_number "$LEARNING_RATE" || awk -v x="$LEARNING_RATE" 'BEGIN { exit !(x <= 0) }'; then
+    ERRORS+=("--learning-rate must be a positive number (e.g. 1e-3), got '$LEARNING_RATE'")
+fi
+is_in "$MODEL_SIZE" "${SIZES[@]}" || ERRORS+=("unknown --model-size '$MODEL_SIZE'; choose one of: ${SIZES[*]}")
+is_in "$TASK" "${TASKS[@]}" || ERRORS+=("unknown --task '$TASK'; choose one of: ${TASKS[*]}")
+check_fraction --start-sparsity "$START_SPARSITY"
+check_fraction --end-sparsity "$END_SPARSITY"
+[[ -z $TARGET_SPARSITY ]] || check_fraction --target-sparsity "$TARGET_SPARSITY"
+is_in "$SPT_EXPLORE" true false || ERRORS+=("--spt-explore must be true or false, got '$SPT_EXPLORE'")
+for step in $SPARSITY_STEPS; do
+    is_number "$step" || ERRORS+=("--sparsity-steps must be space-separated percentages, got '$step'")
+done
+[[ -z $MAX_JOBS ]] || check_positive_int -max-parallel-jobs "$MAX_JOBS"
+[[ -z $OUTPUT_MODE ]] || is_in "$OUTPUT_MODE" bars logs both ||
+    ERRORS+=("unknown --output-mode '$OUTPUT_MODE'; choose one of: bars logs both")
+IFS=, read -r -a METHODS <<<"$METHOD_LIST"
+[[ ${#METHODS[@]} -gt 0 ]] || ERRORS+=("--pruning-methods is empty; choose from: ${AVAILABLE[*]}")
+for method in "${METHODS[@]}"; do
+    is_in "$method" "${AVAILABLE[@]}" || ERRORS+=("unknown method '$method'; choose from: ${AVAILABLE[*]}")
+done
+if [[ ${#ERRORS[@]} -gt 0 ]]; then
+    printf 'error: %s\n' "${ERRORS[@]}" >&2
+    exit 2
+fi
+if ((PRUNING_END > EPOCHS)); then
+    echo "note: --pruning-end $PRUNING_END is past --epochs $EPOCHS; capped at $EPOCHS"
+    PRUNING_END=$EPOCHS
+fi
+if [[ -z $OUTPUT_MODE ]]; then
+    OUTPUT_MODE=bars
+    if [[ -t 0 ]]; then
+        read -r -p "Output mode: bars, logs or both? [bars] " answer || true
+        is_in "${answer:-bars}" bars logs both || { echo "error: unknown output mode '$answer'" >&2; exit 2; }
+        OUTPUT_MODE=${answer:-bars}
+    fi
+fi
+
+# -- Resolved configuration ---------------------------------------------------
+CORES=$(nproc)
+JOBS=1
+if [[ $PARALLEL == true ]]; then
+    JOBS=${MAX_JOBS:-$CORES}
+    ((JOBS <= ${#METHODS[@]})) || JOBS=${#METHODS[@]}
+fi
+THREADS=0  # TensorFlow decides
+if ((JOBS > 1)); then
+    THREADS=$((CORES / JOBS))
+    ((THREADS >= 1)) || THREADS=1
+fi
+mkdir -p "$OUTPUT_DIR"
+OUTPUT_DIR=$(cd "$OUTPUT_DIR" && pwd)
+# Jobs run in their own folders: paths relative to here must become absolute.
+absolute() { if [[ -e $1 && $1 != /* ]]; then echo "$PWD/$1"; else echo "$1"; fi; }
+for name in GLUE_DIR TOKENIZER CACHE_DIR; do
+    if [[ -n ${!name:-} ]]; then export "$name=$(absolute "${!name}")"; fi
+done
+for i in "${!PASS[@]}"; do
+    if ((i > 0)) && [[ ${PASS[i - 1]} =~ ^--(data_dir|tokenizer|cache_dir|config)$ ]]; then
+        PASS[i]=$(absolute "${PASS[i]}")
+    fi
+done
+LOG_DIR=$OUTPUT_DIR/experiment_logs
+STAMP=$(date +%Y%m%d_%H%M%S)
+cat <<EOF
+methods:        ${METHODS[*]}
+mode:           $([[ $PARALLEL == true ]] && echo "parallel, up to $JOBS jobs, $THREADS CPU thread(s) each ($CORES cores)" || echo "sequential")
+model / task:   $MODEL_SIZE / $TASK, max_len $MAX_LEN
+training:       $EPOCHS epochs, batch $BATCH_SIZE, learning rate $LEARNING_RATE
+pruning:        sparsity $START_SPARSITY -> $END_SPARSITY over epochs $PRUNING_START -> $PRUNING_END, steps [${SPARSITY_STEPS:-train.py default}], spt explore per layer $SPT_EXPLORE, gumbel target ${TARGET_SPARSITY:-none}
+pass-through:   ${PASS[*]:-none}
+outputs:        $OUTPUT_DIR (logs in $LOG_DIR)
+output mode:    $OUTPUT_MODE
+EOF
+
+# -- Jobs ---------------------------------------------------------------------
+declare -A PID=() STATUS=() STARTED=() SECONDS_TAKEN=() LOG=() PROGRESS=() OFFSET=()
+train_args() {
+    local method=$1
+    local args=(--model_size "$MODEL_SIZE" --task "$TASK" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE"
+        --learning_rate "$LEARNING_RATE" --max_len "$MAX_LEN" --start_sparsity "$START_SPARSITY"
+        --end_sparsity "$END_SPARSITY" --pruning_start_epoch "$PRUNING_START" --pruning_end_epoch "$PRUNING_END"
+        --spt_explore_per_layer "$SPT_EXPLORE" --output_dir "$OUTPUT_DIR" --verbose 2
+        --intra_op_threads "$THREADS" --inter_op_threads "$THREADS" --progress_file "${PROGRESS[$method]}")
+    [[ -z $SPARSITY_STEPS ]] || args+=(--sparsity_steps "$SPARSITY_STEPS")
+    [[ $method == baseline ]] || args+=(--enable_pruning true --pruning_method "$method")
+    [[ $method != gumbel || -z $TARGET_SPARSITY ]] || args+=(--target_sparsity "$TARGET_SPARSITY")
+    printf '%s\n' "${args[@]}"
+}
+
+start_job() {
+    local method=$1 work=$LOG_DIR/work_${1}_$TASK
+    mkdir -p "$work"
+    LOG[$method]=$LOG_DIR/run_experiments_${method}_${TASK}_$STAMP.log
+    PROGRESS[$method]=$work/progress
+    OFFSET[$method]=0
+    rm -f "${PROGRESS[$method]}"
+    local args
+    mapfile -t args < <(train_args "$method")
+    (cd "$work" && exec "$PYTHON" "$ROOT/train.py" "${args[@]}" "${PASS[@]}") >"${LOG[$method]}" 2>&1 &
+    PID[$method]=$!
+    STATUS[$method]=running
+    STARTED[$method]=$SECONDS
+}
+
+finish_job() {
+    local method=$1 code=0
+    wait "${PID[$method]}" || code=$?
+    SECONDS_TAKEN[$method]=$((SECONDS - STARTED[$method]))
+    if ((code == 0)); then STATUS[$method]="done"; else STATUS[$method]="failed (exit $code)"; fi
+    unset "PID[$method]"
+}
+
+# -- Progress -------------------------------------------------------------------
+DRAWN=0  # lines of bars on the terminal, redrawn in place
+LAST_PLAIN=0
+bar_line() {
+    local method=$1 percent=0 epoch=0 epochs=$EPOCHS metric="" value="-" state=${STATUS[$1]:-queued}
+    if [[ -f ${PROGRESS[$method]:-} ]]; then
+        read -r percent epoch epochs metric value _ <"${PROGRESS[$method]}" || true
+    fi
+    local filled=$(( ${percent%.*} * 30 / 100 ))
+    local bar
+    bar=$(printf '%*s' "$filled" '' | tr ' ' '#')$(printf '%*s' $((30 - filled)) '' | tr ' ' '-')
+    printf '%-10s [%s] %5s%%  epoch %s/%s  %s %s  %s\n' "$method" "$bar" "$percent" "$epoch" "$epochs" \
+        "${metric:-dev}" "$value" "$state"
+}
+
+new_log_lines() {  # the lines a job's log gained since the last call, prefixed by its method
+    local method=$1 size
+    [[ -f ${LOG[$method]:-} ]] || return 0
+    size=$(stat -c %s "${LOG[$method]}")
+    if ((size > OFFSET[$method])); then
+        tail -c +"$((OFFSET[$method] + 1))" "${LOG[$method]}" | head -c "$((size - OFFSET[$method]))" |
+            sed "s/^/[$method] /"
+        OFFSET[$method]=$size
+    fi
+}
+
+show_progress() {
+    local final=${1:-false} lines="" method
+    for method in "${METHODS[@]}"; do
+        lines+=$(new_log_lines "$method")$'\n'
+    done
+    lines=$(printf '%s' "$lines" | grep -v '^$' || true)
+    [[ $OUTPUT_MODE != both ]] || lines=$(printf '%s' "$lines" | grep -E 'ERROR|Error|error:| WARNING |final |epoch [0-9]+:|Epoch [0-9]+' || true)
+    if [[ -t 1 ]]; then
+        ((DRAWN == 0)) || printf '\033[%dA\033[J' "$DRAWN"
+        [[ -z $lines || $OUTPUT_MODE == bars ]] || printf '%s\n' "$lines"
+        DRAWN=0
+        if [[ $OUTPUT_MODE != logs ]]; then
+            for method in "${METHODS[@]}"; do bar_line "$method"; DRAWN=$((DRAWN + 1)); done
+        fi
+        return
+    fi
+    [[ -z $lines || $OUTPUT_MODE == bars ]] || printf '%s\n' "$lines"
+    if [[ $OUTPUT_MODE != logs ]] && { $final || ((SECONDS - LAST_PLAIN >= 10)); }; then
+        echo "-- progress after ${SECONDS}s"
+        for method in "${METHODS[@]}"; do bar_line "$method"; done
+        LAST_PLAIN=$SECONDS
+    fi
+}
+
+# -- Ctrl-C / SIGTERM: stop every job, keep what they wrote ---------------------
+stop_all() {
+    trap - INT TERM
+    echo
+    echo "stopping: ${!PID[*]}" >&2
+    local method pid
+    for pid in "${PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 150); do  # 15 s for train.py to record the interruption
+        local alive=0
+        for pid in "${PID[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PID[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for method in "${!PID[@]}"; do wait "${PID[$method]}" 2>/dev/null || true; done
+    echo "stopped; finished epochs stay in $OUTPUT_DIR/results_*_$TASK/ (metadata status 'interrupted')" >&2
+    exit "$1"
+}
+trap 'stop_all 130' INT
+trap 'stop_all 143' TERM
+
+mkdir -p "$LOG_DIR"
+STARTED_MARK=$LOG_DIR/.started_$STAMP
+touch "$STARTED_MARK"
+QUEUE=("${METHODS[@]}")
+while ((${#QUEUE[@]} > 0 || ${#PID[@]} > 0)); do
+    while ((${#QUEUE[@]} > 0 && ${#PID[@]} < JOBS)); do
+        start_job "${QUEUE[0]}"
+        QUEUE=("${QUEUE[@]:1}")
+    done
+    sleep 0.5
+    for method in "${!PID[@]}"; do
+        kill -0 "${PID[$method]}" 2>/dev/null || finish_job "$method"
+    done
+    show_progress
+done
+show_progress true
+
+# -- Summary ------------------------------------------------------------------
+FAILED=()
+for method in "${METHODS[@]}"; do
+    if [[ ${STATUS[$method]} != "done" ]]; then
+        FAILED+=("$method")
+        echo
+        echo "FAILED: $method, ${STATUS[$method]}; last lines of ${LOG[$method]}:"
+        tail -n 15 "${LOG[$method]}" | sed 's/^/    /'
+    fi
+done
+echo
+summary_args=()
+for method in "${METHODS[@]}"; do
+    summary_args+=("$method" "${STATUS[$method]}" "${SECONDS_TAKEN[$method]}")
+done
+"$PYTHON" - "$OUTPUT_DIR" "$TASK" "$STARTED_MARK" "${summary_args[@]}" <<'PY' || true
+import glob, json, os, sys
+
+out, task, mark, rest = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+since = os.path.getmtime(mark)
+print(f"{'method':<10} {'status':<18} {'best dev':>9} {'final sparsity':>15} {'wall time':>10}")
+for method, status, seconds in zip(rest[0::3], rest[1::3], rest[2::3]):
+    files = [f for f in glob.glob(os.path.join(out, f"results_{method}_{task}", "metadata_*.json"))
+             if os.path.getmtime(f) >= since]
+    best = sparsity = "-"
+    if files:
+        meta = json.load(open(max(files, key=os.path.getmtime)))
+        row, final = meta.get("best") or {}, meta.get("final") or {}
+        best = f"{row[meta['primary_metric']]:.4f}" if meta["primary_metric"] in row else "-"
+        sparsity = f"{final['global_sparsity']:.4f}" if "global_sparsity" in final else "-"
+    print(f"{method:<10} {status:<18} {best:>9} {sparsity:>15} {int(seconds) // 60:>7}m{int(seconds) % 60:02d}s")
+PY
+if ((${#FAILED[@]} < ${#METHODS[@]})); then
+    "$PYTHON" "$ROOT/plot_comparison.py" --results_dir "$OUTPUT_DIR" --task "$TASK" --methods "${METHODS[@]}" ||
+        echo "warning: plot_comparison.py failed; the results folders are complete" >&2
+fi
+if ((${#FAILED[@]} > 0)); then
+    echo "failed jobs: ${FAILED[*]}" >&2
+    exit 1
+fi

@@ -1,0 +1,196 @@
+"""run_experiments.sh: validation, parallel micro runs, failure isolation, SIGTERM; plot_comparison.py on fixtures."""
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = REPO / "run_experiments.sh"
+MICRO = ["--max_train_samples", "160", "--max_eval_samples", "64", "--num_layers", "1", "--d_model", "32",
+         "--num_heads", "2", "--dff", "64", "--max_len", "64", "--batch_size", "32"]
+
+
+def run_script(*args, env=None, timeout=300):
+    environment = {**os.environ, "PYTHON": sys.executable, **(env or {})}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env=environment, timeout=timeout)
+
+
+def data_env(glue_dir, tokenizer_dir, tmp_path):
+    return {"GLUE_DIR": str(glue_dir), "TOKENIZER": str(tokenizer_dir), "CACHE_DIR": str(tmp_path / "cache"),
+            "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-e", "0"], "--epochs must be a positive integer, got '0'"),
+    (["-b", "x"], "--batch-size must be a positive integer, got 'x'"),
+    (["-l", "fast"], "--learning-rate must be a positive number (e.g. 1e-3), got 'fast'"),
+    (["-m", "huge"], "unknown --model-size 'huge'; choose one of: tiny small base large"),
+    (["-t", "squad"], "unknown --task 'squad'"),
+    (["-p", "baseline,pruney"], "unknown method 'pruney'; choose from: baseline magnitude movement spt gumbel"),
+    (["-s", "1.5"], "--start-sparsity must be a number in [0, 1], got '1.5'"),
+    (["-f", "-0.1"], "--end-sparsity must be a number in [0, 1], got '-0.1'"),
+    (["-ts", "half"], "--target-sparsity must be a number in [0, 1], got 'half'"),
+    (["-se", "maybe"], "--spt-explore must be true or false, got 'maybe'"),
+    (["-ss", "10 x"], "--sparsity-steps must be space-separated percentages, got 'x'"),
+    (["-ml", "-3"], "--max-len must be a positive integer, got '-3'"),
+    (["-max-parallel-jobs", "0"], "-max-parallel-jobs must be a positive integer, got '0'"),
+    (["-o", "loud"], "unknown --output-mode 'loud'; choose one of: bars logs both"),
+    (["--frobnicate"], "unknown option '--frobnicate'"),
+])
+def test_each_invalid_value_stops_before_any_job(tmp_path, args, message):
+    result = run_script(*args, "-d", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written
+
+
+def test_several_problems_are_all_reported(tmp_path):
+    result = run_script("-e", "0", "-m", "huge", "-d", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.count("error:") == 2
+
+
+def test_help_is_true_to_the_code():
+    from config import GatedBertConfig
+    from gated import PRESETS
+    from methods import METHODS
+    from tasks import TASKS
+
+    result = run_script("-h")
+    assert result.returncode == 0 and "Usage: ./run_experiments.sh" in result.stdout
+    assert " ".join(METHODS) in result.stdout
+    text = SCRIPT.read_text()
+    assert re.search(r"^SIZES=\((.*)\)$", text, re.M).group(1).split() == list(PRESETS)
+    assert set(re.search(r"^TASKS=\((.*)\)$", text, re.M).group(1).split()) == set(TASKS)
+    defaults = GatedBertConfig()
+    for flag, value in (("--epochs N", defaults.epochs), ("--batch-size N", defaults.batch_size),
+                        ("--max-len N", defaults.max_len), ("--pruning-start N", defaults.pruning_start_epoch)):
+        assert re.search(rf"{flag} .*\[{value}\]", result.stdout), flag
+
+
+def test_parallel_micro_run_of_two_methods(tmp_path, glue_dir, bert_tokenizer_dir):
+    out = tmp_path / "out"
+    result = run_script("-parallel", "-p", "baseline,magnitude", "-e", "2", "-ps", "0", "-pe", "5", "-f", "0.5",
+                        "-o", "both", "-d", str(out), "--", *MICRO,
+                        env=data_env(glue_dir, bert_tokenizer_dir, tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "--pruning-end 5 is past --epochs 2; capped at 2" in result.stdout
+    assert "parallel, up to 2 jobs, 1 CPU thread(s) each" in result.stdout
+    for method in ("baseline", "magnitude"):
+        (metadata,) = (out / f"results_{method}_sst2").glob("metadata_*.json")
+        meta = json.loads(metadata.read_text())
+        assert meta["status"] == "completed" and meta["config"]["intra_op_threads"] == 1
+        assert re.search(rf"^{method} +\[#{{30}}\] +100.0%  epoch 2/2", result.stdout, re.M)
+        assert re.search(rf"^{method} +done +0\.\d{{4}} +{0.5 if method == 'magnitude' else 0:.4f}", result.stdout,
+                         re.M)
+        assert (out / "experiment_logs" / f"work_{method}_sst2").is_dir()
+        assert list((out / "experiment_logs").glob(f"run_experiments_{method}_sst2_*.log"))
+    assert (out / "pruning_methods_comparison_dual_axis.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "accuracy_vs_sparsity.png").stat().st_size > 0
+    rows = list(csv.DictReader((out / "comparison_summary.csv").open()))
+    assert [row["method"] for row in rows] == ["baseline", "magnitude"]
+    assert float(rows[1]["final_sparsity"]) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_a_failed_job_leaves_the_other_complete(tmp_path, glue_dir, bert_tokenizer_dir):
+    out = tmp_path / "out"
+    # target_sparsity is a gumbel setting: train.py refuses it for the baseline, the gumbel job uses it.
+    result = run_script("-parallel", "-p", "baseline,gumbel", "-e", "1", "-o", "logs", "-d", str(out), "--", *MICRO,
+                        "--target_sparsity", "0.5", env=data_env(glue_dir, bert_tokenizer_dir, tmp_path))
+    assert result.returncode == 1
+    assert "failed jobs: baseline" in result.stderr
+    assert "FAILED: baseline, failed (exit 2)" in result.stdout
+    assert "target_sparsity is used by learned masks only" in result.stdout  # the tail of its log
+    assert "[gumbel] " in result.stdout  # logs mode streams each job's lines with its method
+    (metadata,) = (out / "results_gumbel_sst2").glob("metadata_*.json")
+    assert json.loads(metadata.read_text())["status"] == "completed"
+    assert not (out / "results_baseline_sst2").exists()
+    assert re.search(r"^baseline +failed \(exit 2\) +- +-", result.stdout, re.M)
+
+
+def _processes_mentioning(text):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if text.encode() in handle.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_sigterm_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
+    out = tmp_path / "out"
+    environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
+    script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", "baseline,movement", "-e", "50", "-ps", "0",
+                               "-o", "bars", "-d", str(out), "--", *MICRO], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    progress = [out / "experiment_logs" / f"work_{method}_sst2" / "progress" for method in ("baseline", "movement")]
+    deadline = time.monotonic() + 120
+    while not all(path.exists() for path in progress) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert all(path.exists() for path in progress), "the jobs never started training"
+    assert len(_processes_mentioning(str(out))) >= 3  # the script and its two train.py jobs
+    script.send_signal(signal.SIGTERM)
+    _, stderr = script.communicate(timeout=60)
+    assert script.returncode == 143
+    assert "stopping:" in stderr
+    time.sleep(0.5)
+    assert _processes_mentioning(str(out)) == []
+    for method in ("baseline", "movement"):  # train.py recorded the interruption
+        (metadata,) = (out / f"results_{method}_sst2").glob("metadata_*.json")
+        assert json.loads(metadata.read_text())["status"] == "interrupted"
+
+
+def _fixture_run(root, method, stamp, accuracies, sparsities, wall):
+    results = root / f"results_{method}_sst2"
+    results.mkdir(parents=True, exist_ok=True)
+    csv_path = results / f"results_{method}_{stamp}.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "train_loss", "dev_loss", "dev_accuracy", "target_sparsity", "global_sparsity"])
+        for epoch, (accuracy, sparsity) in enumerate(zip(accuracies, sparsities, strict=True), start=1):
+            writer.writerow([epoch, 0.5, 0.6, accuracy, sparsity, sparsity])
+    rows = [{"epoch": e + 1, "dev_accuracy": a, "global_sparsity": s}
+            for e, (a, s) in enumerate(zip(accuracies, sparsities, strict=True))]
+    best = max((row for row in rows if row["global_sparsity"] == sparsities[-1]), key=lambda r: r["dev_accuracy"])
+    meta = {"method": method, "timestamp": stamp, "primary_metric": "dev_accuracy", "best": best, "final": rows[-1],
+            "model": {"parameters": 2000, "trainable_parameters": 1500, "prunable_weights": 1000},
+            "timings": {"train_wall_seconds": wall}, "paths": {"csv": str(csv_path)}}
+    (results / f"metadata_{method}_{stamp}.json").write_text(json.dumps(meta))
+
+
+def test_plot_comparison_on_fixtures(tmp_path, capsys):
+    import plot_comparison
+
+    _fixture_run(tmp_path, "baseline", "20260101_000000_000001", [0.70, 0.80, 0.78], [0, 0, 0], 125.0)
+    _fixture_run(tmp_path, "movement", "20260101_000000_000001", [0.60, 0.65, 0.66], [0.1, 0.5, 0.9], 61.0)
+    _fixture_run(tmp_path, "movement", "20260102_000000_000001", [0.70, 0.75, 0.74], [0.2, 0.9, 0.9], 70.0)
+    assert plot_comparison.main(["--results_dir", str(tmp_path), "--formats", "png", "svg"]) == 0
+    rows = list(csv.DictReader((tmp_path / "comparison_summary.csv").open()))
+    assert [(row["method"], row["run"]) for row in rows] == [("baseline", "20260101_000000_000001"),
+                                                             ("movement", "20260102_000000_000001")]  # latest
+    assert [float(row["best_dev"]) for row in rows] == [0.80, 0.75]
+    assert [float(row["final_dev"]) for row in rows] == [0.78, 0.74]
+    assert [float(row["final_sparsity"]) for row in rows] == [0.0, 0.9]
+    assert [int(row["parameters_remaining"]) for row in rows] == [1500, 600]
+    assert [float(row["wall_seconds"]) for row in rows] == [125.0, 70.0]
+    markdown = (tmp_path / "comparison_summary.md").read_text()
+    assert "| movement | 0.7500 | 0.7400 | 0.9000 | 600 | 1m10s |" in markdown
+    assert markdown in capsys.readouterr().out
+    for name in ("pruning_methods_comparison_dual_axis", "accuracy_vs_sparsity"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert b"<svg" in (tmp_path / f"{name}.svg").read_bytes()[:500]
+    assert plot_comparison.main(["--results_dir", str(tmp_path), "--all", "--output_dir", str(tmp_path / "all")]) == 0
+    assert len(list(csv.DictReader((tmp_path / "all" / "comparison_summary.csv").open()))) == 3
+    assert plot_comparison.main(["--results_dir", str(tmp_path / "none")]) == 1
