@@ -331,6 +331,7 @@ for method, status, seconds in zip(rest[0::3], rest[1::3], rest[2::3]):
         sparsity = f"{final['global_sparsity']:.4f}" if "global_sparsity" in final else "-"
     print(f"{method:<10} {status:<18} {best:>9} {sparsity:>15} {int(seconds) // 60:>7}m{int(seconds) % 60:02d}s")
 PY
+rm -f "$STARTED_MARK"
 if ((${#FAILED[@]} < ${#METHODS[@]})); then
     "$PYTHON" "$ROOT/plot_comparison.py" --results_dir "$OUTPUT_DIR" --task "$TASK" --methods "${METHODS[@]}" ||
         echo "warning: plot_comparison.py failed; the results folders are complete" >&2

@@ -194,3 +194,31 @@ def test_plot_comparison_on_fixtures(tmp_path, capsys):
     assert plot_comparison.main(["--results_dir", str(tmp_path), "--all", "--output_dir", str(tmp_path / "all")]) == 0
     assert len(list(csv.DictReader((tmp_path / "all" / "comparison_summary.csv").open()))) == 3
     assert plot_comparison.main(["--results_dir", str(tmp_path / "none")]) == 1
+
+
+def test_progress_file_reports_percent_epoch_and_metric(tmp_path):
+    import keras
+    import numpy as np
+
+    from callbacks import ProgressFile
+
+    class DevMetric(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["dev_accuracy"] = 0.5 + epoch / 10
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    path = tmp_path / "work" / "progress"
+    seen = []
+
+    class Reader(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(path.read_text().split())
+
+    progress = ProgressFile(str(path), epochs=2, steps_per_epoch=4, metric="dev_accuracy", interval=0.0)
+    x, y = np.ones((16, 3), "float32"), np.ones((16, 1), "float32")
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[DevMetric(), progress, Reader()])
+    assert seen == [["50.0", "1", "2", "dev_accuracy", "0.5000", "running"],
+                    ["100.0", "2", "2", "dev_accuracy", "0.6000", "running"]]
+    assert path.read_text().split()[-1] == "done"
