@@ -93,9 +93,14 @@ def _save(fig, path_stem, formats):
     return written
 
 
-def _legend_below(axis):
-    """The legend under the axes, so that it never hides a curve."""
+def _finish(plt, fig, axis, path_stem, formats):
+    """Grid, the legend under the axes (so that it never hides a curve), then save in every format and close."""
+    axis.grid(alpha=0.3)
     axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
+    try:
+        return _save(fig, path_stem, formats)
+    finally:
+        plt.close(fig)
 
 
 def _label(meta, every_run):
@@ -104,6 +109,8 @@ def _label(meta, every_run):
 
 def plot_dual_axis(runs, metric, path_stem, formats, every_run=False):
     """Dev metric per epoch (left axis) and measured sparsity (right axis), one colour per run."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _style()
     fig, axis = plt.subplots(figsize=(3.5, 2.6))
     twin = axis.twinx()
@@ -111,18 +118,11 @@ def plot_dual_axis(runs, metric, path_stem, formats, every_run=False):
         colour = f"C{index % 10}"
         axis.plot(rows["epoch"], rows[f"dev_{metric}"], marker="o", color=colour, label=_label(meta, every_run))
         twin.plot(rows["epoch"], 100 * rows["global_sparsity"], linestyle="--", color=colour)
-    from matplotlib.ticker import MaxNLocator
-
     axis.set(xlabel="epoch", ylabel=f"dev {metric}")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     twin.set_ylabel("sparsity (%, dashed)")
     twin.set_ylim(-2, 102)
-    axis.grid(alpha=0.3)
-    _legend_below(axis)
-    try:
-        return _save(fig, path_stem, formats)
-    finally:
-        plt.close(fig)
+    return _finish(plt, fig, axis, path_stem, formats)
 
 
 def plot_accuracy_vs_sparsity(runs, metric, path_stem, formats, every_run=False):
@@ -137,12 +137,7 @@ def plot_accuracy_vs_sparsity(runs, metric, path_stem, formats, every_run=False)
         axis.plot(100 * rows["global_sparsity"], rows[f"dev_{metric}"], marker="o", color=f"C{index % 10}",
                   label=_label(meta, every_run))
     axis.set(xlabel="sparsity of prunable weights (%)", ylabel=f"dev {metric}", xlim=(-2, 102))
-    axis.grid(alpha=0.3)
-    _legend_below(axis)
-    try:
-        return _save(fig, path_stem, formats)
-    finally:
-        plt.close(fig)
+    return _finish(plt, fig, axis, path_stem, formats)
 
 
 def write_summary(summary, metric, output_dir):
