@@ -15,9 +15,14 @@ def save_model_atomic(model, path):
         model.save(tmp)
 
 
-def reaches_target(logs, min_target_sparsity):
-    """Whether an epoch's logs (or CSV row) may count as the best: its target sparsity is the final one."""
-    return logs.get("target_sparsity", 0.0) >= min_target_sparsity - 1e-9
+def can_be_best(epoch, logs, min_target_sparsity=0.0, min_epoch=1):
+    """Whether epoch `epoch` (1-based) with these logs (or CSV row) may count as the best.
+
+    Its target sparsity must be the final one (a pruning run's best model is a
+    pruned one) and it must not come before `min_epoch` (learned masks are
+    final only once the temperature is annealed).
+    """
+    return epoch >= min_epoch and logs.get("target_sparsity", 0.0) >= min_target_sparsity - 1e-9
 
 
 def _duplicate(source, path):
@@ -62,8 +67,7 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
                 "put the DevEvaluator before this callback"
             )
         save_model_atomic(self.model, self.last_path)
-        eligible = epoch + 1 >= self.min_epoch and reaches_target(logs, self.min_target_sparsity)
-        if value > self.best and eligible:
+        if value > self.best and can_be_best(epoch + 1, logs, self.min_target_sparsity, self.min_epoch):
             self.best = value
             # Same model as the file just written: link it rather than serialise twice. `last` is
             # later replaced by rename, which leaves this link (the best model) untouched.

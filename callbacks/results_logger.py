@@ -7,7 +7,7 @@ import time
 
 import keras
 
-from callbacks.checkpoints import reaches_target
+from callbacks.checkpoints import can_be_best
 from fileio import write_json_atomic
 from gated.masks import sparsity_stats
 from training import current_learning_rate
@@ -90,7 +90,7 @@ class ResultsLogger(keras.callbacks.Callback):
 
     def best_row(self):
         scored = [row for row in self.rows if not math.isnan(row.get(self.primary, math.nan))
-                  and row["epoch"] >= self.min_epoch and reaches_target(row, self.min_target_sparsity)]
+                  and can_be_best(row["epoch"], row, self.min_target_sparsity, self.min_epoch)]
         return max(scored, key=lambda row: row[self.primary]) if scored else None
 
     def write_metadata(self, status, error=None):
