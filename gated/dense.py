@@ -69,13 +69,16 @@ class GatedDense(keras.layers.Layer):
             )
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: in_dim})
 
-    def call(self, inputs):
+    def call(self, inputs, unit_scale=None):
+        """`unit_scale` (`[units]`, optional; needs `use_unit_gate`) multiplies the unit gate first,
+        so an extra per-unit gate costs one multiply of the output, not two."""
         outputs = ops.matmul(inputs, self.kernel * self.kernel_mask)
         if self.bias is not None:
             outputs = outputs + self.bias
         outputs = self.activation(outputs)
         if self.unit_gate is not None:
-            outputs = outputs * self.unit_gate
+            gate = self.unit_gate if unit_scale is None else self.unit_gate * unit_scale
+            outputs = outputs * gate
         return outputs
 
     def compute_output_shape(self, input_shape):

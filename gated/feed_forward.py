@@ -65,13 +65,11 @@ class GatedFeedForward(keras.layers.Layer):
         return self.output_dense.unit_gate
 
     def call(self, inputs, training=None):
-        hidden = self.intermediate(inputs)  # (B, T, dff)
-        if self.neuron_mask is not None:
-            hidden = hidden * self.neuron_mask.gates(training)
-        outputs = self.output_dense(hidden)  # (B, T, D)
-        if self.output_mask is not None:
-            outputs = outputs * self.output_mask.gates(training)
-        return outputs
+        # Learned masks scale the static unit gates (vectors), not the activations.
+        neurons = None if self.neuron_mask is None else self.neuron_mask.gates(training)
+        hidden = self.intermediate(inputs, unit_scale=neurons)  # (B, T, dff)
+        units = None if self.output_mask is None else self.output_mask.gates(training)
+        return self.output_dense(hidden, unit_scale=units)  # (B, T, D)
 
     def compute_output_shape(self, input_shape):
         return input_shape
