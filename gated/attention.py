@@ -23,45 +23,57 @@ class GatedMultiHeadAttention(keras.layers.Layer):
     a relaxed sample in training, the binary mask otherwise.
 
     Args:
-        num_heads: number of attention heads; must divide the model width.
+        num_heads: number of attention heads; must divide the model width
+            unless `head_dim` is given. 0 (with `head_dim`) is an attention
+            layer whose heads were all pruned: it returns the output bias.
         dropout_rate: dropout on the attention probabilities.
         kernel_initializer: initializer for the four projection kernels.
         learn_head_mask: add a learnable Gumbel-Sigmoid mask over the heads.
+        head_dim: width of each head (default `d_model // num_heads`); set it
+            when heads were sliced away, so `num_heads * head_dim < d_model`.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(self, num_heads, dropout_rate=0.0, kernel_initializer="glorot_uniform", learn_head_mask=False,
-                 **kwargs):
+                 head_dim=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads <= 0:
-            raise ValueError(f"num_heads must be a positive integer, got num_heads={num_heads!r}")
+        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 0:
+            raise ValueError(f"num_heads must be a non-negative integer, got num_heads={num_heads!r}")
+        if head_dim is not None and (isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim <= 0):
+            raise ValueError(f"head_dim must be a positive integer or None, got head_dim={head_dim!r}")
+        if num_heads == 0 and head_dim is None:
+            raise ValueError("num_heads=0 needs an explicit head_dim (the width the pruned heads had)")
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got dropout_rate={dropout_rate!r}")
         self.num_heads = num_heads
         self.dropout_rate = dropout_rate
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.learn_head_mask = learn_head_mask
+        self.fixed_head_dim = head_dim
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
         d_model = input_shape[-1]
-        if d_model % self.num_heads:
+        if self.fixed_head_dim is None and d_model % self.num_heads:
             raise ValueError(
                 f"num_heads must divide d_model, got num_heads={self.num_heads}, d_model={d_model}"
             )
         self.d_model = d_model
-        self.head_dim = d_model // self.num_heads
+        self.head_dim = self.fixed_head_dim or d_model // self.num_heads
+        inner = self.num_heads * self.head_dim
         init = self.kernel_initializer
 
-        def projection(name):
-            layer = GatedDense(d_model, kernel_initializer=init, name=name)
-            layer.build(input_shape)
+        def projection(name, units, in_dim):
+            layer = GatedDense(units, kernel_initializer=init, name=name)
+            layer.build((*input_shape[:-1], in_dim))
             return layer
 
-        self.query = projection("query")
-        self.key = projection("key")
-        self.value = projection("value")
-        self.output_dense = projection("output")
+        self.query = self.key = self.value = None
+        if self.num_heads:
+            self.query = projection("query", inner, d_model)
+            self.key = projection("key", inner, d_model)
+            self.value = projection("value", inner, d_model)
+        self.output_dense = projection("output", d_model, inner)
         self.head_gate = self.add_weight(
             name="head_gate", shape=(self.num_heads,), initializer="ones", trainable=False
         )
@@ -75,7 +87,8 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         x = ops.reshape(x, (batch, length, self.num_heads, self.head_dim))
         return ops.transpose(x, (0, 2, 1, 3))  # (B, H, T, Dh)
 
-    def call(self, inputs, attention_mask=None, training=None):
+    def head_contexts(self, inputs, attention_mask=None, training=None):
+        """Each head's context before its gate and the output projection: `(B, T, H, Dh)`."""
         q = self._split_heads(self.query(inputs))  # (B, H, T, Dh)
         k = self._split_heads(self.key(inputs))
         v = self._split_heads(self.value(inputs))
@@ -85,14 +98,18 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             keep = ops.cast(attention_mask[:, None, None, :], scores.dtype)  # (B, 1, 1, T)
             scores = scores + (1.0 - keep) * _MASK_PENALTY
         probs = self.dropout(ops.softmax(scores, axis=-1), training=training)
-        context = ops.matmul(probs, v)  # (B, H, T, Dh)
+        return ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))  # (B, T, H, Dh)
+
+    def call(self, inputs, attention_mask=None, training=None):
+        if not self.num_heads:
+            return self.output_dense(inputs[..., :0])  # every head pruned: the output bias alone
+        context = self.head_contexts(inputs, attention_mask, training)  # (B, T, H, Dh)
         gate = self.head_gate
         if self.head_mask is not None:
             gate = gate * self.head_mask.gates(training)
-        context = context * ops.cast(gate[None, :, None, None], context.dtype)
-        context = ops.transpose(context, (0, 2, 1, 3))  # (B, T, H, Dh)
+        context = context * ops.cast(gate[None, None, :, None], context.dtype)
         batch, length = ops.shape(context)[0], ops.shape(context)[1]
-        context = ops.reshape(context, (batch, length, self.d_model))
+        context = ops.reshape(context, (batch, length, self.num_heads * self.head_dim))
         return self.output_dense(context)
 
     def compute_output_shape(self, input_shape):
@@ -105,4 +122,5 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             "dropout_rate": self.dropout_rate,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "learn_head_mask": self.learn_head_mask,
+            "head_dim": self.fixed_head_dim,
         }

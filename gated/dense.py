@@ -69,13 +69,17 @@ class GatedDense(keras.layers.Layer):
             )
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: in_dim})
 
-    def call(self, inputs, unit_scale=None):
-        """`unit_scale` (`[units]`, optional; needs `use_unit_gate`) multiplies the unit gate first,
-        so an extra per-unit gate costs one multiply of the output, not two."""
+    def ungated(self, inputs):
+        """`activation(x @ (kernel * kernel_mask) + bias)`: the output before the unit gate."""
         outputs = ops.matmul(inputs, self.kernel * self.kernel_mask)
         if self.bias is not None:
             outputs = outputs + self.bias
-        outputs = self.activation(outputs)
+        return self.activation(outputs)
+
+    def call(self, inputs, unit_scale=None):
+        """`unit_scale` (`[units]`, optional; needs `use_unit_gate`) multiplies the unit gate first,
+        so an extra per-unit gate costs one multiply of the output, not two."""
+        outputs = self.ungated(inputs)
         if self.unit_gate is not None:
             gate = self.unit_gate if unit_scale is None else self.unit_gate * unit_scale
             outputs = outputs * gate

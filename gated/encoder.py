@@ -87,18 +87,22 @@ class EncoderBlock(keras.layers.Layer):
         dropout_rate: dropout on attention probabilities and both residual branches.
         learn_masks: mask kinds to learn with Gumbel-Sigmoid gates: any of
             `head`, `ffn_int`, `ffn_out`, or `all`.
+        head_dim: width of each head (default `d_model // num_heads`); set by
+            physically pruned models, whose blocks keep fewer heads.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, num_heads, dff, dropout_rate=0.0, learn_masks=(), **kwargs):
+    def __init__(self, num_heads, dff, dropout_rate=0.0, learn_masks=(), head_dim=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.dff = dff
         self.dropout_rate = dropout_rate
         self.learn_masks = expand_mask_kinds(learn_masks)
+        self.head_dim = head_dim
         init = bert_initializer()
         self.attention = GatedMultiHeadAttention(num_heads, dropout_rate, kernel_initializer=init,
-                                                 learn_head_mask="head" in self.learn_masks, name="attention")
+                                                 learn_head_mask="head" in self.learn_masks, head_dim=head_dim,
+                                                 name="attention")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="attention_norm")
         self.ffn = GatedFeedForward(dff, kernel_initializer=init, learn_neuron_mask="ffn_int" in self.learn_masks,
                                     learn_output_mask="ffn_out" in self.learn_masks, name="ffn")
@@ -109,10 +113,18 @@ class EncoderBlock(keras.layers.Layer):
         for layer in (self.attention, self.attention_norm, self.ffn, self.ffn_norm):
             layer.build(input_shape)
 
-    def call(self, inputs, attention_mask=None, training=None):
+    def attention_residual(self, inputs, attention_mask=None, training=None):
+        """`x + MHA(x)`: the attention sublayer's output before its LayerNorm."""
         attended = self.attention(inputs, attention_mask=attention_mask, training=training)
-        x = self.attention_norm(inputs + self.dropout(attended, training=training))
-        return self.ffn_norm(x + self.dropout(self.ffn(x, training=training), training=training))  # (B, T, D)
+        return inputs + self.dropout(attended, training=training)
+
+    def ffn_residual(self, x, training=None):
+        """`x + FFN(x)`: the feed-forward sublayer's output before its LayerNorm."""
+        return x + self.dropout(self.ffn(x, training=training), training=training)
+
+    def call(self, inputs, attention_mask=None, training=None):
+        x = self.attention_norm(self.attention_residual(inputs, attention_mask, training))
+        return self.ffn_norm(self.ffn_residual(x, training))  # (B, T, D)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -124,6 +136,7 @@ class EncoderBlock(keras.layers.Layer):
             "dff": self.dff,
             "dropout_rate": self.dropout_rate,
             "learn_masks": list(self.learn_masks),
+            "head_dim": self.head_dim,
         }
 
 
@@ -139,6 +152,7 @@ def build_gated_encoder(
     dropout_rate=0.0,
     type_vocab_size=2,
     learn_masks=(),
+    head_dim=None,
     name="gated_bert",
 ):
     """Build the gated encoder with a `[CLS]` head as a functional `GatedModel`.
@@ -148,22 +162,38 @@ def build_gated_encoder(
     is `(batch, num_labels)` logits, or `(batch, 1)` scores when
     `num_labels == 1` (regression). `learn_masks` adds learnable
     Gumbel-Sigmoid masks of those kinds to every block (see `EncoderBlock`).
+    `num_heads` and `dff` may be lists, one value per block, for physically
+    pruned models; those need `head_dim`.
     """
-    if d_model % num_heads:
+    if num_layers <= 0:
+        raise ValueError(f"num_layers must be positive, got num_layers={num_layers}")
+    heads, widths = _per_layer("num_heads", num_heads, num_layers), _per_layer("dff", dff, num_layers)
+    if head_dim is None and any(h and d_model % h for h in heads):
         raise ValueError(
             f"num_heads must divide d_model, got num_heads={num_heads}, d_model={d_model}"
         )
-    if num_layers <= 0:
-        raise ValueError(f"num_layers must be positive, got num_layers={num_layers}")
     inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
     x = EncoderEmbeddings(
         vocab_size, max_len, d_model, type_vocab_size, dropout_rate, name="embeddings"
     )(inputs["input_ids"], inputs["token_type_ids"])
     for index in range(num_layers):
-        block = EncoderBlock(num_heads, dff, dropout_rate, learn_masks, name=f"block_{index}")
+        block = EncoderBlock(heads[index], widths[index], dropout_rate, learn_masks, head_dim=head_dim,
+                             name=f"block_{index}")
         x = block(x, attention_mask=inputs["attention_mask"])
     cls = x[:, 0, :]  # (B, D)
     pooled = keras.layers.Dense(d_model, activation="tanh", kernel_initializer=bert_initializer(), name="pooler")(cls)
     pooled = keras.layers.Dropout(dropout_rate)(pooled)
     logits = keras.layers.Dense(num_labels, kernel_initializer=bert_initializer(), name="classifier")(pooled)
     return GatedModel(inputs, logits, name=name)
+
+
+def _per_layer(name, value, num_layers):
+    """`value` as a list of one int per block (an int is repeated)."""
+    if isinstance(value, int):
+        return [value] * num_layers
+    values = list(value)
+    if len(values) != num_layers:
+        raise ValueError(f"{name} needs one value per block ({num_layers}), got {name}={values}")
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise ValueError(f"{name} must hold integers, got {name}={values}")
+    return values

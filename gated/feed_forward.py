@@ -19,7 +19,8 @@ class GatedFeedForward(keras.layers.Layer):
     output too: a relaxed sample in training, the binary mask otherwise.
 
     Args:
-        dff: width of the intermediate (hidden) layer.
+        dff: width of the intermediate (hidden) layer; 0 is a block whose
+            neurons were all pruned: it returns the output bias.
         activation: activation of the intermediate layer.
         kernel_initializer: initializer for both kernels.
         learn_neuron_mask: add a learnable Gumbel-Sigmoid mask over the `dff` neurons.
@@ -30,8 +31,8 @@ class GatedFeedForward(keras.layers.Layer):
     def __init__(self, dff, activation="gelu", kernel_initializer="glorot_uniform", learn_neuron_mask=False,
                  learn_output_mask=False, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(dff, bool) or not isinstance(dff, int) or dff <= 0:
-            raise ValueError(f"dff must be a positive integer, got dff={dff!r}")
+        if isinstance(dff, bool) or not isinstance(dff, int) or dff < 0:
+            raise ValueError(f"dff must be a non-negative integer, got dff={dff!r}")
         self.dff = dff
         self.activation = keras.activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -41,11 +42,13 @@ class GatedFeedForward(keras.layers.Layer):
     def build(self, input_shape):
         d_model = input_shape[-1]
         init = self.kernel_initializer
-        self.intermediate = GatedDense(
-            self.dff, activation=self.activation, use_unit_gate=True,
-            kernel_initializer=init, name="intermediate",
-        )
-        self.intermediate.build(input_shape)
+        self.intermediate = None
+        if self.dff:
+            self.intermediate = GatedDense(
+                self.dff, activation=self.activation, use_unit_gate=True,
+                kernel_initializer=init, name="intermediate",
+            )
+            self.intermediate.build(input_shape)
         self.output_dense = GatedDense(d_model, use_unit_gate=True, kernel_initializer=init, name="output")
         self.output_dense.build((*input_shape[:-1], self.dff))
         self.neuron_mask = GumbelGate(self.dff, name="neuron_mask") if self.learn_neuron_mask else None
@@ -56,8 +59,8 @@ class GatedFeedForward(keras.layers.Layer):
 
     @property
     def neuron_gate(self):
-        """The per-neuron gate variable `[dff]`."""
-        return self.intermediate.unit_gate
+        """The per-neuron gate variable `[dff]` (None when `dff` is 0)."""
+        return None if self.intermediate is None else self.intermediate.unit_gate
 
     @property
     def output_gate(self):
@@ -65,9 +68,12 @@ class GatedFeedForward(keras.layers.Layer):
         return self.output_dense.unit_gate
 
     def call(self, inputs, training=None):
-        # Learned masks scale the static unit gates (vectors), not the activations.
-        neurons = None if self.neuron_mask is None else self.neuron_mask.gates(training)
-        hidden = self.intermediate(inputs, unit_scale=neurons)  # (B, T, dff)
+        if self.intermediate is None:
+            hidden = inputs[..., :0]  # every neuron pruned: the output is the bias alone
+        else:
+            # Learned masks scale the static unit gates (vectors), not the activations.
+            neurons = None if self.neuron_mask is None else self.neuron_mask.gates(training)
+            hidden = self.intermediate(inputs, unit_scale=neurons)  # (B, T, dff)
         units = None if self.output_mask is None else self.output_mask.gates(training)
         return self.output_dense(hidden, unit_scale=units)  # (B, T, D)
 

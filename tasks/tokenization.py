@@ -34,6 +34,14 @@ class TokenizedSplit:
     def lengths(self):
         return np.diff(self.offsets)
 
+    def take(self, rows):
+        """A split of the given rows, in the given order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        pieces = [np.arange(self.offsets[row], self.offsets[row + 1]) for row in rows]
+        tokens = np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
+        offsets = np.concatenate([[0], np.cumsum(self.lengths[rows])]).astype(np.int64)
+        return TokenizedSplit(self.input_ids[tokens], self.token_type_ids[tokens], offsets, self.labels[rows])
+
 
 def load_tokenizer(name_or_path):
     """Load a fast tokenizer from a hub name or a local directory."""
