@@ -1,0 +1,125 @@
+"""A latency model of the encoder blocks, fitted to lookup tables measured by `generate_lut.py`.
+
+A lookup table (LUT) holds the measured latency of one attention layer for
+every head count, or of one FFN for a grid of neuron counts, at one batch
+size and sequence length on one device. Per kind, the model is
+
+    latency(n) = 0                          when n == 0 (the sublayer is skipped)
+                 intercept + slope * n      otherwise
+
+fitted by least squares to the LUT's non-zero counts (both coefficients
+clipped at zero, so the estimate never falls as units are added). A model's
+latency is the sum over its blocks of the attention and FFN estimates.
+"""
+
+import json
+import os
+
+import numpy as np
+
+LUT_KINDS = ("mha", "ffn")
+# Shape keys a LUT records; prune.py checks them against the checkpoint's.
+LUT_SHAPE_KEYS = ("d_model", "num_heads", "head_dim", "dff")
+
+
+class LutError(ValueError):
+    """A lookup table is missing, malformed or was measured for another shape."""
+
+
+def lut_file_name(kind):
+    return f"{kind}_lut.json"
+
+
+def read_lut(path, kind, shape=None):
+    """Load and check a LUT written by `generate_lut.py`.
+
+    Args:
+        path: the JSON file.
+        kind: `mha` or `ffn`.
+        shape: optional `{d_model, num_heads, head_dim, dff}` the LUT must match.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lut = json.load(handle)
+    except FileNotFoundError:
+        raise LutError(f"{kind} LUT not found: {path}; generate it with python -m efficiency.generate_lut") from None
+    except json.JSONDecodeError as error:
+        raise LutError(f"{kind} LUT {path} is not valid JSON: {error}") from None
+    if not isinstance(lut, dict) or lut.get("kind") != kind:
+        found = lut.get("kind") if isinstance(lut, dict) else type(lut).__name__
+        raise LutError(f"{path} is not a {kind} LUT (kind={found!r}); pass the {lut_file_name(kind)} "
+                       "that generate_lut wrote")
+    if len(lut.get("counts", [])) < 2 or len(lut["counts"]) != len(lut.get("latency_ms", [])):
+        raise LutError(f"{kind} LUT {path} needs matching 'counts' and 'latency_ms' lists of 2 or more entries")
+    if shape is not None:
+        wrong = {key: (lut["shape"].get(key), shape[key]) for key in LUT_SHAPE_KEYS
+                 if lut["shape"].get(key) != shape[key]}
+        if wrong:
+            details = ", ".join(f"{key}: LUT {have}, model {want}" for key, (have, want) in wrong.items())
+            raise LutError(f"{kind} LUT {path} was measured for another shape ({details}); regenerate it with "
+                           "python -m efficiency.generate_lut for this model's shape")
+    return lut
+
+
+def write_lut(folder, kind, counts, latency_ms, shape, batch_size, seq_len, device):
+    """Write `{folder}/{kind}_lut.json` atomically; returns its path."""
+    from fileio import write_json_atomic
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, lut_file_name(kind))
+    write_json_atomic(path, {"kind": kind, "shape": shape, "batch_size": batch_size, "seq_len": seq_len,
+                             "device": device, "counts": [int(c) for c in counts],
+                             "latency_ms": [float(t) for t in latency_ms]})
+    return path
+
+
+def fit_lut(counts, latency_ms):
+    """`(intercept, slope)` of `intercept + slope * n` fitted to the entries with `n > 0`, clipped at zero."""
+    counts, latency_ms = np.asarray(counts, dtype=np.float64), np.asarray(latency_ms, dtype=np.float64)
+    keep = counts > 0
+    design = np.stack([np.ones(keep.sum()), counts[keep]], axis=1)  # (n, 2)
+    (intercept, slope), *_ = np.linalg.lstsq(design, latency_ms[keep], rcond=None)
+    slope = max(float(slope), 0.0)
+    # Refit the intercept for the clipped slope: the mean residual.
+    intercept = max(float(np.mean(latency_ms[keep] - slope * counts[keep])), 0.0)
+    return intercept, slope
+
+
+class LatencyModel:
+    """Estimated block latencies (ms) from kept head and neuron counts.
+
+    Args:
+        mha: `(intercept, slope)` of one attention layer.
+        ffn: `(intercept, slope)` of one FFN.
+    """
+
+    def __init__(self, mha, ffn):
+        self.mha_fit = tuple(float(v) for v in mha)
+        self.ffn_fit = tuple(float(v) for v in ffn)
+
+    @classmethod
+    def from_luts(cls, mha_lut, ffn_lut):
+        return cls(fit_lut(mha_lut["counts"], mha_lut["latency_ms"]),
+                   fit_lut(ffn_lut["counts"], ffn_lut["latency_ms"]))
+
+    @staticmethod
+    def _apply(fit, counts):
+        counts = np.asarray(counts, dtype=np.float64)
+        return np.where(counts > 0, fit[0] + fit[1] * counts, 0.0)
+
+    def mha(self, heads):
+        """Estimated attention latency for each entry of `heads` (kept heads per layer)."""
+        return self._apply(self.mha_fit, heads)
+
+    def ffn(self, neurons):
+        """Estimated FFN latency for each entry of `neurons` (kept neurons per layer)."""
+        return self._apply(self.ffn_fit, neurons)
+
+    def estimate(self, head_mask, neuron_mask):
+        """Estimated latency (ms) of all blocks kept by the masks (`[L, H]`, `[L, F]`; non-zero = kept)."""
+        heads = np.count_nonzero(head_mask, axis=1)
+        neurons = np.count_nonzero(neuron_mask, axis=1)
+        return float(self.mha(heads).sum() + self.ffn(neurons).sum())
+
+    def get_config(self):
+        return {"mha": list(self.mha_fit), "ffn": list(self.ffn_fit)}

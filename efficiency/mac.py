@@ -1,0 +1,45 @@
+"""Multiply-accumulate (MAC) counts of the encoder's attention heads and FFN neurons.
+
+Counted per sequence of `seq_len` tokens (one example; multiply by the batch
+size for a batch), for the prunable parts of each encoder block only:
+
+    one attention head:  4 * T * D * Dh    q, k, v and output projections
+                       + 2 * T * T * Dh    scores (q k^T) and context (probs v)
+    one FFN neuron:      2 * T * D         its intermediate column and output row
+
+with `T = seq_len`, `D = d_model` and `Dh` the head width. Excluded, because
+pruning heads and neurons does not change them: the embeddings, LayerNorms,
+softmax, GELU, bias additions, the pooler and the classifier. A block's MACs
+are therefore linear in its kept heads and neurons, and a block with no heads
+(or no neurons) has no attention (or FFN) MACs at all.
+"""
+
+import numpy as np
+
+
+def head_macs(d_model, head_dim, seq_len):
+    """MACs of one attention head over a sequence of `seq_len` tokens."""
+    return 4 * seq_len * d_model * head_dim + 2 * seq_len * seq_len * head_dim
+
+
+def neuron_macs(d_model, seq_len):
+    """MACs of one FFN neuron over a sequence of `seq_len` tokens."""
+    return 2 * seq_len * d_model
+
+
+def count_macs(head_mask, neuron_mask, *, d_model, head_dim, seq_len):
+    """MACs of the heads and neurons a mask keeps (any non-zero entry counts as kept).
+
+    Args:
+        head_mask: `[layers, heads]`.
+        neuron_mask: `[layers, dff]`.
+        d_model, head_dim, seq_len: the shape the counts are taken at.
+
+    Returns:
+        `{"attention": int, "ffn": int, "total": int}`.
+    """
+    heads = int(np.count_nonzero(head_mask))
+    neurons = int(np.count_nonzero(neuron_mask))
+    attention = heads * head_macs(d_model, head_dim, seq_len)
+    ffn = neurons * neuron_macs(d_model, seq_len)
+    return {"attention": attention, "ffn": ffn, "total": attention + ffn}
