@@ -1,5 +1,7 @@
-"""Pruning maths: schedules, importance criteria, scores-to-mask, and the pruners that apply them."""
+"""Pruning maths: schedules, importance criteria, scores-to-mask, the pruners that apply them, and the
+retraining-free stages (Fisher, mask search, rearrangement, least-squares rescaling)."""
 
+from pruners.fisher import collect_gate_gradients, fisher_importance
 from pruners.from_config import gumbel_from_config, pruning_from_config
 from pruners.gumbel import (
     ANNEALING,
@@ -18,6 +20,8 @@ from pruners.importance import (
     movement_update,
     reward,
 )
+from pruners.lstsq import BACKENDS, UnitContributions, solve_lstsq
+from pruners.mask_search import search_latency, search_mac
 from pruners.masking import SCOPES, masks_for_sparsity
 from pruners.pruners import (
     PRUNERS,
@@ -28,6 +32,8 @@ from pruners.pruners import (
     movement_frequency,
     scaled_spt_epsilon,
 )
+from pruners.rearrange import fisher_cost, rearrange, rearrange_layer
+from pruners.rescale import rescale
 from pruners.schedules import (
     PolynomialSchedule,
     StepListSchedule,
@@ -38,6 +44,17 @@ from pruners.schedules import (
 
 __all__ = [
     "ANNEALING",
+    "BACKENDS",
+    "UnitContributions",
+    "collect_gate_gradients",
+    "fisher_cost",
+    "fisher_importance",
+    "rearrange",
+    "rearrange_layer",
+    "rescale",
+    "search_latency",
+    "search_mac",
+    "solve_lstsq",
     "GumbelMaskLearner",
     "TemperatureSchedule",
     "binary_entropy",

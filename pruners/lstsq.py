@@ -1,0 +1,144 @@
+"""Least squares with LSMR: SciPy on CPU, CuPy on GPU (TensorFlow tensors handed over through DLPack).
+
+`solve_lstsq(A, b)` solves `min ||A x - b||` for a dense matrix or for
+`UnitContributions`, the structured matrix of the rescaling and tuning steps
+(one column per kept unit: that unit's contribution to a sublayer's output),
+which is applied as a linear operator instead of being materialised.
+"""
+
+import importlib.util
+
+import numpy as np
+
+BACKENDS = ("auto", "scipy", "cupy")
+CUPY_HINT = ("install the GPU extra (pip install -e '.[gpu]', which brings cupy-cuda12x) on a machine with a CUDA "
+             "GPU, or use backend='scipy'")
+
+
+class UnitContributions:
+    """The matrix whose column `k` is `vec(inputs[:, k, :] @ weight[k])`, without building it.
+
+    A sublayer's output is `sum_k scale_k * inputs[:, k, :] @ weight[k]` plus
+    terms that do not depend on the scales: an attention head's context
+    (`R = head_dim`) times its rows of the output projection, or an FFN
+    neuron's activation (`R = 1`) times its output row.
+
+    Args:
+        inputs: `(N, K, R)` numpy array or TensorFlow tensor (N rows, K units).
+        weight: `(K, R, D)`, same kind as `inputs`.
+    """
+
+    def __init__(self, inputs, weight):
+        if len(inputs.shape) != 3 or len(weight.shape) != 3 or tuple(inputs.shape[1:]) != tuple(weight.shape[:2]):
+            raise ValueError(f"UnitContributions needs inputs (N, K, R) and weight (K, R, D), got inputs "
+                             f"{tuple(inputs.shape)} and weight {tuple(weight.shape)}")
+        self.inputs = inputs
+        self.weight = weight
+        rows, units, _ = inputs.shape
+        self.shape = (int(rows) * int(weight.shape[2]), int(units))
+
+    def apply(self, scales):
+        """`A @ scales` as an `(N, D)` numpy array (the scaled contributions, summed over units)."""
+        inputs, weight = to_numpy(self.inputs), to_numpy(self.weight)
+        rows, units, width = inputs.shape
+        scaled = inputs.reshape(rows, units * width) * np.repeat(np.asarray(scales, np.float64), width)[None, :]
+        return scaled @ weight.reshape(units * width, -1)
+
+    def dense(self):
+        """The materialised `(N * D, K)` matrix (numpy; for tests and small problems)."""
+        inputs, weight = np.asarray(self.inputs), np.asarray(self.weight)
+        return np.einsum("nkr,krd->ndk", inputs, weight).reshape(self.shape)
+
+
+def _operator(linalg, xp, contributions, convert):
+    """A `LinearOperator` over `contributions` in the `xp` array module (numpy or cupy)."""
+    inputs = convert(contributions.inputs)
+    weight = convert(contributions.weight)
+    rows, units, width = inputs.shape
+    flat_inputs = inputs.reshape(rows, units * width)  # (N, K*R)
+    flat_weight = weight.reshape(units * width, -1)  # (K*R, D)
+
+    def matvec(x):
+        scaled = flat_inputs * xp.repeat(x.ravel(), width)[None, :]  # (N, K*R)
+        return (scaled @ flat_weight).ravel()  # (N*D,)
+
+    def rmatvec(r):
+        grams = flat_inputs.T @ r.reshape(rows, -1)  # (K*R, D)
+        return (grams * flat_weight).sum(axis=1).reshape(units, width).sum(axis=1)  # (K,)
+
+    return linalg.LinearOperator(contributions.shape, matvec=matvec, rmatvec=rmatvec, dtype=xp.float64)
+
+
+def _is_gpu_tensor(value):
+    return "GPU" in str(getattr(value, "device", "")).upper() and hasattr(value, "numpy")
+
+
+def _has_cupy():
+    return importlib.util.find_spec("cupy") is not None
+
+
+def resolve_backend(backend, *arrays):
+    """`scipy` or `cupy` for `backend`; `auto` picks CuPy only for GPU-resident TF tensors with CuPy importable."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown least-squares backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if backend == "cupy" and not _has_cupy():
+        raise RuntimeError(f"backend='cupy' needs CuPy, which is not installed: {CUPY_HINT}")
+    if backend == "auto":
+        on_gpu = any(_is_gpu_tensor(array) for array in arrays)
+        return "cupy" if on_gpu and _has_cupy() else "scipy"
+    return backend
+
+
+def to_cupy(value):
+    """A CuPy float64 array from a TF tensor (zero-copy through DLPack, then cast on device) or a numpy array."""
+    import cupy
+
+    if hasattr(value, "numpy"):  # a TF tensor: share its device buffer
+        import tensorflow as tf
+
+        value = cupy.from_dlpack(tf.experimental.dlpack.to_dlpack(value))
+    return cupy.asarray(value, dtype=cupy.float64)
+
+
+def to_numpy(value):
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float64)
+
+
+def _flat_inputs(A):
+    return (A.inputs, A.weight) if isinstance(A, UnitContributions) else (A,)
+
+
+def solve_lstsq(A, b, backend="auto", atol=1e-8, btol=1e-8, maxiter=None):
+    """`x` minimising `||A x - b||` with LSMR.
+
+    Args:
+        A: a 2-D matrix (numpy array or TF tensor) or `UnitContributions`.
+        b: right-hand side with `A.shape[0]` entries (any shape that flattens to it).
+        backend: `scipy` (CPU), `cupy` (GPU; TF tensors are handed over
+            through DLPack without a copy) or `auto` (CuPy when the inputs are
+            TF tensors on a GPU and CuPy is installed, SciPy otherwise).
+        atol, btol, maxiter: LSMR's stopping rules.
+
+    Returns:
+        `(x, info)`: `x` a float64 numpy vector of `A.shape[1]` entries; `info`
+        holds `backend`, `istop` (LSMR's stop reason), `iterations` and
+        `residual_norm`.
+    """
+    backend = resolve_backend(backend, *_flat_inputs(A), b)
+    if backend == "cupy":
+        import cupyx.scipy.sparse.linalg as linalg
+
+        convert = to_cupy
+        import cupy as xp
+    else:
+        import scipy.sparse.linalg as linalg
+
+        convert, xp = to_numpy, np
+    operator = _operator(linalg, xp, A, convert) if isinstance(A, UnitContributions) else convert(A)
+    rhs = convert(b).ravel()
+    if rhs.shape[0] != A.shape[0]:
+        raise ValueError(f"b has {rhs.shape[0]} entries but A has {A.shape[0]} rows")
+    x, istop, iterations, residual, *_ = linalg.lsmr(operator, rhs, atol=atol, btol=btol, maxiter=maxiter)
+    x = x.get() if backend == "cupy" else x
+    return np.asarray(x, dtype=np.float64), {"backend": backend, "istop": int(istop), "iterations": int(iterations),
+                                             "residual_norm": float(residual)}

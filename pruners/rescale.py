@@ -1,0 +1,168 @@
+"""Mask rescaling: least-squares scales for the kept units of each sublayer (Kwon et al., NeurIPS 2022).
+
+Bottom to top, for every block's attention and then its FFN, the kept
+units' gates become the scales `s` minimising, on sampled tokens,
+
+    || student(x_s; s) - teacher(x_t) ||^2,   student(x; s) = x + bias + sum_k s_k * contribution_k(x)
+
+where `teacher(x_t)` is the dense model's sublayer output before its
+LayerNorm (residual included), and `x_s` the input of the partially pruned
+and already rescaled model, so each solve also absorbs the error that the
+layers below left. The problem is linear in `s` and solved with LSMR
+(`pruners.lstsq.solve_lstsq`). A scale set is kept only when it lowers the
+sublayer's error; when a solve fails or a scale leaves `[-max_scale,
+max_scale]`, rescaling stops and that sublayer and those above keep their
+0/1 masks.
+"""
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from gated.encoder import EncoderBlock
+from gated.masks import collect_gated_layers
+from pruners.lstsq import UnitContributions, solve_lstsq
+
+log = logging.getLogger(__name__)
+
+
+def _token_rows(batches, max_tokens, seed):
+    """Per batch, flat indices (`b * T + t`) of the sampled non-padding tokens (at most `max_tokens` in all)."""
+    valid = [np.flatnonzero(np.asarray(inputs["attention_mask"]).ravel()) for inputs, _ in batches]
+    total = sum(len(rows) for rows in valid)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(total, size=min(max_tokens, total), replace=False))
+    starts = np.cumsum([0] + [len(rows) for rows in valid])
+    return [rows[chosen[(chosen >= lo) & (chosen < hi)] - lo]
+            for rows, lo, hi in zip(valid, starts[:-1], starts[1:], strict=True)]
+
+
+def _gather(tensors, rows):
+    """Stack the sampled tokens of per-batch `(B, T, ...)` tensors into `(N, ...)`."""
+    flat = [tf.reshape(t, (-1, *t.shape[2:])) for t in tensors]
+    return tf.concat([tf.gather(t, r) for t, r in zip(flat, rows, strict=True)], axis=0)
+
+
+class _Sublayer:
+    """One sublayer solve's fixed parts: the kept units, their output weights `(K, R, D)` and the bias."""
+
+    def __init__(self, kept, weight, bias):
+        self.kept, self.weight, self.bias = kept, weight, bias
+
+
+def _attention_sublayer(block, kept):
+    attention = block.attention
+    dense = attention.output_dense
+    kernel = (dense.kernel * dense.kernel_mask).numpy().reshape(attention.num_heads, attention.head_dim, -1)
+    return _Sublayer(kept, kernel[kept], dense.bias.numpy())
+
+
+def _ffn_sublayer(block, kept):
+    dense = block.ffn.output_dense
+    gate = dense.unit_gate.numpy()  # (D,) the FFN output gate scales kernel columns and bias alike
+    kernel = (dense.kernel * dense.kernel_mask).numpy() * gate[None, :]
+    return _Sublayer(kept, kernel[kept][:, None, :], dense.bias.numpy() * gate)
+
+
+def _solve(sublayer, unit_inputs, base, target, backend, max_scale):
+    """Scales for the kept units and the mean squared errors before (scales 1) and after.
+
+    Returns `(scales or None, before, after, info)`; None means the solve is unusable.
+    """
+    design = UnitContributions(unit_inputs, tf.constant(sublayer.weight, unit_inputs.dtype))
+    rhs = target - base - sublayer.bias  # (N, D)
+    expected = rhs.numpy().astype(np.float64)
+
+    def error(scales):
+        return float(np.mean(np.square(design.apply(scales) - expected)))
+
+    before = error(np.ones(design.shape[1]))
+    scales, info = solve_lstsq(design, rhs, backend=backend)
+    if not np.all(np.isfinite(scales)) or np.max(np.abs(scales)) > max_scale:
+        return None, before, before, info
+    return scales, before, error(scales), info
+
+
+def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_tokens=8192, max_scale=10.0, seed=0):
+    """Least-squares scales for the kept heads and neurons of every block.
+
+    Args:
+        model: the dense gated encoder (its current gates are the teacher's).
+        head_mask, neuron_mask: `[L, H]`, `[L, F]` binary masks to rescale.
+        batches: a list of `(inputs, labels)` sample batches.
+        backend: least-squares backend (`auto`, `scipy`, `cupy`).
+        max_tokens: sampled tokens in each least-squares problem.
+        max_scale: largest `|scale|` accepted.
+        seed: seed of the token sample.
+
+    Returns:
+        `(head_mask, neuron_mask, report)`: real-valued masks (the scales on
+        kept units, 0 elsewhere) and, per sublayer, `{layer, kind, kept,
+        mse_before, mse_after, status, iterations}`. The model's gates are
+        left as they were.
+    """
+    blocks = list(collect_gated_layers(model, EncoderBlock).values())
+    embeddings = model.get_layer("embeddings")
+    rows = _token_rows(batches, max_tokens, seed)
+    masks = [np.asarray(head_mask, np.float32).copy(), np.asarray(neuron_mask, np.float32).copy()]
+    dense_gates = [(b.attention.head_gate.numpy(), b.ffn.neuron_gate.numpy()) for b in blocks]
+    attention_masks = [inputs["attention_mask"] for inputs, _ in batches]
+    teacher = [embeddings(inputs["input_ids"], inputs["token_type_ids"]) for inputs, _ in batches]
+    student = list(teacher)
+    report, stopped = [], False
+    try:
+        for index, block in enumerate(blocks):
+            # Teacher: this block with its dense gates.
+            teacher_att = [block.attention_residual(x, m) for x, m in zip(teacher, attention_masks, strict=True)]
+            teacher_mid = [block.attention_norm(t) for t in teacher_att]
+            teacher_ffn = [block.ffn_residual(y) for y in teacher_mid]
+            teacher = [block.ffn_norm(t) for t in teacher_ffn]
+            # Student, attention: contributions of the kept heads, then its output with the chosen scales.
+            kept = np.flatnonzero(masks[0][index])
+            contexts = _gather([block.attention.head_contexts(x, m) for x, m in zip(student, attention_masks,
+                                                                                      strict=True)], rows)
+            sublayer = _attention_sublayer(block, kept)
+            stopped = _rescale_sublayer(sublayer, tf.gather(contexts, kept, axis=1), _gather(student, rows),
+                                        _gather(teacher_att, rows), masks[0][index], stopped, backend, max_scale,
+                                        report, index, "head")
+            block.attention.head_gate.assign(masks[0][index])
+            student = [block.attention_norm(block.attention_residual(x, m))
+                       for x, m in zip(student, attention_masks, strict=True)]
+            # Student, FFN: the kept neurons' activations.
+            kept = np.flatnonzero(masks[1][index])
+            activations = _gather([block.ffn.intermediate.ungated(y) for y in student], rows)
+            sublayer = _ffn_sublayer(block, kept)
+            stopped = _rescale_sublayer(sublayer, tf.gather(activations, kept, axis=1)[:, :, None],
+                                        _gather(student, rows), _gather(teacher_ffn, rows), masks[1][index],
+                                        stopped, backend, max_scale, report, index, "neuron")
+            block.ffn.neuron_gate.assign(masks[1][index])
+            student = [block.ffn_norm(block.ffn_residual(y)) for y in student]
+    finally:
+        for block, (heads, neurons) in zip(blocks, dense_gates, strict=True):
+            block.attention.head_gate.assign(heads)
+            block.ffn.neuron_gate.assign(neurons)
+    return masks[0], masks[1], report
+
+
+def _rescale_sublayer(sublayer, unit_inputs, base, target, mask_row, stopped, backend, max_scale, report, layer,
+                      kind):
+    """Solve one sublayer and write its scales into `mask_row` (in place); returns whether rescaling has stopped."""
+    entry = {"layer": layer, "kind": kind, "kept": int(len(sublayer.kept))}
+    if stopped or not len(sublayer.kept):
+        report.append({**entry, "status": "stopped" if stopped else "empty"})
+        return stopped
+    scales, before, after, info = _solve(sublayer, unit_inputs, base, target, backend, max_scale)
+    entry |= {"mse_before": before, "mse_after": after, "iterations": info["iterations"], "backend": info["backend"]}
+    if scales is None:
+        report.append({**entry, "status": "failed: a scale is not finite or exceeds max_scale; stopping"})
+        log.info("layer %d %s: rescaling stopped (a scale left [-%g, %g])", layer, kind, max_scale, max_scale)
+        return True
+    if after >= before:
+        report.append({**entry, "mse_after": before, "status": "kept 0/1 (no improvement)"})
+    else:
+        mask_row[sublayer.kept] = scales
+        report.append({**entry, "status": "rescaled"})
+    log.info("layer %d %s: reconstruction MSE %.4g -> %.4g (%d kept, %d LSMR iterations)", layer, kind, before,
+             report[-1]["mse_after"], len(sublayer.kept), info["iterations"])
+    return False
