@@ -1,0 +1,293 @@
+"""Retraining-free structured pruning of a train.py checkpoint: Fisher mask search under a MAC or latency budget.
+
+    python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5
+    python -m efficiency.generate_lut --model_size tiny --output_dir luts/tiny
+    python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.6 --metric latency \\
+        --mha_lut luts/tiny/mha_lut.json --ffn_lut luts/tiny/ffn_lut.json
+
+Stages (Kwon et al., NeurIPS 2022): Fisher information of the head and neuron
+gates on a sample of training rows, a global search of how many heads and
+neurons to keep, per-layer rearrangement of which ones, and least-squares
+rescaling of the kept ones. No weight is trained. Writes
+`<output_dir>/<model>/<task>/<metric>/<constraint>/seed_<seed>/` with
+`head_mask.npy`, `neuron_mask.npy`, `log.txt` and `metrics.json`;
+`evaluate.py --masks_dir` scores the masks again.
+"""
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from config import ConfigError, GatedBertConfig, check_data_dir  # noqa: E402
+from efficiency.latency import LutError, read_lut  # noqa: E402
+from evaluation import CheckpointError, find_checkpoint  # noqa: E402
+from gated.presets import PRESETS  # noqa: E402
+from reporting import LOG_FORMAT, setup_console_logging  # noqa: E402
+from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
+
+log = logging.getLogger("prune")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    add = parser.add_argument
+    add("--ckpt_dir", required=True, help="checkpoint folder written by train.py (checkpoints_<method>_<task>/)")
+    add("--checkpoint", default="best", choices=("best", "last"), help="which saved model to prune [best]")
+    add("--task_name", help="GLUE task (must be the checkpoint's) [the checkpoint's task]")
+    add("--constraint", type=float, required=True,
+        help="fraction of the dense model's MACs (or latency) to KEEP, 0 < c < 1")
+    add("--metric", default="mac", choices=("mac", "latency"), help="what the constraint limits [mac]")
+    add("--mha_lut", help="attention latency LUT from efficiency/generate_lut.py (needed by --metric latency)")
+    add("--ffn_lut", help="FFN latency LUT from efficiency/generate_lut.py (needed by --metric latency)")
+    add("--num_samples", type=int, default=2048, help="training rows sampled for Fisher and rescaling [2048]")
+    add("--sample_batch_size", type=int, default=32, help="rows per gradient batch [32]")
+    add("--seed", type=int, default=0, help="seed of the sample [0]")
+    add("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's data_dir]")
+    add("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
+    add("--max_eval_samples", type=int, help="score only the first N dev rows [all]")
+    add("--rescale_tokens", type=int, default=8192, help="sampled tokens per least-squares problem [8192]")
+    add("--backend", default="auto", choices=("auto", "scipy", "cupy"),
+        help="least-squares backend: SciPy (CPU), CuPy (GPU) or auto [auto]")
+    add("--output_dir", default="outputs", help="root of the output folders [outputs]")
+    return parser
+
+
+def model_name(config):
+    """The preset's name when the checkpoint has a preset's shape, else `L{layers}_D{d}_H{heads}_F{dff}`."""
+    shape = {key: getattr(config, key) for key in ("num_layers", "d_model", "num_heads", "dff")}
+    if PRESETS[config.model_size] == shape:
+        return config.model_size
+    return "L{num_layers}_D{d_model}_H{num_heads}_F{dff}".format(**shape)
+
+
+def check_args(args, environ):
+    """Every input check that needs no model: returns `(config, model path, LUTs or None, output folder)`."""
+    if not 0 < args.constraint < 1:
+        raise ConfigError(f"--constraint is the fraction of MACs/latency to keep and must be in (0, 1), got "
+                          f"{args.constraint}; e.g. --constraint 0.5 keeps half")
+    for name in ("num_samples", "sample_batch_size", "rescale_tokens", "max_eval_samples"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name} must be positive, got {value}")
+    model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
+    config = GatedBertConfig.load(config_path)
+    if args.task_name and args.task_name != config.task:
+        raise ConfigError(f"--task_name {args.task_name} does not match the checkpoint's task {config.task}; its "
+                          "classifier was trained for that task (drop --task_name or pick another checkpoint)")
+    data_dir = args.data_dir or environ.get("GLUE_DIR") or config.data_dir
+    tokenizer = args.tokenizer or environ.get("TOKENIZER") or config.tokenizer
+    config = GatedBertConfig(**{**config.to_dict(), "data_dir": data_dir, "tokenizer": tokenizer,
+                                "max_eval_samples": args.max_eval_samples})
+    check_data_dir(config)
+    luts = None
+    if args.metric == "latency":
+        if not (args.mha_lut and args.ffn_lut):
+            raise ConfigError("--metric latency needs --mha_lut and --ffn_lut; generate them on the target device "
+                              "with python -m efficiency.generate_lut --model_size ...")
+        shape = {"d_model": config.d_model, "num_heads": config.num_heads,
+                 "head_dim": config.d_model // config.num_heads, "dff": config.dff}
+        luts = (read_lut(args.mha_lut, "mha", shape), read_lut(args.ffn_lut, "ffn", shape))
+    elif args.mha_lut or args.ffn_lut:
+        log.warning("--mha_lut/--ffn_lut are used by --metric latency only; ignoring them")
+    folder = os.path.join(args.output_dir, model_name(config), config.task, args.metric, f"{args.constraint:g}",
+                          f"seed_{args.seed}")
+    return config, model_path, luts, folder
+
+
+@contextlib.contextmanager
+def staged_output(folder):
+    """Yield a temporary folder beside `folder`; it replaces `folder` on success and is deleted on failure."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".partial-{os.getpid()}-{os.path.basename(folder)}")
+    os.makedirs(tmp)
+    handler = logging.FileHandler(os.path.join(tmp, "log.txt"), encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    try:
+        yield tmp
+        handler.close()
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        handler.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def load_inputs(args, config):
+    """The task, its dev batches and the sampled training batches (a list, reused by every stage)."""
+    import numpy as np
+
+    from tasks import get_task, load_split, load_tokenizer
+    from tasks.pipeline import make_dataset
+
+    spec = get_task(config.task)
+    tokenizer = load_tokenizer(config.tokenizer)
+    common = {"data_dir": config.data_dir, "max_len": config.max_len, "cache_dir": config.cache_dir}
+    train = load_split(spec, "train", tokenizer, **common)
+    dev = load_split(spec, "dev", tokenizer, limit=config.max_eval_samples, **common)
+    rows = np.random.default_rng(args.seed).permutation(len(train))[:args.num_samples]
+    batching = {"shuffle": False, "max_len": config.max_len, "pad_id": tokenizer.pad_token_id or 0}
+    sample = list(make_dataset(train.take(np.sort(rows)), args.sample_batch_size, **batching))
+    dev_ds = make_dataset(dev, config.batch_size, **batching)
+    log.info("%s: %d sampled training rows in %d batches, %d dev rows", spec.name, len(rows), len(sample), len(dev))
+    return spec, sample, dev_ds
+
+
+class Budget:
+    """The constraint as MACs or estimated latency, and how to measure a mask against it."""
+
+    def __init__(self, args, config, luts, dense_heads, dense_neurons):
+        from efficiency import head_macs, neuron_macs
+        from efficiency.latency import LatencyModel
+
+        self.metric, self.constraint = args.metric, args.constraint
+        self.mac_shape = {"d_model": config.d_model, "head_dim": config.d_model // config.num_heads,
+                          "seq_len": config.max_len}
+        self.head_cost = head_macs(**self.mac_shape)
+        self.neuron_cost = neuron_macs(config.d_model, config.max_len)
+        self.latency = LatencyModel.from_luts(*luts) if luts else None
+        self.dense = self.measure(dense_heads, dense_neurons)
+        self.limit = args.constraint * self.dense
+
+    def measure(self, heads, neurons):
+        """MACs, or estimated milliseconds, of the blocks a mask keeps."""
+        from efficiency import count_macs
+
+        if self.metric == "latency":
+            return self.latency.estimate(heads, neurons)
+        return count_macs(heads, neurons, **self.mac_shape)["total"]
+
+    def search(self, head_importance, neuron_importance):
+        from pruners.mask_search import search_latency, search_mac
+
+        if self.metric == "latency":
+            return search_latency(head_importance, neuron_importance, self.latency, self.limit)
+        return search_mac(head_importance, neuron_importance, self.head_cost, self.neuron_cost, self.limit)
+
+
+def run(args, config, model_path, luts, out):
+    """Every stage, each timed and scored; writes the masks and metrics.json into `out`."""
+    import numpy as np
+
+    from efficiency import count_macs
+    from evaluation import apply_masks, current_masks, dev_metrics, load_checkpoint, save_masks
+    from fileio import write_json_atomic
+    from pruners.fisher import collect_gate_gradients, fisher_importance
+    from pruners.rearrange import rearrange
+    from pruners.rescale import rescale
+    from reporting import package_versions
+    from training import build_loss
+
+    seconds, scores = {}, {}
+    tick = time.perf_counter()
+    log.info("pruning %s to keep %g of its %s (remove %g)", model_path, args.constraint,
+             "MACs" if args.metric == "mac" else "estimated latency", 1 - args.constraint)
+    # -- Model and data ---------------------------------------------------------
+    model = load_checkpoint(model_path)
+    spec, sample, dev_ds = load_inputs(args, config)
+    alive_heads, alive_neurons = (mask != 0 for mask in current_masks(model))
+    full = np.ones(alive_heads.shape), np.ones(alive_neurons.shape)
+    budget = Budget(args, config, luts, *full)
+    seconds["load"], tick = time.perf_counter() - tick, time.perf_counter()
+
+    def stage(name, heads, neurons):
+        """Record the stage's seconds (scoring excluded), then score its masks on the dev set."""
+        nonlocal tick
+        seconds[name] = time.perf_counter() - tick
+        apply_masks(model, heads, neurons)
+        scored = time.perf_counter()
+        scores[name] = dev_metrics(model, dev_ds, spec)
+        seconds["evaluation"] = seconds.get("evaluation", 0.0) + time.perf_counter() - scored
+        log.info("%s: dev %s %.4f; kept %d/%d heads, %d/%d neurons; %s %.4g of dense", name, spec.primary_metric,
+                 scores[name][f"dev_{spec.primary_metric}"], np.count_nonzero(heads), heads.size,
+                 np.count_nonzero(neurons), neurons.size, args.metric, budget.measure(heads, neurons) / budget.dense)
+        tick = time.perf_counter()
+
+    stage("dense", alive_heads.astype(np.float32), alive_neurons.astype(np.float32))
+    del seconds["dense"]
+    # -- Fisher information of the gates -----------------------------------------
+    every = max(1, len(sample) // 10)
+
+    def progress(batches, samples):
+        if batches % every == 0 or batches == len(sample):
+            log.info("fisher: %d/%d batches (%d samples)", batches, len(sample), samples)
+
+    head_grads, neuron_grads, fisher = collect_gate_gradients(model, sample, build_loss(spec), progress)
+    head_grads *= alive_heads[None]  # gated-off units carry no information and are pruned first
+    neuron_grads *= alive_neurons[None]
+    log.info("fisher: %d samples in %.1f s (%.1f samples/s)", fisher["samples"], fisher["seconds"],
+             fisher["samples_per_second"])
+    seconds["fisher"], tick = time.perf_counter() - tick, time.perf_counter()
+    # -- Search, rearrange, rescale ----------------------------------------------
+    heads, neurons = budget.search(fisher_importance(head_grads), fisher_importance(neuron_grads))
+    heads, neurons = heads * alive_heads, neurons * alive_neurons
+    stage("search", heads, neurons)
+    heads, head_costs = rearrange(heads, head_grads)
+    neurons, neuron_costs = rearrange(neurons, neuron_grads)
+    stage("rearrange", heads, neurons)
+    apply_masks(model, *(mask.astype(np.float32) for mask in (alive_heads, alive_neurons)))
+    heads, neurons, report = rescale(model, heads, neurons, sample, backend=args.backend,
+                                     max_tokens=args.rescale_tokens, seed=args.seed)
+    stage("rescale", heads, neurons)
+    # -- Outputs -------------------------------------------------------------------
+    save_masks(out, heads, neurons)
+    mac_shape = budget.mac_shape
+    macs = {"dense": count_macs(*full, **mac_shape)["total"],
+            "before": count_macs(alive_heads, alive_neurons, **mac_shape)["total"],
+            "after": count_macs(heads, neurons, **mac_shape)["total"], "seq_len": config.max_len}
+    macs["kept_fraction"] = macs["after"] / macs["dense"]
+    metrics = {
+        "checkpoint": model_path, "task": spec.name, "metric": args.metric, "constraint": args.constraint,
+        "removed": 1 - args.constraint, "primary_metric": f"dev_{spec.primary_metric}", "dev": scores,
+        "macs": macs, "seconds": {**seconds, "pruning": sum(v for k, v in seconds.items() if k != "evaluation")},
+        "kept": {"heads": int(np.count_nonzero(heads)), "neurons": int(np.count_nonzero(neurons)),
+                 "heads_per_layer": np.count_nonzero(heads, axis=1).tolist(),
+                 "neurons_per_layer": np.count_nonzero(neurons, axis=1).tolist()},
+        "fisher": fisher, "rearrange": {"head_costs": head_costs, "neuron_costs": neuron_costs},
+        "rescale": report, "args": vars(args), "versions": package_versions(),
+    }
+    if budget.latency:
+        metrics["latency_ms"] = {"dense": budget.dense, "budget": budget.limit,
+                                 "estimated": budget.measure(heads, neurons), "model": budget.latency.get_config()}
+    write_json_atomic(os.path.join(out, "metrics.json"), metrics)
+    log.info("MACs: kept %.1f%% (removed %.1f%%) of %d; dev %s %.4f dense -> %.4f pruned", 100 * macs["kept_fraction"],
+             100 * (1 - macs["kept_fraction"]), macs["dense"], spec.primary_metric,
+             scores["dense"][f"dev_{spec.primary_metric}"], scores["rescale"][f"dev_{spec.primary_metric}"])
+
+
+def main(argv=None, environ=None):
+    """Command-line entry point; returns the exit status."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_console_logging(1)
+    try:
+        config, model_path, luts, folder = check_args(args, os.environ if environ is None else environ)
+    except (ConfigError, CheckpointError, LutError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        with staged_output(folder) as tmp:
+            run(args, config, model_path, luts, tmp)
+    except (ConfigError, CheckpointError, DataUnavailableError, GlueFormatError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    log.info("done in %.1f s: %s", time.perf_counter() - start, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
