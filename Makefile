@@ -42,6 +42,8 @@ bench: install
 	$(BIN)/python bench/gumbel_overhead.py
 	$(BIN)/python bench/gumbel_accuracy.py
 	$(BIN)/python bench/parallel_wall_time.py
+	$(BIN)/python bench/fisher_pruning.py
+	$(BIN)/python bench/latency_estimate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

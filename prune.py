@@ -260,6 +260,9 @@ def run(args, config, model_path, luts, out):
     if budget.latency:
         metrics["latency_ms"] = {"dense": budget.dense, "budget": budget.limit,
                                  "estimated": budget.measure(heads, neurons), "model": budget.latency.get_config()}
+        kept = metrics["latency_ms"]["estimated"] / budget.dense
+        log.info("estimated block latency: kept %.1f%% (removed %.1f%%) of %.2f ms", 100 * kept, 100 * (1 - kept),
+                 budget.dense)
     write_json_atomic(os.path.join(out, "metrics.json"), metrics)
     log.info("MACs: kept %.1f%% (removed %.1f%%) of %d; dev %s %.4f dense -> %.4f pruned", 100 * macs["kept_fraction"],
              100 * (1 - macs["kept_fraction"]), macs["dense"], spec.primary_metric,

@@ -131,3 +131,43 @@ def print_comparison(rates, labels, target, what):
     verdict = "PASS" if ratio >= target else "FAIL"
     print(f"{what}: {ratio:.3f} (target >= {target}: {verdict})")
     return ratio
+
+
+def sst2_checkpoint(argv):
+    """The checkpoint folder to prune: `argv[1]` when given, else the tiny preset trained now with the
+    from-scratch SST-2 recipe of `bench/sst2_accuracy.py` (about 4 minutes on 2 cores)."""
+    import glob
+    import tempfile
+
+    if len(argv) > 1:
+        return argv[1]
+    from sst2_accuracy import RECIPE
+
+    from config import GatedBertConfig
+    from train import configure_tensorflow, run
+
+    glue, tokenizer = glue_inputs_or_exit()
+    out = tempfile.mkdtemp(prefix="bench_prune_ckpt_")
+    config = GatedBertConfig(**RECIPE, data_dir=glue, tokenizer=tokenizer, output_dir=out, verbose=0)
+    configure_tensorflow(config)
+    print(f"training the tiny preset on SST-2 ({RECIPE['epochs']} epochs) for a checkpoint in {out}", flush=True)
+    run(config)
+    (folder,) = glob.glob(os.path.join(out, "checkpoints_*"))
+    return folder
+
+
+def prune_metrics(checkpoint, output_dir, *flags):
+    """Run prune.py on `checkpoint` with GLUE_DIR/TOKENIZER set; returns its metrics.json as a dict."""
+    import glob
+    import json
+
+    import prune
+
+    glue, tokenizer = glue_inputs_or_exit()
+    status = prune.main(["--ckpt_dir", checkpoint, "--output_dir", output_dir, *flags],
+                        {**os.environ, "GLUE_DIR": glue, "TOKENIZER": tokenizer})
+    if status:
+        sys.exit(f"prune.py exited with {status}")
+    (path,) = glob.glob(os.path.join(output_dir, "*", "*", "*", "*", "*", "metrics.json"))
+    with open(path) as handle:
+        return json.load(handle)
