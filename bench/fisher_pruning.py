@@ -1,4 +1,4 @@
-"""Retraining-free pruning of the tiny SST-2 model under MAC constraints 0.7 and 0.5, through prune.py.
+"""Retraining-free pruning of the tiny SST-2 model under MAC constraints 0.7, 0.5 and 0.3, through prune.py.
 
 Prints, per constraint, the dev accuracy of the dense model and after each
 stage (search, rearrange, rescale), the kept heads, neurons and MACs, the
@@ -13,7 +13,7 @@ import tempfile
 
 from common import prune_metrics, sst2_checkpoint
 
-CONSTRAINTS = (0.7, 0.5)
+CONSTRAINTS = (0.7, 0.5, 0.3)  # 0.3 beyond the issue: where accuracy starts to go
 TOLERANCE = 0.015
 
 
