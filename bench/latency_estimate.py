@@ -3,7 +3,7 @@
 Generates the attention and FFN LUTs of the tiny preset on this machine
 (batch 32 x 128 tokens), prunes the tiny SST-2 model to 60% of its
 estimated block latency, removes the pruned heads and neurons for real
-(`slice_pruned`) and times the result the same way:
+(`slice_pruned`) and times dense and pruned in alternating rounds (median of 7):
   - sublayers: each kept attention layer and FFN timed alone (the LUT's protocol), summed;
   - blocks: the encoder blocks end to end (residuals and LayerNorms included, which the LUT leaves out);
   - model: the whole forward pass, dense vs sliced.
@@ -22,22 +22,21 @@ CONSTRAINT = 0.6
 BATCH, LENGTH = 32, 128
 
 
-def measured(model):
-    """`{sublayers, blocks, model}` milliseconds of one batch of BATCH x LENGTH tokens."""
+def timed_calls(model):
+    """`{sublayers: [calls], blocks: [call], model: [call]}` on one batch of BATCH x LENGTH tokens."""
     import tensorflow as tf
 
-    from efficiency.timing import measure_ms
     from gated import EncoderBlock, collect_gated_layers
 
     x = tf.random.normal((BATCH, LENGTH, model.get_layer("embeddings").d_model), seed=0)
     mask = tf.ones((BATCH, LENGTH), tf.int32)
     blocks = list(collect_gated_layers(model, EncoderBlock).values())
-    sublayers = 0.0
+    sublayers = []
     for block in blocks:
         if block.attention.num_heads:
-            sublayers += measure_ms(tf.function(lambda h, m, b=block: b.attention(h, attention_mask=m)), x, mask)
+            sublayers.append((tf.function(lambda h, m, b=block: b.attention(h, attention_mask=m)), (x, mask)))
         if block.ffn.dff:
-            sublayers += measure_ms(tf.function(lambda h, b=block: b.ffn(h)), x)
+            sublayers.append((tf.function(lambda h, b=block: b.ffn(h)), (x,)))
 
     @tf.function
     def stack(h, m):
@@ -48,7 +47,24 @@ def measured(model):
     ids = tf.random.uniform((BATCH, LENGTH), 1, 1000, tf.int32, seed=0)
     inputs = {"input_ids": ids, "token_type_ids": tf.zeros_like(ids), "attention_mask": mask}
     forward = tf.function(lambda batch: model(batch, training=False))
-    return {"sublayers": sublayers, "blocks": measure_ms(stack, x, mask), "model": measure_ms(forward, inputs)}
+    return {"sublayers": sublayers, "blocks": [(stack, (x, mask))], "model": [(forward, (inputs,))]}
+
+
+def measured(models, rounds=7):
+    """Median over `rounds` of each model's summed milliseconds per kind; the models take turns each round,
+    so drift in machine load hits them alike."""
+    import statistics
+
+    from efficiency.timing import measure_ms
+
+    calls = {name: timed_calls(model) for name, model in models.items()}
+    samples = {name: {kind: [] for kind in kinds} for name, kinds in calls.items()}
+    for _ in range(rounds):
+        for name, kinds in calls.items():
+            for kind, pairs in kinds.items():
+                samples[name][kind].append(sum(measure_ms(fn, *args, repeats=5) for fn, args in pairs))
+    return {name: {kind: statistics.median(values) for kind, values in kinds.items()}
+            for name, kinds in samples.items()}
 
 
 def main():
@@ -69,7 +85,7 @@ def main():
     pruned = load_checkpoint(find_checkpoint(checkpoint)[0])
     apply_masks(pruned, *load_masks(folder, pruned))
     small = slice_pruned(pruned)
-    timings = {"dense": measured(dense), "pruned": measured(small)}
+    timings = measured({"dense": dense, "pruned": small})
     latency = metrics["latency_ms"]
     estimates = {"dense": latency["dense"], "pruned": latency["estimated"]}
     kept = metrics["kept"]

@@ -29,7 +29,7 @@ def parse_args(argv):
     parser.add_argument("--seq_len", type=int, default=128, help="sequence length to time at [128]")
     parser.add_argument("--ffn_points", type=int, default=32,
                         help="FFN widths timed: this many evenly spaced counts up to dff [32]")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs per point (median kept) [10]")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per point (median kept) [20]")
     parser.add_argument("--output_dir", default="luts", help="folder for mha_lut.json and ffn_lut.json [luts]")
     args = parser.parse_args(argv)
     shape = {**PRESETS[args.model_size]}
