@@ -75,6 +75,13 @@ def check_args(args, environ):
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise ConfigError(f"--{name} must be positive, got {value}")
+    if args.backend == "cupy":
+        from pruners.lstsq import resolve_backend
+
+        try:
+            resolve_backend("cupy")
+        except RuntimeError as error:
+            raise ConfigError(f"--backend cupy: {error}") from None
     model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
     config = GatedBertConfig.load(config_path)
     if args.task_name and args.task_name != config.task:

@@ -1,5 +1,6 @@
 """prune.py and evaluate.py end to end on a micro checkpoint trained on real SST-2 rows."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -87,6 +88,8 @@ def test_prune_under_a_latency_budget_with_luts_from_this_machine(checkpoint, tm
     (["--constraint", "0.5", "--metric", "latency"], "--metric latency needs --mha_lut and --ffn_lut"),
     (["--constraint", "0.5", "--task_name", "rte"], "does not match the checkpoint's task sst2"),
     (["--constraint", "0.5", "--num_samples", "0"], "--num_samples must be positive, got 0"),
+    pytest.param(["--constraint", "0.5", "--backend", "cupy"], "backend='cupy' needs CuPy",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")),
 ])
 def test_bad_input_stops_before_any_work(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir, capsys, flags,
                                          message):
@@ -120,3 +123,21 @@ def test_evaluate_rejects_masks_it_cannot_use(checkpoint, tmp_path, glue_dir, be
     np.save(tmp_path / "neuron_mask.npy", np.ones((2, 64), np.float32))
     assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(tmp_path)], env) == 2
     assert "shapes (2, 4) and (2, 64), but the model's gates are (2, 2) and (2, 64)" in capsys.readouterr().err
+
+
+def test_a_gumbel_checkpoint_keeps_its_learned_masks_off(tmp_path, glue_dir, bert_tokenizer_dir):
+    out = tmp_path / "gumbel"
+    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--task", "sst2",
+            "--epochs", "1", "--max_train_samples", "200", "--max_eval_samples", "50", "--output_dir", str(out),
+            "--cache_dir", str(tmp_path / "cache"), "--enable_pruning", "true", "--pruning_method", "gumbel",
+            "--target_sparsity", "0.5", "--target_warmup", "0.1", "--masks_lr", "0.5"]
+    assert train.main(argv) == 0
+    (masks_dir,) = (out / "results_gumbel_sst2").glob("masks_gumbel_*")
+    learned = np.load(masks_dir / "ffn_intermediate_mask.npy")
+    assert 0 < learned.sum() < learned.size  # the learned masks did switch some neurons off
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert run_prune(out / "checkpoints_gumbel_sst2", tmp_path / "pruned", env, "--constraint", "0.9") == 0
+    (folder,) = (tmp_path / "pruned").glob("*/sst2/mac/0.9/seed_0")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["macs"]["before"] < metrics["macs"]["dense"]  # the learned masks already removed MACs
+    assert np.all(np.load(folder / "neuron_mask.npy")[learned == 0] == 0)
