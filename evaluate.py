@@ -14,7 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from config import ConfigError, GatedBertConfig, check_data_dir  # noqa: E402
+from config import ConfigError  # noqa: E402
 from evaluation import CheckpointError, find_checkpoint  # noqa: E402
 from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
 
@@ -36,17 +36,21 @@ def evaluate(args, environ):
     import numpy as np
 
     from efficiency import count_macs
-    from evaluation import apply_masks, current_masks, dev_metrics, load_checkpoint, load_masks
+    from evaluation import (
+        apply_masks,
+        checkpoint_config,
+        current_masks,
+        dev_dataset,
+        dev_metrics,
+        load_checkpoint,
+        load_masks,
+        mac_shape,
+    )
     from gated.slicing import slice_pruned
-    from tasks import get_task, load_split, load_tokenizer
-    from tasks.pipeline import make_dataset
+    from tasks import get_task, load_tokenizer
 
     model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
-    saved = GatedBertConfig.load(config_path)
-    config = GatedBertConfig(**{**saved.to_dict(), "data_dir": args.data_dir or environ.get("GLUE_DIR")
-                                or saved.data_dir, "tokenizer": args.tokenizer or environ.get("TOKENIZER")
-                                or saved.tokenizer, "max_eval_samples": args.max_eval_samples})
-    check_data_dir(config)
+    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples)
     model = load_checkpoint(model_path)
     if args.masks_dir:
         apply_masks(model, *load_masks(args.masks_dir, model))
@@ -54,15 +58,9 @@ def evaluate(args, environ):
     if args.slice:
         model = slice_pruned(model)
     spec = get_task(config.task)
-    tokenizer = load_tokenizer(config.tokenizer)
-    dev = load_split(spec, "dev", tokenizer, data_dir=config.data_dir, max_len=config.max_len,
-                     cache_dir=config.cache_dir, limit=config.max_eval_samples)
-    dataset = make_dataset(dev, config.batch_size, shuffle=False, max_len=config.max_len,
-                           pad_id=tokenizer.pad_token_id or 0)
-    macs = count_macs(heads, neurons, d_model=config.d_model, head_dim=config.d_model // config.num_heads,
-                      seq_len=config.max_len)["total"]
-    dense = count_macs(np.ones_like(heads), np.ones_like(neurons), d_model=config.d_model,
-                       head_dim=config.d_model // config.num_heads, seq_len=config.max_len)["total"]
+    dev, dataset = dev_dataset(config, spec, load_tokenizer(config.tokenizer))
+    macs = count_macs(heads, neurons, **mac_shape(config))["total"]
+    dense = count_macs(np.ones_like(heads), np.ones_like(neurons), **mac_shape(config))["total"]
     return {"checkpoint": model_path, "masks_dir": args.masks_dir, "task": spec.name, "dev_rows": len(dev),
             **dev_metrics(model, dataset, spec), "kept_heads": int(np.count_nonzero(heads)),
             "kept_neurons": int(np.count_nonzero(neurons)), "macs": macs, "macs_kept_fraction": macs / dense,

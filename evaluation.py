@@ -42,6 +42,39 @@ def find_checkpoint(ckpt_dir, which="best"):
     return model_path, config_path
 
 
+def checkpoint_config(config_path, environ, data_dir=None, tokenizer=None, max_eval_samples=None):
+    """The run's saved config, with data and tokenizer from the flags, else `GLUE_DIR` / `TOKENIZER`, else as saved.
+
+    The task's files must exist there (`ConfigError` otherwise).
+    """
+    from config import GatedBertConfig, check_data_dir
+
+    saved = GatedBertConfig.load(config_path)
+    config = GatedBertConfig(**{**saved.to_dict(),
+                                "data_dir": data_dir or environ.get("GLUE_DIR") or saved.data_dir,
+                                "tokenizer": tokenizer or environ.get("TOKENIZER") or saved.tokenizer,
+                                "max_eval_samples": max_eval_samples})
+    check_data_dir(config)
+    return config
+
+
+def mac_shape(config):
+    """The shape MACs are counted at: `{d_model, head_dim, seq_len=max_len}` (see `efficiency.mac`)."""
+    return {"d_model": config.d_model, "head_dim": config.d_model // config.num_heads, "seq_len": config.max_len}
+
+
+def dev_dataset(config, spec, tokenizer):
+    """`(dev split, deterministic dev batches)` of the config's task."""
+    from tasks import load_split
+    from tasks.pipeline import make_dataset
+
+    dev = load_split(spec, "dev", tokenizer, data_dir=config.data_dir, max_len=config.max_len,
+                     cache_dir=config.cache_dir, limit=config.max_eval_samples)
+    dataset = make_dataset(dev, config.batch_size, shuffle=False, max_len=config.max_len,
+                           pad_id=tokenizer.pad_token_id or 0)
+    return dev, dataset
+
+
 def load_checkpoint(model_path):
     """The saved model, with learned Gumbel masks (if any) baked into its gates."""
     import keras

@@ -24,9 +24,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from config import ConfigError, GatedBertConfig, check_data_dir  # noqa: E402
+from config import ConfigError  # noqa: E402
 from efficiency.latency import LutError, read_lut  # noqa: E402
-from evaluation import CheckpointError, find_checkpoint  # noqa: E402
+from evaluation import CheckpointError, checkpoint_config, find_checkpoint  # noqa: E402
 from gated.presets import PRESETS  # noqa: E402
 from reporting import LOG_FORMAT, setup_console_logging  # noqa: E402
 from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
@@ -83,15 +83,10 @@ def check_args(args, environ):
         except RuntimeError as error:
             raise ConfigError(f"--backend cupy: {error}") from None
     model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
-    config = GatedBertConfig.load(config_path)
+    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples)
     if args.task_name and args.task_name != config.task:
         raise ConfigError(f"--task_name {args.task_name} does not match the checkpoint's task {config.task}; its "
                           "classifier was trained for that task (drop --task_name or pick another checkpoint)")
-    data_dir = args.data_dir or environ.get("GLUE_DIR") or config.data_dir
-    tokenizer = args.tokenizer or environ.get("TOKENIZER") or config.tokenizer
-    config = GatedBertConfig(**{**config.to_dict(), "data_dir": data_dir, "tokenizer": tokenizer,
-                                "max_eval_samples": args.max_eval_samples})
-    check_data_dir(config)
     luts = None
     if args.metric == "latency":
         if not (args.mha_lut and args.ffn_lut):
@@ -135,18 +130,18 @@ def load_inputs(args, config):
     """The task, its dev batches and the sampled training batches (a list, reused by every stage)."""
     import numpy as np
 
+    from evaluation import dev_dataset
     from tasks import get_task, load_split, load_tokenizer
     from tasks.pipeline import make_dataset
 
     spec = get_task(config.task)
     tokenizer = load_tokenizer(config.tokenizer)
-    common = {"data_dir": config.data_dir, "max_len": config.max_len, "cache_dir": config.cache_dir}
-    train = load_split(spec, "train", tokenizer, **common)
-    dev = load_split(spec, "dev", tokenizer, limit=config.max_eval_samples, **common)
+    train = load_split(spec, "train", tokenizer, data_dir=config.data_dir, max_len=config.max_len,
+                       cache_dir=config.cache_dir)
+    dev, dev_ds = dev_dataset(config, spec, tokenizer)
     rows = np.random.default_rng(args.seed).permutation(len(train))[:args.num_samples]
-    batching = {"shuffle": False, "max_len": config.max_len, "pad_id": tokenizer.pad_token_id or 0}
-    sample = list(make_dataset(train.take(np.sort(rows)), args.sample_batch_size, **batching))
-    dev_ds = make_dataset(dev, config.batch_size, **batching)
+    sample = list(make_dataset(train.take(np.sort(rows)), args.sample_batch_size, shuffle=False,
+                               max_len=config.max_len, pad_id=tokenizer.pad_token_id or 0))
     log.info("%s: %d sampled training rows in %d batches, %d dev rows", spec.name, len(rows), len(sample), len(dev))
     return spec, sample, dev_ds
 
@@ -157,10 +152,10 @@ class Budget:
     def __init__(self, args, config, luts, dense_heads, dense_neurons):
         from efficiency import head_macs, neuron_macs
         from efficiency.latency import LatencyModel
+        from evaluation import mac_shape
 
         self.metric, self.constraint = args.metric, args.constraint
-        self.mac_shape = {"d_model": config.d_model, "head_dim": config.d_model // config.num_heads,
-                          "seq_len": config.max_len}
+        self.mac_shape = mac_shape(config)
         self.head_cost = head_macs(**self.mac_shape)
         self.neuron_cost = neuron_macs(config.d_model, config.max_len)
         self.latency = LatencyModel.from_luts(*luts) if luts else None

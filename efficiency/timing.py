@@ -1,5 +1,6 @@
 """Wall-clock timing of a compiled TensorFlow call: warm-up runs, then the median of repeats."""
 
+import os
 import platform
 import time
 
@@ -29,6 +30,4 @@ def device_name():
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         return f"GPU: {details.get('device_name', gpus[0].name)}"
-    import os
-
     return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} threads)"
