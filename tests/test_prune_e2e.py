@@ -1,5 +1,6 @@
 """prune.py and evaluate.py end to end on a micro checkpoint trained on real SST-2 rows."""
 
+import importlib
 import importlib.util
 import json
 
@@ -141,3 +142,13 @@ def test_a_gumbel_checkpoint_keeps_its_learned_masks_off(tmp_path, glue_dir, ber
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["macs"]["before"] < metrics["macs"]["dense"]  # the learned masks already removed MACs
     assert np.all(np.load(folder / "neuron_mask.npy")[learned == 0] == 0)
+
+
+def test_a_failure_mid_run_leaves_nothing_behind(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(importlib.import_module("pruners.rescale"), "rescale", broken)
+    assert run_prune(checkpoint, tmp_path / "out", _env(glue_dir, bert_tokenizer_dir), "--constraint", "0.5") == 1
+    left = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
+    assert left == [] and not list((tmp_path / "out").rglob(".partial-*"))
