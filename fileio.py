@@ -1,9 +1,14 @@
 """Writing files so that a crash never leaves half of one behind."""
 
 import contextlib
+import itertools
 import json
 import math
 import os
+
+# Numbers the temporary names, so that a write started from a signal handler never collides with the one it
+# interrupted.
+_partial_numbers = itertools.count()
 
 
 @contextlib.contextmanager
@@ -14,7 +19,7 @@ def atomic_path(path):
     (`model.save`, `np.savez`) choose their format by it.
     """
     folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f".partial-{os.getpid()}-{name}")
+    tmp = os.path.join(folder, f".partial-{os.getpid()}-{next(_partial_numbers)}-{name}")
     try:
         yield tmp
         os.replace(tmp, path)

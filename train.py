@@ -131,6 +131,7 @@ def run(config):
     from callbacks import (
         BestAndLastCheckpoint,
         DevEvaluator,
+        GracefulStop,
         ProgressFile,
         ResultsLogger,
         WandbLogger,
@@ -163,6 +164,9 @@ def run(config):
     logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata,
                            extra_columns=method.columns, **method.selection)
     tracker = start_wandb_run(name, config.to_dict(), paths.results_dir) if config.wandb else None
+    # SIGTERM while training: recorded at once (the sender may kill us soon), raised at the next batch end.
+    stop = GracefulStop(on_signal=lambda signum: logger.write_metadata(status="interrupted",
+                                                                       error=f"KeyboardInterrupt: signal {signum}"))
     callbacks = [
         DevEvaluator(dev_ds, spec),  # first: the others read its dev_* logs
         *method.callbacks,  # before the logger, which reads their sparsity and mask logs
@@ -172,6 +176,7 @@ def run(config):
         *([WandbLogger(tracker, config.log_loss_every)] if tracker else []),
         *([ProgressFile(config.progress_file, config.epochs, steps_per_epoch, f"dev_{spec.primary_metric}")]
           if config.progress_file else []),
+        stop,
     ]
 
     # -- Train --------------------------------------------------------------
@@ -184,7 +189,8 @@ def run(config):
         if method.metadata:
             log.info("%s: %s", config.method, method.metadata)
         try:
-            model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
+            with stop:
+                model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
         except BaseException as error:
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             logger.write_metadata(status=status, error=f"{type(error).__name__}: {error}")

@@ -2,11 +2,12 @@
 
 from callbacks.checkpoints import BestAndLastCheckpoint, save_model_atomic
 from callbacks.dev_evaluator import DevEvaluator
+from callbacks.graceful_stop import GracefulStop
 from callbacks.gumbel import GumbelMaskCallback
 from callbacks.progress import ProgressFile
 from callbacks.pruning import PruningCallback
 from callbacks.results_logger import ResultsLogger
 from callbacks.tracking import WandbLogger, start_wandb_run
 
-__all__ = ["BestAndLastCheckpoint", "DevEvaluator", "GumbelMaskCallback", "ProgressFile", "PruningCallback",
-           "ResultsLogger", "WandbLogger", "save_model_atomic", "start_wandb_run"]
+__all__ = ["BestAndLastCheckpoint", "DevEvaluator", "GracefulStop", "GumbelMaskCallback", "ProgressFile",
+           "PruningCallback", "ResultsLogger", "WandbLogger", "save_model_atomic", "start_wandb_run"]
