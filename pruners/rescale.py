@@ -110,7 +110,7 @@ def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_token
     attention_masks = [inputs["attention_mask"] for inputs, _ in batches]
     teacher = [embeddings(inputs["input_ids"], inputs["token_type_ids"]) for inputs, _ in batches]
     student = list(teacher)
-    report, stopped = [], False
+    solver = _Solver(backend, max_scale)
     try:
         for index, block in enumerate(blocks):
             # Teacher: this block with its dense gates.
@@ -119,50 +119,63 @@ def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_token
             teacher_ffn = [block.ffn_residual(y) for y in teacher_mid]
             teacher = [block.ffn_norm(t) for t in teacher_ffn]
             # Student, attention: contributions of the kept heads, then its output with the chosen scales.
-            kept = np.flatnonzero(masks[0][index])
-            contexts = _gather([block.attention.head_contexts(x, m) for x, m in zip(student, attention_masks,
-                                                                                      strict=True)], rows)
-            sublayer = _attention_sublayer(block, kept)
-            stopped = _rescale_sublayer(sublayer, tf.gather(contexts, kept, axis=1), _gather(student, rows),
-                                        _gather(teacher_att, rows), masks[0][index], stopped, backend, max_scale,
-                                        report, index, "head")
+            sublayer = _attention_sublayer(block, np.flatnonzero(masks[0][index]))
+            contexts = _gather([block.attention.head_contexts(x, m)
+                                for x, m in zip(student, attention_masks, strict=True)], rows)  # (N, H, Dh)
+            if solver.solve(sublayer, tf.gather(contexts, sublayer.kept, axis=1), _gather(student, rows),
+                            _gather(teacher_att, rows), masks[0][index], index, "head"):
+                break
             block.attention.head_gate.assign(masks[0][index])
             student = [block.attention_norm(block.attention_residual(x, m))
                        for x, m in zip(student, attention_masks, strict=True)]
             # Student, FFN: the kept neurons' activations.
-            kept = np.flatnonzero(masks[1][index])
-            activations = _gather([block.ffn.intermediate.ungated(y) for y in student], rows)
-            sublayer = _ffn_sublayer(block, kept)
-            stopped = _rescale_sublayer(sublayer, tf.gather(activations, kept, axis=1)[:, :, None],
-                                        _gather(student, rows), _gather(teacher_ffn, rows), masks[1][index],
-                                        stopped, backend, max_scale, report, index, "neuron")
+            sublayer = _ffn_sublayer(block, np.flatnonzero(masks[1][index]))
+            activations = _gather([block.ffn.intermediate.ungated(y) for y in student], rows)  # (N, F)
+            if solver.solve(sublayer, tf.gather(activations, sublayer.kept, axis=1)[:, :, None],
+                            _gather(student, rows), _gather(teacher_ffn, rows), masks[1][index], index, "neuron"):
+                break
             block.ffn.neuron_gate.assign(masks[1][index])
             student = [block.ffn_norm(block.ffn_residual(y)) for y in student]
     finally:
         for block, (heads, neurons) in zip(blocks, dense_gates, strict=True):
             block.attention.head_gate.assign(heads)
             block.ffn.neuron_gate.assign(neurons)
-    return masks[0], masks[1], report
+    solver.mark_stopped(len(blocks))
+    return masks[0], masks[1], solver.report
 
 
-def _rescale_sublayer(sublayer, unit_inputs, base, target, mask_row, stopped, backend, max_scale, report, layer,
-                      kind):
-    """Solve one sublayer and write its scales into `mask_row` (in place); returns whether rescaling has stopped."""
-    entry = {"layer": layer, "kind": kind, "kept": int(len(sublayer.kept))}
-    if stopped or not len(sublayer.kept):
-        report.append({**entry, "status": "stopped" if stopped else "empty"})
-        return stopped
-    scales, before, after, info = _solve(sublayer, unit_inputs, base, target, backend, max_scale)
-    entry |= {"mse_before": before, "mse_after": after, "iterations": info["iterations"], "backend": info["backend"]}
-    if scales is None:
-        report.append({**entry, "status": "failed: a scale is not finite or exceeds max_scale; stopping"})
-        log.info("layer %d %s: rescaling stopped (a scale left [-%g, %g])", layer, kind, max_scale, max_scale)
-        return True
-    if after >= before:
-        report.append({**entry, "mse_after": before, "status": "kept 0/1 (no improvement)"})
-    else:
-        mask_row[sublayer.kept] = scales
-        report.append({**entry, "status": "rescaled"})
-    log.info("layer %d %s: reconstruction MSE %.4g -> %.4g (%d kept, %d LSMR iterations)", layer, kind, before,
-             report[-1]["mse_after"], len(sublayer.kept), info["iterations"])
-    return False
+class _Solver:
+    """Solves sublayers in order, writing their scales into the mask rows, and records each one in `report`."""
+
+    def __init__(self, backend, max_scale):
+        self.backend, self.max_scale = backend, max_scale
+        self.report = []
+
+    def solve(self, sublayer, unit_inputs, base, target, mask_row, layer, kind):
+        """Scales for one sublayer, written into `mask_row` when they lower its error; True when rescaling must stop."""
+        entry = {"layer": layer, "kind": kind, "kept": int(len(sublayer.kept))}
+        if not len(sublayer.kept):
+            self.report.append({**entry, "status": "empty"})
+            return False
+        scales, before, after, info = _solve(sublayer, unit_inputs, base, target, self.backend, self.max_scale)
+        entry |= {"mse_before": before, "mse_after": after, "iterations": info["iterations"],
+                  "backend": info["backend"]}
+        if scales is None:
+            self.report.append({**entry, "status": "failed: a scale is not finite or exceeds max_scale; stopping"})
+            log.info("layer %d %s: rescaling stopped (a scale left [-%g, %g])", layer, kind, self.max_scale,
+                     self.max_scale)
+            return True
+        if after >= before:
+            self.report.append({**entry, "mse_after": before, "status": "kept 0/1 (no improvement)"})
+        else:
+            mask_row[sublayer.kept] = scales
+            self.report.append({**entry, "status": "rescaled"})
+        log.info("layer %d %s: reconstruction MSE %.4g -> %.4g (%d kept, %d LSMR iterations)", layer, kind, before,
+                 self.report[-1]["mse_after"], len(sublayer.kept), info["iterations"])
+        return False
+
+    def mark_stopped(self, num_layers):
+        """Record the sublayers left unsolved after a stop."""
+        order = [(layer, kind) for layer in range(num_layers) for kind in ("head", "neuron")]
+        for layer, kind in order[len(self.report):]:
+            self.report.append({"layer": layer, "kind": kind, "status": "stopped"})
