@@ -12,13 +12,12 @@ import argparse
 import dataclasses
 import difflib
 import importlib.util
-import json
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 
-from fileio import write_json_atomic
+from fileio import read_json_object, write_json_atomic
 from gated.gumbel import MASK_KINDS, expand_mask_kinds
 from gated.presets import PRESETS
 from methods import PRUNING_METHODS, SCHEDULED_METHODS
@@ -291,16 +290,7 @@ def _check_pruning(config):
 
 
 def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            values = json.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a JSON object, got {type(values).__name__}")
-    return values
+    return read_json_object(path, "config file", ConfigError)
 
 
 def env_name(field_name):

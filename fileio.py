@@ -44,3 +44,22 @@ def write_json_atomic(path, payload):
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump(_nan_to_none(payload), handle, indent=2, default=str, allow_nan=False)
         handle.write("\n")
+
+
+def read_json_object(path, what, error_type, missing_hint=""):
+    """The JSON object stored in `path`.
+
+    A missing file, invalid JSON or a value that is not an object raises
+    `error_type` with a message naming `what` (e.g. "config file") and the
+    path; `missing_hint` is appended when the file is missing.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle)
+    except FileNotFoundError:
+        raise error_type(f"{what} not found: {path}{missing_hint}") from None
+    except json.JSONDecodeError as error:
+        raise error_type(f"{what} {path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise error_type(f"{what} {path} must hold a JSON object, got {type(values).__name__}")
+    return values

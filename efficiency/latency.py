@@ -12,10 +12,11 @@ clipped at zero, so the estimate never falls as units are added). A model's
 latency is the sum over its blocks of the attention and FFN estimates.
 """
 
-import json
 import os
 
 import numpy as np
+
+from fileio import read_json_object, write_json_atomic
 
 LUT_KINDS = ("mha", "ffn")
 # Shape keys a LUT records; prune.py checks them against the checkpoint's.
@@ -38,16 +39,9 @@ def read_lut(path, kind, shape=None):
         kind: `mha` or `ffn`.
         shape: optional `{d_model, num_heads, head_dim, dff}` the LUT must match.
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lut = json.load(handle)
-    except FileNotFoundError:
-        raise LutError(f"{kind} LUT not found: {path}; generate it with python -m efficiency.generate_lut") from None
-    except json.JSONDecodeError as error:
-        raise LutError(f"{kind} LUT {path} is not valid JSON: {error}") from None
-    if not isinstance(lut, dict) or lut.get("kind") != kind:
-        found = lut.get("kind") if isinstance(lut, dict) else type(lut).__name__
-        raise LutError(f"{path} is not a {kind} LUT (kind={found!r}); pass the {lut_file_name(kind)} "
+    lut = read_json_object(path, f"{kind} LUT", LutError, "; generate it with python -m efficiency.generate_lut")
+    if lut.get("kind") != kind:
+        raise LutError(f"{path} is not a {kind} LUT (kind={lut.get('kind')!r}); pass the {lut_file_name(kind)} "
                        "that generate_lut wrote")
     if len(lut.get("counts", [])) < 2 or len(lut["counts"]) != len(lut.get("latency_ms", [])):
         raise LutError(f"{kind} LUT {path} needs matching 'counts' and 'latency_ms' lists of 2 or more entries")
@@ -63,8 +57,6 @@ def read_lut(path, kind, shape=None):
 
 def write_lut(folder, kind, counts, latency_ms, shape, batch_size, seq_len, device):
     """Write `{folder}/{kind}_lut.json` atomically; returns its path."""
-    from fileio import write_json_atomic
-
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, lut_file_name(kind))
     write_json_atomic(path, {"kind": kind, "shape": shape, "batch_size": batch_size, "seq_len": seq_len,

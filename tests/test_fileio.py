@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from callbacks import BestAndLastCheckpoint
-from fileio import atomic_path, write_json_atomic
+from fileio import atomic_path, read_json_object, write_json_atomic
 
 
 def test_failed_write_leaves_nothing_behind(tmp_path):
@@ -49,3 +49,17 @@ def test_best_checkpoint_survives_later_epochs(micro_model, micro_batch, tmp_pat
     np.testing.assert_allclose(keras.saving.load_model(best)(micro_batch).numpy(), best_outputs, rtol=1e-6)
     assert not np.allclose(keras.saving.load_model(last)(micro_batch).numpy(), best_outputs)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras", "last.keras"]
+
+
+def test_read_json_object_names_what_is_wrong_with_the_file(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text('{"a": 1}')
+    assert read_json_object(good, "thing", KeyError) == {"a": 1}
+    with pytest.raises(LookupError, match=r"thing not found: .*missing.json; make one"):
+        read_json_object(tmp_path / "missing.json", "thing", LookupError, "; make one")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(LookupError, match=r"thing .*bad.json is not valid JSON"):
+        read_json_object(tmp_path / "bad.json", "thing", LookupError)
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(LookupError, match=r"thing .*list.json must hold a JSON object, got list"):
+        read_json_object(tmp_path / "list.json", "thing", LookupError)
