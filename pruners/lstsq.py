@@ -1,9 +1,10 @@
 """Least squares with LSMR: SciPy on CPU, CuPy on GPU (TensorFlow tensors handed over through DLPack).
 
 `solve_lstsq(A, b)` solves `min ||A x - b||` for a dense matrix or for
-`UnitContributions`, the structured matrix of the rescaling and tuning steps
-(one column per kept unit: that unit's contribution to a sublayer's output),
-which is applied as a linear operator instead of being materialised.
+`UnitContributions`, the structured matrix of the rescaling step (one column
+per kept unit: that unit's contribution to a sublayer's output), or
+`SharedDesign`, the weight-tuning step's `min ||X W - B||` over a whole
+weight matrix `W`; both are applied as linear operators, never materialised.
 """
 
 import importlib.util
@@ -48,6 +49,48 @@ class UnitContributions:
         """The materialised `(N * D, K)` matrix (numpy; for tests and small problems)."""
         inputs, weight = np.asarray(self.inputs), np.asarray(self.weight)
         return np.einsum("nkr,krd->ndk", inputs, weight).reshape(self.shape)
+
+
+class SharedDesign:
+    """The block matrix `I_D (x) X`: one least-squares problem for every column of `W` in `X @ W ~ B`.
+
+    Solving it with LSMR gives the `(P, D)` weight matrix minimising
+    `||X @ W - B||_F` for an `(N, P)` design `X` and an `(N, D)` target
+    `B`; the solution vector is `W` flattened row-major (`W.ravel()`), so
+    `solve_lstsq(design, B)[0].reshape(P, D)`.
+
+    Args:
+        inputs: the `(N, P)` design `X`, numpy array or TensorFlow tensor.
+        outputs: `D`, the number of columns of `W` (and of `B`).
+    """
+
+    def __init__(self, inputs, outputs):
+        if len(inputs.shape) != 2 or outputs <= 0:
+            raise ValueError(f"SharedDesign needs inputs (N, P) and outputs > 0, got inputs {tuple(inputs.shape)} "
+                             f"and outputs {outputs}")
+        self.inputs = inputs
+        self.outputs = int(outputs)
+        rows, columns = inputs.shape
+        self.shape = (int(rows) * self.outputs, int(columns) * self.outputs)
+
+    def dense(self):
+        """The materialised `(N * D, P * D)` matrix (numpy; for tests and small problems)."""
+        inputs = to_numpy(self.inputs)
+        return np.einsum("np,de->ndpe", inputs, np.eye(self.outputs)).reshape(self.shape)
+
+
+def _shared_operator(linalg, xp, design, convert):
+    """A `LinearOperator` over `SharedDesign` in the `xp` array module (numpy or cupy)."""
+    inputs = convert(design.inputs)  # (N, P)
+    rows, columns = inputs.shape
+
+    def matvec(w):
+        return (inputs @ w.reshape(columns, -1)).ravel()  # (N*D,)
+
+    def rmatvec(r):
+        return (inputs.T @ r.reshape(rows, -1)).ravel()  # (P*D,)
+
+    return linalg.LinearOperator(design.shape, matvec=matvec, rmatvec=rmatvec, dtype=xp.float64)
 
 
 def _operator(linalg, xp, contributions, convert):
@@ -105,14 +148,16 @@ def to_numpy(value):
 
 
 def _flat_inputs(A):
-    return (A.inputs, A.weight) if isinstance(A, UnitContributions) else (A,)
+    if isinstance(A, UnitContributions):
+        return A.inputs, A.weight
+    return (A.inputs,) if isinstance(A, SharedDesign) else (A,)
 
 
 def solve_lstsq(A, b, backend="auto", atol=1e-8, btol=1e-8, maxiter=None):
     """`x` minimising `||A x - b||` with LSMR.
 
     Args:
-        A: a 2-D matrix (numpy array or TF tensor) or `UnitContributions`.
+        A: a 2-D matrix (numpy array or TF tensor), `UnitContributions` or `SharedDesign`.
         b: right-hand side with `A.shape[0]` entries (any shape that flattens to it).
         backend: `scipy` (CPU), `cupy` (GPU; TF tensors are handed over
             through DLPack without a copy) or `auto` (CuPy when the inputs are
@@ -134,7 +179,12 @@ def solve_lstsq(A, b, backend="auto", atol=1e-8, btol=1e-8, maxiter=None):
         import scipy.sparse.linalg as linalg
 
         convert, xp = to_numpy, np
-    operator = _operator(linalg, xp, A, convert) if isinstance(A, UnitContributions) else convert(A)
+    if isinstance(A, UnitContributions):
+        operator = _operator(linalg, xp, A, convert)
+    elif isinstance(A, SharedDesign):
+        operator = _shared_operator(linalg, xp, A, convert)
+    else:
+        operator = convert(A)
     rhs = convert(b).ravel()
     if rhs.shape[0] != A.shape[0]:
         raise ValueError(f"b has {rhs.shape[0]} entries but A has {A.shape[0]} rows")

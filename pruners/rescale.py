@@ -23,25 +23,9 @@ import tensorflow as tf
 from gated.encoder import EncoderBlock
 from gated.masks import collect_gated_layers
 from pruners.lstsq import UnitContributions, solve_lstsq
+from pruners.tokens import gather_tokens, sample_token_rows
 
 log = logging.getLogger(__name__)
-
-
-def _token_rows(batches, max_tokens, seed):
-    """Per batch, flat indices (`b * T + t`) of the sampled non-padding tokens (at most `max_tokens` in all)."""
-    valid = [np.flatnonzero(np.asarray(inputs["attention_mask"]).ravel()) for inputs, _ in batches]
-    total = sum(len(rows) for rows in valid)
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(total, size=min(max_tokens, total), replace=False))
-    starts = np.cumsum([0] + [len(rows) for rows in valid])
-    return [rows[chosen[(chosen >= lo) & (chosen < hi)] - lo]
-            for rows, lo, hi in zip(valid, starts[:-1], starts[1:], strict=True)]
-
-
-def _gather(tensors, rows):
-    """Stack the sampled tokens of per-batch `(B, T, ...)` tensors into `(N, ...)`."""
-    flat = [tf.reshape(t, (-1, *t.shape[2:])) for t in tensors]
-    return tf.concat([tf.gather(t, r) for t, r in zip(flat, rows, strict=True)], axis=0)
 
 
 class _Sublayer:
@@ -104,7 +88,7 @@ def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_token
     """
     blocks = list(collect_gated_layers(model, EncoderBlock).values())
     embeddings = model.get_layer("embeddings")
-    rows = _token_rows(batches, max_tokens, seed)
+    rows = sample_token_rows(batches, max_tokens, seed)
     masks = [np.asarray(head_mask, np.float32).copy(), np.asarray(neuron_mask, np.float32).copy()]
     dense_gates = [(b.attention.head_gate.numpy(), b.ffn.neuron_gate.numpy()) for b in blocks]
     attention_masks = [inputs["attention_mask"] for inputs, _ in batches]
@@ -120,19 +104,20 @@ def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_token
             teacher = [block.ffn_norm(t) for t in teacher_ffn]
             # Student, attention: contributions of the kept heads, then its output with the chosen scales.
             sublayer = _attention_sublayer(block, np.flatnonzero(masks[0][index]))
-            contexts = _gather([block.attention.head_contexts(x, m)
-                                for x, m in zip(student, attention_masks, strict=True)], rows)  # (N, H, Dh)
-            if solver.solve(sublayer, tf.gather(contexts, sublayer.kept, axis=1), _gather(student, rows),
-                            _gather(teacher_att, rows), masks[0][index], index, "head"):
+            contexts = gather_tokens([block.attention.head_contexts(x, m)
+                                      for x, m in zip(student, attention_masks, strict=True)], rows)  # (N, H, Dh)
+            if solver.solve(sublayer, tf.gather(contexts, sublayer.kept, axis=1), gather_tokens(student, rows),
+                            gather_tokens(teacher_att, rows), masks[0][index], index, "head"):
                 break
             block.attention.head_gate.assign(masks[0][index])
             student = [block.attention_norm(block.attention_residual(x, m))
                        for x, m in zip(student, attention_masks, strict=True)]
             # Student, FFN: the kept neurons' activations.
             sublayer = _ffn_sublayer(block, np.flatnonzero(masks[1][index]))
-            activations = _gather([block.ffn.intermediate.ungated(y) for y in student], rows)  # (N, F)
+            activations = gather_tokens([block.ffn.intermediate.ungated(y) for y in student], rows)  # (N, F)
             if solver.solve(sublayer, tf.gather(activations, sublayer.kept, axis=1)[:, :, None],
-                            _gather(student, rows), _gather(teacher_ffn, rows), masks[1][index], index, "neuron"):
+                            gather_tokens(student, rows), gather_tokens(teacher_ffn, rows), masks[1][index], index,
+                            "neuron"):
                 break
             block.ffn.neuron_gate.assign(masks[1][index])
             student = [block.ffn_norm(block.ffn_residual(y)) for y in student]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pruners.lstsq import UnitContributions, resolve_backend, solve_lstsq
+from pruners.lstsq import SharedDesign, UnitContributions, resolve_backend, solve_lstsq
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
@@ -33,6 +33,21 @@ def test_unit_contributions_act_like_their_dense_matrix():
     rhs = rng.normal(size=(20, 6))
     x, _ = solve_lstsq(design, tf.constant(rhs), backend="auto")  # CPU tensors: SciPy
     np.testing.assert_allclose(x, np.linalg.lstsq(dense, rhs.ravel(), rcond=None)[0], atol=1e-5)
+
+
+def test_shared_design_solves_every_output_column_at_once():
+    rng = np.random.default_rng(2)
+    inputs, rhs = rng.normal(size=(40, 4)), rng.normal(size=(40, 3))
+    design = SharedDesign(tf.constant(inputs), 3)
+    dense = design.dense()
+    assert dense.shape == design.shape == (120, 12)
+    weights = rng.normal(size=(4, 3))
+    np.testing.assert_allclose(dense @ weights.ravel(), (inputs @ weights).ravel())  # row-major W and B
+    x, info = solve_lstsq(design, rhs, backend="scipy")
+    np.testing.assert_allclose(x.reshape(4, 3), np.linalg.lstsq(inputs, rhs, rcond=None)[0], atol=1e-8)
+    assert info["iterations"] > 0
+    with pytest.raises(ValueError, match=r"SharedDesign needs inputs \(N, P\) and outputs > 0"):
+        SharedDesign(np.ones(3), 2)
 
 
 def test_bad_inputs_are_clear_errors():
