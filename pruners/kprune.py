@@ -16,7 +16,9 @@ pruned model:
      `(z - z_dense)^2` and the estimate `(dz/dm)^2`.
    - representational: the squared error of the sublayer output (before
      its LayerNorm) when the unit alone is removed, `||contribution||^2`
-     averaged over the non-padding tokens; exact for one unit.
+     averaged over the non-padding tokens and the `D` output features (a
+     mean squared error, the scale `lam_rep`'s default is set for); exact
+     for one unit.
    A unit's importance is `lam_pred * predictive + lam_rep * representational`,
    divided by its MACs, and multiplied by `mu` for heads.
 2. Knowledge-preserving mask search. Over all remaining units, the most
@@ -25,8 +27,10 @@ pruned model:
 3. Knowledge-preserving weight tuning (`tuning=True`). The kept units'
    output-projection weights and the projection's bias are refitted by least
    squares (`pruners.lstsq.solve_lstsq`, LSMR on SciPy or CuPy) so that the
-   pruned sublayer reproduces the dense model's sublayer output on sampled
-   tokens, given the inputs that the already pruned sublayers below produce.
+   pruned sublayer reproduces the dense model's sublayer output on the
+   sample's tokens, given the inputs that the already pruned (and tuned)
+   sublayers below produce. Until a sublayer loses a unit, nothing changes
+   and there is nothing to tune.
 
 What the target sublayer keeps is charged to the budget before the next step.
 """
@@ -39,7 +43,7 @@ import tensorflow as tf
 
 from gated.encoder import EncoderBlock
 from gated.masks import collect_gated_layers, learned_gates
-from pruners.lstsq import SharedDesign, solve_lstsq
+from pruners.lstsq import SharedDesign, qr_reduce, resolve_backend, solve_lstsq
 from pruners.tokens import gather_tokens, sample_token_rows
 
 log = logging.getLogger(__name__)
@@ -70,8 +74,9 @@ class KnowledgeProbe:
 
     `measure(inputs)` returns, per sublayer (block 0 heads, block 0 neurons,
     block 1 heads, ...), the predictive term summed over the batch's rows and
-    the representational term summed over its non-padding tokens, before
-    any weighting; divide by rows and tokens for the means.
+    the representational term (per output feature) summed over its
+    non-padding tokens, before any weighting; divide by rows and tokens for
+    the means.
 
     Args:
         model: a gated encoder without learned masks.
@@ -125,7 +130,7 @@ class KnowledgeProbe:
                 energy = tf.reduce_sum(tf.square(tf.einsum("bthr,hrd->bthd", outputs, _head_kernel(block))), -1)
             else:  # a neuron's contribution is activation * kernel row
                 energy = tf.square(outputs) * tf.reduce_sum(tf.square(_neuron_kernel(block)), -1)
-            representational[index] = tf.einsum("btu,bt->u", energy, tokens)
+            representational[index] = tf.einsum("btu,bt->u", energy, tokens) / float(block.attention.d_model)
 
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(scales)
@@ -145,7 +150,7 @@ class KnowledgeProbe:
 
 def measure_knowledge(probe, batches):
     """`(predictive, representational)`: per sublayer, the mean predictive (per row) and representational
-    (per non-padding token) knowledge of each unit, as float64 numpy arrays."""
+    (per non-padding token and output feature) knowledge of each unit, as float64 numpy arrays."""
     predictive = representational = None
     rows = tokens = 0
     for inputs, _ in batches:
@@ -202,9 +207,12 @@ def select_units(scores, costs, candidates, budget):
 def tune_weights(unit_outputs, residual, target, kernel, bias, backend="auto"):
     """Least-squares output-projection weights for the kept units of one sublayer.
 
-    Finds `(W, b)` minimising `mean ||X @ W + b + residual - target||^2`
-    with LSMR (`SharedDesign`); the columns of `[X, 1]` are scaled to unit
-    norm for the solve and the solution scaled back.
+    Finds `(W, b)` minimising `mean ||X @ W + b + residual - target||^2`.
+    The columns of `A = [X, 1]` are scaled to unit norm, and with more
+    tokens than columns the problem is first reduced exactly by a QR
+    factorisation `A = QR` to `min ||R [W; b] - Q^T B||` (`P + 1` rows
+    instead of `N`); LSMR (`SharedDesign`, all `D` output columns at once)
+    then solves it, and the solution is scaled back.
 
     Args:
         unit_outputs: `X`, `(N, P)`: the kept units' outputs on `N` tokens
@@ -230,7 +238,11 @@ def tune_weights(unit_outputs, residual, target, kernel, bias, backend="auto"):
         return float(tf.reduce_mean(tf.square(design @ weights - rhs)))
 
     before = error(current)
-    solution, info = solve_lstsq(SharedDesign(design / norms, rhs.shape[1]), rhs, backend=backend)
+    backend = resolve_backend(backend, design)
+    scaled, reduced = design / norms, rhs
+    if scaled.shape[0] > scaled.shape[1]:
+        scaled, reduced = qr_reduce(scaled, rhs, backend)  # (P+1, P+1), (P+1, D)
+    solution, info = solve_lstsq(SharedDesign(scaled, rhs.shape[1]), reduced, backend=backend)
     weights = solution.reshape(current.shape) / norms.numpy()[:, None]
     after = error(weights) if np.all(np.isfinite(weights)) else np.inf
     tuned = after < before
@@ -240,47 +252,60 @@ def tune_weights(unit_outputs, residual, target, kernel, bias, backend="auto"):
     return weights[:-1], weights[-1], report
 
 
-class _Sample:
-    """The sampled tokens of the tuning step and the dense model's sublayer outputs on them."""
+class _TuningSample:
+    """The tokens that weight tuning fits, and the inputs and targets of a sublayer on them.
 
-    def __init__(self, blocks, embeddings, batches, max_tokens, seed):
-        self.blocks, self.embeddings, self.batches = blocks, embeddings, batches
-        self.rows = sample_token_rows(batches, max_tokens, seed)
-        self.targets = self._walk(len(blocks) * 2, keep_targets=True)
+    The teacher is a copy of the model taken before pruning (the dense
+    model); the student is the model being pruned.
+    """
 
-    def _walk(self, stop, keep_targets=False):
-        """Run the current model's sublayers below `stop`; the inputs of sublayer `stop`, or every target."""
-        states = [self.embeddings(inputs["input_ids"], inputs["token_type_ids"]) for inputs, _ in self.batches]
-        masks = [inputs["attention_mask"] for inputs, _ in self.batches]
-        targets = []
-        for index in range(stop):
-            block = self.blocks[index // 2]
-            if index % 2 == 0:
-                outputs = [block.attention_residual(x, m) for x, m in zip(states, masks, strict=True)]
-                norm = block.attention_norm
-            else:
-                outputs = [block.ffn_residual(x) for x in states]
-                norm = block.ffn_norm
-            if keep_targets:
-                targets.append(gather_tokens(outputs, self.rows))
-            states = [norm(y) for y in outputs]
-        return targets if keep_targets else (states, masks)
+    def __init__(self, model, batches, max_tokens, seed):
+        import keras
 
-    def sublayer_inputs(self, index):
-        """`(unit outputs before their gates (N, units, R), residual input (N, D))` of sublayer `index`."""
-        states, masks = self._walk(index)
-        block = self.blocks[index // 2]
+        self.teacher = keras.models.clone_model(model)
+        self.teacher.set_weights(model.get_weights())
+        self.models = {"student": model, "teacher": self.teacher}
+        self.batches = batches
+        total = sum(int(np.sum(inputs["attention_mask"])) for inputs, _ in batches)
+        self.rows = sample_token_rows(batches, total if max_tokens is None else max_tokens, seed)
+        self.tokens = sum(len(rows) for rows in self.rows)
+
+    def _parts(self, which):
+        model = self.models[which]
+        return model.get_layer("embeddings"), list(collect_gated_layers(model, EncoderBlock).values())
+
+    def _fitting_data(self, index, inputs):
+        """One batch's `(unit outputs, student input, teacher output)` of sublayer `index` (see `sublayer`)."""
+        mask = inputs["attention_mask"]
+        found = []
+        for which in ("student", "teacher"):
+            embeddings, blocks = self._parts(which)
+            x = embeddings(inputs["input_ids"], inputs["token_type_ids"])
+            for below in range(index):
+                block = blocks[below // 2]
+                x = (block.attention_norm(block.attention_residual(x, mask)) if below % 2 == 0
+                     else block.ffn_norm(block.ffn_residual(x)))
+            found.append((x, blocks[index // 2]))
+        (state, block), (teacher, dense_block) = found
         if index % 2 == 0:
-            units = [block.attention.head_contexts(x, m) for x, m in zip(states, masks, strict=True)]
+            units = block.attention.head_contexts(state, mask)  # (B, T, H, Dh)
+            target = dense_block.attention_residual(teacher, mask)
         else:
-            units = [block.ffn.intermediate.ungated(x)[..., None] for x in states]
-        return gather_tokens(units, self.rows), gather_tokens(states, self.rows)
+            units = block.ffn.intermediate.ungated(state)[..., None]  # (B, T, F, 1)
+            target = dense_block.ffn_residual(teacher)
+        return units, state, target
+
+    def sublayer(self, index):
+        """`(unit outputs before their gates (N, units, R), student input (N, D), teacher output (N, D))`:
+        sublayer `index`'s fitting data on the sampled tokens (outputs before the LayerNorm)."""
+        fitting_data = tf.function(lambda inputs: self._fitting_data(index, inputs), reduce_retracing=True)
+        per_batch = [fitting_data(inputs) for inputs, _ in self.batches]
+        return tuple(gather_tokens(values, self.rows) for values in zip(*per_batch, strict=True))
 
 
-def _tune_sublayer(sample, index, kept, backend):
+def _tune_sublayer(sample, block, index, kept, backend):
     """Tune the output weights of sublayer `index`'s kept units in place; returns the tuning report."""
-    block = sample.blocks[index // 2]
-    units, residual = sample.sublayer_inputs(index)  # (N, units, R), (N, D)
+    units, residual, target = sample.sublayer(index)  # (N, units, R), (N, D), (N, D)
     outputs = tf.reshape(tf.gather(units, kept, axis=1), (tf.shape(units)[0], -1))  # (N, kept * R)
     if index % 2 == 0:
         dense, width = block.attention.output_dense, block.attention.head_dim
@@ -291,8 +316,7 @@ def _tune_sublayer(sample, index, kept, backend):
         gate = dense.unit_gate.numpy()
     kernel = (dense.kernel * dense.kernel_mask).numpy()
     bias = dense.bias.numpy()
-    new_kernel, new_bias, report = tune_weights(outputs, residual, sample.targets[index], kernel[rows] * gate,
-                                                bias * gate, backend)
+    new_kernel, new_bias, report = tune_weights(outputs, residual, target, kernel[rows] * gate, bias * gate, backend)
     if report["tuned"]:
         open_columns = gate != 0  # a closed output gate silences its column whatever the weights
         kernel[np.ix_(rows, open_columns)] = new_kernel[:, open_columns] / gate[open_columns]
@@ -302,7 +326,7 @@ def _tune_sublayer(sample, index, kept, backend):
         dense.kernel.assign(kernel)
         dense.kernel_mask.assign(mask)
         dense.bias.assign(bias)
-    return report
+    return {**report, "tokens": sample.tokens}
 
 
 def _gate(block, kind):
@@ -310,7 +334,7 @@ def _gate(block, kind):
 
 
 def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4, mu=64.0,
-           temperature=2.0, regression=False, tuning=False, backend="auto", max_tokens=8192, seed=0):
+           temperature=2.0, regression=False, tuning=False, backend="auto", max_tokens=None, seed=0):
     """Prune `model` in place with K-prune under a MAC budget; see the module docstring.
 
     Args:
@@ -324,7 +348,8 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
         regression: the model outputs one score.
         tuning: refit each pruned sublayer's output weights by least squares.
         backend: least-squares backend (`auto`, `scipy`, `cupy`).
-        max_tokens: sampled tokens in each least-squares problem.
+        max_tokens: tokens each least-squares problem fits (a random subset
+            of the sample's non-padding tokens); None fits all of them.
         seed: seed of the token sample.
 
     Returns:
@@ -338,8 +363,8 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
     costs = [head_cost if kind == "head" else neuron_cost for _, kind in sublayers]
     alive = [_gate(blocks[layer], kind).numpy() != 0 for layer, kind in sublayers]
     seconds = {"measure": 0.0, "search": 0.0, "tuning": 0.0}
-    sample = _Sample(blocks, probe.embeddings, batches, max_tokens, seed) if tuning else None
-    steps, left = [], float(budget)
+    sample = _TuningSample(model, batches, max_tokens, seed) if tuning else None
+    steps, left, removed = [], float(budget), False
     for index, (layer, kind) in enumerate(sublayers):
         started = tick = time.perf_counter()
         predictive, representational = measure_knowledge(probe, batches)
@@ -353,9 +378,10 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
         seconds["search"] += time.perf_counter() - tick
         step = {"layer": layer, "kind": kind, "kept": int(np.count_nonzero(mask)), "units": len(mask),
                 "budget_left": left}
-        if tuning and step["kept"]:
+        removed = removed or bool(np.any(alive[index] & (mask == 0)))
+        if tuning and step["kept"] and removed:  # before the first removal the sublayer is still the dense one
             tick = time.perf_counter()
-            step["tuning"] = _tune_sublayer(sample, index, np.flatnonzero(mask), backend)
+            step["tuning"] = _tune_sublayer(sample, blocks[layer], index, np.flatnonzero(mask), backend)
             seconds["tuning"] += time.perf_counter() - tick
         steps.append({**step, "seconds": time.perf_counter() - started})
         tuned = step.get("tuning")

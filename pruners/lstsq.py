@@ -79,6 +79,30 @@ class SharedDesign:
         return np.einsum("np,de->ndpe", inputs, np.eye(self.outputs)).reshape(self.shape)
 
 
+def qr_reduce(design, rhs, backend):
+    """`(R, Q^T rhs)` for the reduced QR `design = Q R`, in the backend's array module (numpy or CuPy).
+
+    With more rows than columns, `min ||design @ W - rhs||` and
+    `min ||R @ W - Q^T rhs||` have the same solutions (the residuals differ
+    by the part of `rhs` outside the design's column space), and the second
+    has as many rows as `design` has columns.
+
+    Args:
+        design: `(N, P)` numpy array or TF tensor, `N >= P`.
+        rhs: `(N, D)`.
+        backend: `scipy` (numpy's LAPACK QR) or `cupy` (on the GPU, TF
+            tensors handed over through DLPack).
+    """
+    if backend == "cupy":
+        import cupy as xp
+
+        convert = to_cupy
+    else:
+        xp, convert = np, to_numpy
+    q, r = xp.linalg.qr(convert(design))
+    return r, q.T @ convert(rhs)
+
+
 def _shared_operator(linalg, xp, design, convert):
     """A `LinearOperator` over `SharedDesign` in the `xp` array module (numpy or cupy)."""
     inputs = convert(design.inputs)  # (N, P)

@@ -92,7 +92,7 @@ def test_representational_knowledge_equals_the_sublayer_error_of_removing_one_un
     embeddings = model.get_layer("embeddings")
 
     def error(sublayer_output, gate, unit):
-        """Mean over non-padding tokens of `||output(unit removed) - output||^2`."""
+        """Mean over non-padding tokens and output features of `(output(unit removed) - output)^2`."""
         errors = []
         for inputs, _ in batches:
             dense = sublayer_output(inputs).numpy()
@@ -100,7 +100,7 @@ def test_representational_knowledge_equals_the_sublayer_error_of_removing_one_un
             gate.assign(np.where(np.arange(len(saved)) == unit, 0.0, saved).astype(np.float32))
             removed = sublayer_output(inputs).numpy()
             gate.assign(saved)
-            errors.append(np.sum((removed - dense) ** 2, axis=-1)[inputs["attention_mask"] == 1])
+            errors.append(((removed - dense) ** 2)[inputs["attention_mask"] == 1])
         return float(np.mean(np.concatenate(errors)))
 
     def attention_0(inputs):
@@ -177,23 +177,20 @@ def test_kprune_meets_the_budget_and_tuning_lowers_each_sublayers_error():
     tuned = [s["tuning"] for s in steps if "tuning" in s]
     assert tuned and all(t["mse_after"] < t["mse_before"] for t in tuned)
     assert seconds["measure"] > 0 and seconds["tuning"] > 0
-    # Step 1's numbers measured again through the models: block 0's attention output against the dense one.
-    embeddings = [m.get_layer("embeddings") for m in (model, dense)]
-    block0 = [m.get_layer("block_0") for m in (model, dense)]
+    # Step 1's numbers measured again through the models: block 0's attention output against the dense one's.
     untuned = keras.models.clone_model(dense)
     untuned.set_weights(dense.get_weights())
     untuned.get_layer("block_0").attention.head_gate.assign(heads[0])
+
+    def attention_0(m, inputs):
+        x = m.get_layer("embeddings")(inputs["input_ids"], inputs["token_type_ids"])
+        return m.get_layer("block_0").attention_residual(x, inputs["attention_mask"]).numpy()
+
     errors = {"before": [], "after": []}
     for inputs, _ in batches:
-        def attention(emb, block):
-            return block.attention_residual(emb(inputs["input_ids"], inputs["token_type_ids"]),
-                                            inputs["attention_mask"]).numpy()
-
-        reference = attention(embeddings[1], block0[1])
-        keep = inputs["attention_mask"] == 1
-        errors["after"].append(((attention(embeddings[0], block0[0]) - reference) ** 2)[keep])
-        before = attention(untuned.get_layer("embeddings"), untuned.get_layer("block_0"))
-        errors["before"].append(((before - reference) ** 2)[keep])
+        keep, reference = inputs["attention_mask"] == 1, attention_0(dense, inputs)
+        errors["before"].append(((attention_0(untuned, inputs) - reference) ** 2)[keep])
+        errors["after"].append(((attention_0(model, inputs) - reference) ** 2)[keep])
     assert steps[0]["tuning"]["mse_before"] == pytest.approx(np.mean(np.concatenate(errors["before"])), rel=1e-4)
     assert steps[0]["tuning"]["mse_after"] == pytest.approx(np.mean(np.concatenate(errors["after"])), rel=1e-3)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pruners.lstsq import SharedDesign, UnitContributions, resolve_backend, solve_lstsq
+from pruners.lstsq import SharedDesign, UnitContributions, qr_reduce, resolve_backend, solve_lstsq
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
@@ -48,6 +48,15 @@ def test_shared_design_solves_every_output_column_at_once():
     assert info["iterations"] > 0
     with pytest.raises(ValueError, match=r"SharedDesign needs inputs \(N, P\) and outputs > 0"):
         SharedDesign(np.ones(3), 2)
+
+
+def test_the_qr_reduced_problem_has_the_same_solution_with_as_many_rows_as_columns():
+    rng = np.random.default_rng(3)
+    inputs, rhs = rng.normal(size=(500, 6)), rng.normal(size=(500, 4))
+    r, reduced = qr_reduce(tf.constant(inputs), tf.constant(rhs), "scipy")
+    assert r.shape == (6, 6) and reduced.shape == (6, 4)
+    x, _ = solve_lstsq(SharedDesign(r, 4), reduced, backend="scipy")
+    np.testing.assert_allclose(x.reshape(6, 4), np.linalg.lstsq(inputs, rhs, rcond=None)[0], atol=1e-8)
 
 
 def test_bad_inputs_are_clear_errors():

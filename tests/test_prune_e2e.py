@@ -11,6 +11,7 @@ import evaluate
 import prune
 import train
 from efficiency import generate_lut
+from evaluation import current_masks, find_checkpoint, load_checkpoint
 
 MICRO_FLAGS = ["--num_layers", "2", "--d_model", "32", "--num_heads", "2", "--dff", "64", "--max_len", "64",
                "--batch_size", "32", "--learning_rate", "1e-3", "--verbose", "0"]
@@ -83,12 +84,59 @@ def test_prune_under_a_latency_budget_with_luts_from_this_machine(checkpoint, tm
     assert latency["estimated"] <= latency["budget"] == pytest.approx(0.5 * latency["dense"])
 
 
+def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint, tmp_path, glue_dir,
+                                                                     bert_tokenizer_dir, capsys):
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert run_prune(checkpoint, tmp_path, env, "--constraint", "0.4", "--method", "kprune", "--num_tokens", "1500",
+                     "--sublayerwise_tuning") == 0
+    folder = tmp_path / "L2_D32_H2_F64" / "sst2" / "kprune_mac" / "0.4" / "seed_0"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[2:] == ["head_mask.npy", "log.txt", "metrics.json", "neuron_mask.npy"]
+    assert names[0].startswith("best_kprune_") and names[0].endswith(".keras")
+    assert names[1] == names[0].replace("best_", "config_").replace(".keras", ".json")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["method"] == "kprune" and list(metrics["dev"]) == ["dense", "kprune"]
+    assert metrics["macs"]["after"] <= 0.4 * metrics["macs"]["dense"]
+    assert {"load", "kprune", "evaluation", "pruning"} <= set(metrics["seconds"])
+    assert set(metrics["kprune"]["seconds"]) == {"measure", "search", "tuning"}
+    steps = metrics["kprune"]["steps"]
+    assert [(s["layer"], s["kind"]) for s in steps] == [(0, "head"), (0, "neuron"), (1, "head"), (1, "neuron")]
+    tuned = [s["tuning"] for s in steps if "tuning" in s]
+    assert tuned and all(t["mse_after"] <= t["mse_before"] for t in tuned)
+    assert any(t["mse_after"] < t["mse_before"] for t in tuned)
+    log = (folder / "log.txt").read_text()
+    assert "with kprune to keep 0.4 of its MACs (remove 0.6)" in log and "tuning mse" in log
+    # The saved checkpoint carries the masks and the tuned weights: evaluate.py scores it as prune.py did,
+    # as saved and physically sliced.
+    scored = []
+    for args in (["--ckpt_dir", str(folder)], ["--ckpt_dir", str(folder), "--slice"]):
+        capsys.readouterr()
+        assert evaluate.main([*args, "--max_eval_samples", "100"], env) == 0
+        scored.append(json.loads(capsys.readouterr().out))
+    final = metrics["dev"]["kprune"]
+    for result in scored[:2]:
+        assert result["dev_accuracy"] == final["dev_accuracy"]
+        assert result["dev_loss"] == pytest.approx(final["dev_loss"], abs=1e-5)
+        assert result["macs"] == metrics["macs"]["after"]
+    assert scored[1]["parameters"] < scored[0]["parameters"]
+    tuned_model, original = (load_checkpoint(find_checkpoint(path)[0]) for path in (folder, checkpoint))
+    np.testing.assert_array_equal(current_masks(tuned_model)[0], np.load(folder / "head_mask.npy"))
+    changed = {a.path for a, b in zip(tuned_model.weights, original.weights, strict=True)
+               if not np.allclose(a.numpy(), b.numpy())}
+    tuned = {path for path in changed if path.endswith(("output/kernel", "output/bias"))}
+    gates = {path for path in changed if path.endswith(("head_gate", "intermediate/unit_gate"))}
+    assert tuned and changed == tuned | gates  # only the masks and the output projections changed
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--constraint", "1.5"], "must be in (0, 1), got 1.5"),
     (["--constraint", "0"], "must be in (0, 1), got 0.0"),
     (["--constraint", "0.5", "--metric", "latency"], "--metric latency needs --mha_lut and --ffn_lut"),
     (["--constraint", "0.5", "--task_name", "rte"], "does not match the checkpoint's task sst2"),
     (["--constraint", "0.5", "--num_samples", "0"], "--num_samples must be positive, got 0"),
+    (["--constraint", "0.5", "--method", "kprune", "--metric", "latency"], "--method kprune supports --metric mac"),
+    (["--constraint", "0.5", "--method", "kprune", "--T", "0"], "--T must be positive, got 0.0"),
+    (["--constraint", "0.5", "--method", "kprune", "--lam_rep", "-1"], "must be non-negative and not both 0"),
     pytest.param(["--constraint", "0.5", "--backend", "cupy"], "backend='cupy' needs CuPy",
                  marks=pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")),
 ])
