@@ -361,7 +361,11 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
     blocks = probe.blocks
     sublayers = [(index // 2, KINDS[index % 2]) for index in range(2 * len(blocks))]
     costs = [head_cost if kind == "head" else neuron_cost for _, kind in sublayers]
-    alive = [_gate(blocks[layer], kind).numpy() != 0 for layer, kind in sublayers]
+    gates = [_gate(blocks[layer], kind).numpy() for layer, kind in sublayers]
+    if not all(np.all((gate == 0) | (gate == 1)) for gate in gates):
+        raise ValueError("K-prune starts from 0/1 head and neuron gates; this model has scaled gates (rescaled "
+                         "masks?): prune the checkpoint they were made from")
+    alive = [gate != 0 for gate in gates]
     seconds = {"measure": 0.0, "search": 0.0, "tuning": 0.0}
     sample = _TuningSample(model, batches, max_tokens, seed) if tuning else None
     steps, left, removed = [], float(budget), False

@@ -195,8 +195,12 @@ def test_kprune_meets_the_budget_and_tuning_lowers_each_sublayers_error():
     assert steps[0]["tuning"]["mse_after"] == pytest.approx(np.mean(np.concatenate(errors["after"])), rel=1e-3)
 
 
-def test_kprune_refuses_models_with_learned_masks():
+def test_kprune_refuses_models_with_learned_masks_or_scaled_gates():
     keras.utils.set_random_seed(0)
     model = build_gated_encoder(**MICRO, num_labels=2, learn_masks=("head",))
     with pytest.raises(ValueError, match="without learned Gumbel masks"):
+        kprune(model, _batches(0), budget=1e9, head_cost=HEAD_COST, neuron_cost=NEURON_COST)
+    model = _model()
+    model.get_layer("block_0").attention.head_gate.assign(np.array([1, 0.5, 1, 1], np.float32))
+    with pytest.raises(ValueError, match="starts from 0/1 head and neuron gates"):
         kprune(model, _batches(0), budget=1e9, head_cost=HEAD_COST, neuron_cost=NEURON_COST)
