@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/parallel_wall_time.py
 	$(BIN)/python bench/fisher_pruning.py
 	$(BIN)/python bench/latency_estimate.py
+	$(BIN)/python bench/kprune_vs_fisher.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
