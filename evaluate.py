@@ -1,6 +1,7 @@
 """Score a train.py checkpoint on its task's dev set, optionally with prune.py's masks on its gates.
 
     python evaluate.py --ckpt_dir checkpoints_baseline_sst2 --masks_dir outputs/tiny/sst2/mac/0.5/seed_0
+    python evaluate.py --ckpt_dir outputs/tiny/sst2/kprune_mac/0.5/seed_0 --slice   # K-prune's tuned model
 
 Prints one JSON object: the dev loss and metrics, the kept heads and neurons
 and their MACs. `--slice` scores the physically smaller model instead
