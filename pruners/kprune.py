@@ -186,9 +186,9 @@ def select_units(scores, costs, candidates, budget):
         budget: MACs available to all the given sublayers.
 
     Returns:
-        Per sublayer, a 0/1 float32 mask. A unit left out either scores below
-        every unit considered after it was skipped or costs more than the
-        budget that was left.
+        Per sublayer, a 0/1 float32 mask. Every candidate left out cost more
+        than the budget left when its turn came, so more than what is left
+        at the end.
     """
     flat_scores = np.concatenate([np.where(c, s, -np.inf) for s, c in zip(scores, candidates, strict=True)])
     flat_costs = np.concatenate([np.full(len(s), float(cost)) for s, cost in zip(scores, costs, strict=True)])
