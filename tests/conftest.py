@@ -14,6 +14,20 @@ SHARED = REPO.parent / "shared" / "data"
 MICRO = {"vocab_size": 64, "max_len": 16, "num_layers": 2, "d_model": 16, "num_heads": 4, "dff": 32}
 
 
+def micro_sample_batches(seed, count=3, size=4, length=6):
+    """`count` sample batches `(inputs, labels)` of random micro-vocabulary ids; rows 0 and 1 are padded."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        mask = np.ones((size, length), "int32")
+        mask[0, 4:] = 0
+        mask[1, 3:] = 0
+        ids = rng.integers(1, MICRO["vocab_size"], size=(size, length)).astype("int32") * mask
+        batches.append(({"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask},
+                        np.zeros(size, "int64")))
+    return batches
+
+
 def _shared_path(env_name, default, probe):
     """A path from the environment or ../shared; skipped locally when absent, a failure under CI."""
     path = Path(os.environ.get(env_name) or default)

@@ -4,26 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import MICRO
+from conftest import MICRO, micro_sample_batches
 from efficiency import count_macs, head_macs, neuron_macs
 from gated import build_gated_encoder
 from pruners.kprune import KnowledgeProbe, importance_scores, kprune, measure_knowledge, select_units, tune_weights
 
 SHAPE = {"d_model": MICRO["d_model"], "head_dim": MICRO["d_model"] // MICRO["num_heads"], "seq_len": MICRO["max_len"]}
 HEAD_COST, NEURON_COST = head_macs(**SHAPE), neuron_macs(MICRO["d_model"], MICRO["max_len"])
-
-
-def _batches(seed, count=2, size=4, length=6):
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(count):
-        mask = np.ones((size, length), "int32")
-        mask[0, 4:] = 0
-        mask[1, 3:] = 0
-        ids = rng.integers(1, MICRO["vocab_size"], size=(size, length)).astype("int32") * mask
-        batches.append(({"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask},
-                        np.zeros(size, "int64")))
-    return batches
 
 
 def _model(num_labels=2):
@@ -59,7 +46,7 @@ def _logits_with_gate(model, batches, sublayer, unit, value):
 
 
 def test_the_probe_computes_the_models_logits():
-    model, batches = _model(), _batches(0)
+    model, batches = _model(), micro_sample_batches(0, count=2)
     probe = KnowledgeProbe(model)
     for inputs, _ in batches:
         np.testing.assert_allclose(probe.logits(inputs).numpy(), model(inputs).numpy(), atol=1e-5)
@@ -68,7 +55,7 @@ def test_the_probe_computes_the_models_logits():
 @pytest.mark.parametrize("num_labels", [3, 1])
 def test_predictive_knowledge_equals_the_hand_computed_second_order_kl(num_labels):
     """`1/2 Var_{c ~ softmax(z/T)} dz_c/dm` per row (squared `dz/dm` for regression), from finite differences."""
-    model, batches, temperature, eps = _model(num_labels), _batches(1), 2.0, 1e-2
+    model, batches, temperature, eps = _model(num_labels), micro_sample_batches(1, count=2), 2.0, 1e-2
     predictive, _ = measure_knowledge(KnowledgeProbe(model, temperature, regression=num_labels == 1), batches)
     logits = np.concatenate([model(inputs).numpy() for inputs, _ in batches]).astype(np.float64)
     probs = np.exp(logits / temperature) / np.exp(logits / temperature).sum(axis=1, keepdims=True)
@@ -86,7 +73,7 @@ def test_predictive_knowledge_equals_the_hand_computed_second_order_kl(num_label
 
 
 def test_representational_knowledge_equals_the_sublayer_error_of_removing_one_unit():
-    model, batches = _model(), _batches(2)
+    model, batches = _model(), micro_sample_batches(2, count=2)
     _, representational = measure_knowledge(KnowledgeProbe(model), batches)
     block0, block1 = _blocks(model)
     embeddings = model.get_layer("embeddings")
@@ -163,7 +150,7 @@ def test_tuning_equals_the_closed_form_least_squares_solution():
 
 
 def test_kprune_meets_the_budget_and_tuning_lowers_each_sublayers_error():
-    model, batches = _model(), _batches(3, count=3)
+    model, batches = _model(), micro_sample_batches(3)
     dense = keras.models.clone_model(model)
     dense.set_weights(model.get_weights())
     model.get_layer("block_1").attention.head_gate.assign(np.array([1, 1, 0, 1], np.float32))  # already pruned
@@ -199,8 +186,8 @@ def test_kprune_refuses_models_with_learned_masks_or_scaled_gates():
     keras.utils.set_random_seed(0)
     model = build_gated_encoder(**MICRO, num_labels=2, learn_masks=("head",))
     with pytest.raises(ValueError, match="without learned Gumbel masks"):
-        kprune(model, _batches(0), budget=1e9, head_cost=HEAD_COST, neuron_cost=NEURON_COST)
+        kprune(model, micro_sample_batches(0, count=2), budget=1e9, head_cost=HEAD_COST, neuron_cost=NEURON_COST)
     model = _model()
     model.get_layer("block_0").attention.head_gate.assign(np.array([1, 0.5, 1, 1], np.float32))
     with pytest.raises(ValueError, match="starts from 0/1 head and neuron gates"):
-        kprune(model, _batches(0), budget=1e9, head_cost=HEAD_COST, neuron_cost=NEURON_COST)
+        kprune(model, micro_sample_batches(0, count=2), budget=1e9, head_cost=HEAD_COST, neuron_cost=NEURON_COST)

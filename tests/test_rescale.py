@@ -3,21 +3,9 @@
 import numpy as np
 import pytest
 
-from conftest import MICRO
+from conftest import MICRO, micro_sample_batches
 from evaluation import apply_masks, current_masks
 from pruners.rescale import rescale
-
-
-def _batches(seed, count=3, size=4, length=6):
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(count):
-        mask = np.ones((size, length), "int32")
-        mask[0, 4:] = 0
-        ids = rng.integers(1, MICRO["vocab_size"], size=(size, length)).astype("int32") * mask
-        batches.append(({"input_ids": ids, "token_type_ids": np.zeros_like(ids), "attention_mask": mask},
-                        np.zeros(size, "int64")))
-    return batches
 
 
 def _masks(seed):
@@ -42,7 +30,7 @@ def _first_attention_error(model, batches, heads_row):
 
 
 def test_rescale_lowers_every_sublayer_error_and_leaves_the_gates_alone(micro_model):
-    batches = _batches(0)
+    batches = micro_sample_batches(0)
     heads, neurons = _masks(0)
     new_heads, new_neurons, report = rescale(micro_model, heads, neurons, batches, backend="scipy",
                                              max_tokens=10_000, max_scale=100.0)
@@ -61,7 +49,7 @@ def test_rescale_lowers_every_sublayer_error_and_leaves_the_gates_alone(micro_mo
 
 
 def test_rescaled_masks_bring_the_logits_closer_to_the_dense_model(micro_model):
-    batches = _batches(1, count=4)
+    batches = micro_sample_batches(1, count=4)
     heads, neurons = _masks(1)
     dense = np.concatenate([micro_model(inputs).numpy() for inputs, _ in batches])
     new_heads, new_neurons, _ = rescale(micro_model, heads, neurons, batches, backend="scipy", max_scale=100.0)
@@ -74,7 +62,7 @@ def test_rescaled_masks_bring_the_logits_closer_to_the_dense_model(micro_model):
 
 def test_a_scale_out_of_range_stops_rescaling_and_keeps_the_binary_masks(micro_model):
     heads, neurons = _masks(0)
-    new_heads, new_neurons, report = rescale(micro_model, heads, neurons, _batches(0), backend="scipy",
+    new_heads, new_neurons, report = rescale(micro_model, heads, neurons, micro_sample_batches(0), backend="scipy",
                                              max_scale=1e-3)
     np.testing.assert_array_equal(new_heads, heads)
     np.testing.assert_array_equal(new_neurons, neurons)
