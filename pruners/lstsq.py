@@ -79,6 +79,15 @@ class SharedDesign:
         return np.einsum("np,de->ndpe", inputs, np.eye(self.outputs)).reshape(self.shape)
 
 
+def _array_module(backend):
+    """`(array module, converter)` of a resolved backend: CuPy for `cupy`, numpy for `scipy`."""
+    if backend == "cupy":
+        import cupy
+
+        return cupy, to_cupy
+    return np, to_numpy
+
+
 def qr_reduce(design, rhs, backend):
     """`(R, Q^T rhs)` for the reduced QR `design = Q R`, in the backend's array module (numpy or CuPy).
 
@@ -93,12 +102,7 @@ def qr_reduce(design, rhs, backend):
         backend: `scipy` (numpy's LAPACK QR) or `cupy` (on the GPU, TF
             tensors handed over through DLPack).
     """
-    if backend == "cupy":
-        import cupy as xp
-
-        convert = to_cupy
-    else:
-        xp, convert = np, to_numpy
+    xp, convert = _array_module(backend)
     q, r = xp.linalg.qr(convert(design))
     return r, q.T @ convert(rhs)
 
@@ -194,15 +198,11 @@ def solve_lstsq(A, b, backend="auto", atol=1e-8, btol=1e-8, maxiter=None):
         `residual_norm`.
     """
     backend = resolve_backend(backend, *_flat_inputs(A), b)
+    xp, convert = _array_module(backend)
     if backend == "cupy":
         import cupyx.scipy.sparse.linalg as linalg
-
-        convert = to_cupy
-        import cupy as xp
     else:
         import scipy.sparse.linalg as linalg
-
-        convert, xp = to_numpy, np
     if isinstance(A, UnitContributions):
         operator = _operator(linalg, xp, A, convert)
     elif isinstance(A, SharedDesign):

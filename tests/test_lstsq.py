@@ -93,3 +93,10 @@ def test_cupy_solves_gpu_tensors_handed_over_through_dlpack():
     x, info = solve_lstsq(design, rhs, backend="auto")
     assert info["backend"] == "cupy"
     np.testing.assert_allclose(x, np.linalg.lstsq(design.dense(), rhs.numpy().ravel(), rcond=None)[0], atol=1e-6)
+    # Weight tuning's path: QR on the GPU, then one LSMR for every output column.
+    flat = tf.reshape(inputs, (50, 8))
+    r, reduced = qr_reduce(flat, rhs, "cupy")
+    assert isinstance(r, cupy.ndarray) and r.shape == (8, 8)
+    x, info = solve_lstsq(SharedDesign(r, 8), reduced, backend="cupy")
+    assert info["backend"] == "cupy"
+    np.testing.assert_allclose(x.reshape(8, 8), np.linalg.lstsq(flat.numpy(), rhs.numpy(), rcond=None)[0], atol=1e-6)
