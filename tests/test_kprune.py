@@ -151,9 +151,9 @@ def test_tuning_equals_the_closed_form_least_squares_solution():
 
 def test_kprune_meets_the_budget_and_tuning_lowers_each_sublayers_error():
     model, batches = _model(), micro_sample_batches(3)
-    dense = keras.models.clone_model(model)
-    dense.set_weights(model.get_weights())
     model.get_layer("block_1").attention.head_gate.assign(np.array([1, 1, 0, 1], np.float32))  # already pruned
+    dense = keras.models.clone_model(model)  # the teacher: the model as it was given
+    dense.set_weights(model.get_weights())
     full = count_macs(np.ones((2, 4)), np.ones((2, 32)), **SHAPE)["total"]
     heads, neurons, steps, seconds = kprune(model, batches, budget=0.45 * full, head_cost=HEAD_COST,
                                             neuron_cost=NEURON_COST, tuning=True, backend="scipy", max_tokens=10**6)
@@ -164,22 +164,39 @@ def test_kprune_meets_the_budget_and_tuning_lowers_each_sublayers_error():
     tuned = [s["tuning"] for s in steps if "tuning" in s]
     assert tuned and all(t["mse_after"] < t["mse_before"] for t in tuned)
     assert seconds["measure"] > 0 and seconds["tuning"] > 0
-    # Step 1's numbers measured again through the models: block 0's attention output against the dense one's.
+    # The tuning errors measured again through the models. Once step i is done, sublayers 0..i are final,
+    # so the pruned model's sublayer i output, against the dense model's, is what step i fitted.
     untuned = keras.models.clone_model(dense)
     untuned.set_weights(dense.get_weights())
     untuned.get_layer("block_0").attention.head_gate.assign(heads[0])
+    outputs = {name: _sublayer_outputs(m, batches) for name, m in (("dense", dense), ("pruned", model),
+                                                                     ("untuned", untuned))}
+    assert steps[0]["tuning"]["mse_before"] == pytest.approx(_mse(outputs["untuned"][0], outputs["dense"][0]),
+                                                             rel=1e-4)
+    for index, step in enumerate(steps):
+        if "tuning" in step:
+            assert step["tuning"]["mse_after"] == pytest.approx(
+                _mse(outputs["pruned"][index], outputs["dense"][index]), rel=1e-3), index
 
-    def attention_0(m, inputs):
-        x = m.get_layer("embeddings")(inputs["input_ids"], inputs["token_type_ids"])
-        return m.get_layer("block_0").attention_residual(x, inputs["attention_mask"]).numpy()
 
-    errors = {"before": [], "after": []}
+def _sublayer_outputs(model, batches):
+    """Per sublayer, every non-padding token's output before the LayerNorm, `(tokens, D)`."""
+    outputs = [[] for _ in range(2 * MICRO["num_layers"])]
     for inputs, _ in batches:
-        keep, reference = inputs["attention_mask"] == 1, attention_0(dense, inputs)
-        errors["before"].append(((attention_0(untuned, inputs) - reference) ** 2)[keep])
-        errors["after"].append(((attention_0(model, inputs) - reference) ** 2)[keep])
-    assert steps[0]["tuning"]["mse_before"] == pytest.approx(np.mean(np.concatenate(errors["before"])), rel=1e-4)
-    assert steps[0]["tuning"]["mse_after"] == pytest.approx(np.mean(np.concatenate(errors["after"])), rel=1e-3)
+        mask, keep = inputs["attention_mask"], inputs["attention_mask"] == 1
+        x = model.get_layer("embeddings")(inputs["input_ids"], inputs["token_type_ids"])
+        for layer, block in enumerate(_blocks(model)):
+            attended = block.attention_residual(x, mask)
+            x = block.attention_norm(attended)
+            fed = block.ffn_residual(x)
+            x = block.ffn_norm(fed)
+            outputs[2 * layer].append(attended.numpy()[keep])
+            outputs[2 * layer + 1].append(fed.numpy()[keep])
+    return [np.concatenate(values) for values in outputs]
+
+
+def _mse(a, b):
+    return float(np.mean((a - b) ** 2))
 
 
 def test_kprune_refuses_models_with_learned_masks_or_scaled_gates():
