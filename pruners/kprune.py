@@ -18,7 +18,7 @@ pruned model:
      its LayerNorm) when the unit alone is removed, `||contribution||^2`
      averaged over the non-padding tokens and the `D` output features (a
      mean squared error, the scale `lam_rep`'s default is set for); exact
-     for one unit.
+     for one unit where the sublayer still computes the dense output.
    A unit's importance is `lam_pred * predictive + lam_rep * representational`,
    divided by its MACs, and multiplied by `mu` for heads.
 2. Knowledge-preserving mask search. Over all remaining units, the most
