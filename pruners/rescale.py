@@ -23,7 +23,7 @@ import tensorflow as tf
 from gated.encoder import EncoderBlock
 from gated.masks import collect_gated_layers
 from pruners.lstsq import UnitContributions, solve_lstsq
-from pruners.tokens import gather_tokens, sample_token_rows
+from pruners.sublayers import SublayerSample
 
 log = logging.getLogger(__name__)
 
@@ -87,40 +87,21 @@ def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_token
         left as they were.
     """
     blocks = list(collect_gated_layers(model, EncoderBlock).values())
-    embeddings = model.get_layer("embeddings")
-    rows = sample_token_rows(batches, max_tokens, seed)
+    sample = SublayerSample(model, batches, max_tokens, seed)
     masks = [np.asarray(head_mask, np.float32).copy(), np.asarray(neuron_mask, np.float32).copy()]
     dense_gates = [(b.attention.head_gate.numpy(), b.ffn.neuron_gate.numpy()) for b in blocks]
-    attention_masks = [inputs["attention_mask"] for inputs, _ in batches]
-    teacher = [embeddings(inputs["input_ids"], inputs["token_type_ids"]) for inputs, _ in batches]
-    student = list(teacher)
     solver = _Solver(backend, max_scale)
     try:
-        for index, block in enumerate(blocks):
-            # Teacher: this block with its dense gates.
-            teacher_att = [block.attention_residual(x, m) for x, m in zip(teacher, attention_masks, strict=True)]
-            teacher_mid = [block.attention_norm(t) for t in teacher_att]
-            teacher_ffn = [block.ffn_residual(y) for y in teacher_mid]
-            teacher = [block.ffn_norm(t) for t in teacher_ffn]
-            # Student, attention: contributions of the kept heads, then its output with the chosen scales.
-            sublayer = _attention_sublayer(block, np.flatnonzero(masks[0][index]))
-            contexts = gather_tokens([block.attention.head_contexts(x, m)
-                                      for x, m in zip(student, attention_masks, strict=True)], rows)  # (N, H, Dh)
-            if solver.solve(sublayer, tf.gather(contexts, sublayer.kept, axis=1), gather_tokens(student, rows),
-                            gather_tokens(teacher_att, rows), masks[0][index], index, "head"):
+        for index in range(2 * len(blocks)):
+            layer, attention = index // 2, index % 2 == 0
+            block, row = blocks[layer], masks[0 if attention else 1][layer]
+            # Unit outputs (contexts or activations) and input in the rescaled student; the teacher's output.
+            units, base, target = sample.sublayer(index)
+            sublayer = (_attention_sublayer if attention else _ffn_sublayer)(block, np.flatnonzero(row))
+            if solver.solve(sublayer, tf.gather(units, sublayer.kept, axis=1), base, target, row, layer,
+                            "head" if attention else "neuron"):
                 break
-            block.attention.head_gate.assign(masks[0][index])
-            student = [block.attention_norm(block.attention_residual(x, m))
-                       for x, m in zip(student, attention_masks, strict=True)]
-            # Student, FFN: the kept neurons' activations.
-            sublayer = _ffn_sublayer(block, np.flatnonzero(masks[1][index]))
-            activations = gather_tokens([block.ffn.intermediate.ungated(y) for y in student], rows)  # (N, F)
-            if solver.solve(sublayer, tf.gather(activations, sublayer.kept, axis=1)[:, :, None],
-                            gather_tokens(student, rows), gather_tokens(teacher_ffn, rows), masks[1][index], index,
-                            "neuron"):
-                break
-            block.ffn.neuron_gate.assign(masks[1][index])
-            student = [block.ffn_norm(block.ffn_residual(y)) for y in student]
+            (block.attention.head_gate if attention else block.ffn.neuron_gate).assign(row)
     finally:
         for block, (heads, neurons) in zip(blocks, dense_gates, strict=True):
             block.attention.head_gate.assign(heads)

@@ -8,6 +8,7 @@ from conftest import MICRO, micro_sample_batches
 from efficiency import count_macs, head_macs, neuron_macs
 from gated import build_gated_encoder
 from pruners.kprune import KnowledgeProbe, importance_scores, kprune, measure_knowledge, select_units, tune_weights
+from pruners.sublayers import SublayerSample
 
 SHAPE = {"d_model": MICRO["d_model"], "head_dim": MICRO["d_model"] // MICRO["num_heads"], "seq_len": MICRO["max_len"]}
 HEAD_COST, NEURON_COST = head_macs(**SHAPE), neuron_macs(MICRO["d_model"], MICRO["max_len"])
@@ -208,3 +209,12 @@ def test_kprune_refuses_models_with_learned_masks_or_scaled_gates():
     model.get_layer("block_0").attention.head_gate.assign(np.array([1, 0.5, 1, 1], np.float32))
     with pytest.raises(ValueError, match="starts from 0/1 head and neuron gates"):
         kprune(model, micro_sample_batches(0, count=2), budget=1e9, head_cost=HEAD_COST, neuron_cost=NEURON_COST)
+
+
+def test_sublayer_sample_goes_bottom_to_top_only():
+    sample = SublayerSample(_model(), micro_sample_batches(0, count=1), None, 0)
+    units, base, target = sample.sublayer(1)
+    assert units.shape == (sample.tokens, MICRO["dff"], 1) and base.shape == target.shape == (sample.tokens, 16)
+    np.testing.assert_allclose(target, base + _model().get_layer("block_0").ffn(base[None])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="sublayer 0 was asked for after sublayer 1: go bottom to top"):
+        sample.sublayer(0)
