@@ -10,7 +10,7 @@ fi
 # Kept equal to config.py's choices by tests/test_run_experiments.py.
 SIZES=(tiny small base large)
 TASKS=(sst2 mnli qnli qqp rte wnli mrpc cola stsb)
-read -r -a AVAILABLE <<<"$("$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); import methods; print(*methods.METHODS)' "$ROOT")"
+read -r -a AVAILABLE <<<"$("$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); from gated_bert.vocabulary import METHODS; print(*METHODS)' "$ROOT")"
 
 # Defaults: train.py's own, so that no flag means train.py's recipe for every method.
 EPOCHS=25 BATCH_SIZE=96 LEARNING_RATE=2e-5 MODEL_SIZE=tiny START_SPARSITY=0.0 END_SPARSITY=0.99

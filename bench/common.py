@@ -80,9 +80,9 @@ def cached_batches(dataset):
 
 def compile_for_training(model, steps_per_epoch, epochs=10):
     """The training recipe's optimizer and loss, identical for every model compared."""
-    from config import GatedBertConfig
+    from experiment.config import GatedBertConfig
+    from experiment.recipe import build_loss, build_optimizer
     from tasks import TASKS
-    from training import build_loss, build_optimizer
 
     config = GatedBertConfig(epochs=epochs, learning_rate=1e-3)
     model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(TASKS["sst2"]))
@@ -141,10 +141,9 @@ def sst2_checkpoint(argv):
 
     if len(argv) > 1:
         return argv[1]
+    from experiment.config import GatedBertConfig
+    from experiment.train import configure_tensorflow, run
     from sst2_accuracy import RECIPE
-
-    from config import GatedBertConfig
-    from train import configure_tensorflow, run
 
     glue, tokenizer = glue_inputs_or_exit()
     out = tempfile.mkdtemp(prefix="bench_prune_ckpt_")
@@ -161,7 +160,7 @@ def prune_metrics(checkpoint, output_dir, *flags):
     import glob
     import json
 
-    import prune
+    from experiment import prune
 
     glue, tokenizer = glue_inputs_or_exit()
     status = prune.main(["--ckpt_dir", checkpoint, "--output_dir", output_dir, *flags],

@@ -10,7 +10,7 @@ the medians are compared. Set BENCH_ROWS for a quicker smoke run.
 import os
 
 from common import cached_batches, compile_for_training, examples_per_second, load_sst2_train
-from config import GatedBertConfig
+from experiment.config import GatedBertConfig
 from gated import PRESETS, build_gated_encoder
 from pruners import GumbelMaskLearner, TemperatureSchedule
 from tasks.pipeline import make_dataset

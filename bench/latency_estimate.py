@@ -69,7 +69,7 @@ def measured(models, rounds=7):
 
 def main():
     from efficiency import generate_lut
-    from evaluation import apply_masks, find_checkpoint, load_checkpoint, load_masks
+    from experiment.checkpoints import apply_masks, find_checkpoint, load_checkpoint, load_masks
     from gated.slicing import slice_pruned
 
     checkpoint = sst2_checkpoint(sys.argv)

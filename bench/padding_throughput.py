@@ -7,7 +7,7 @@ compute on padding. Target: bucketed/padded >= 3x.
 import os
 
 from common import compile_for_training, examples_per_second, load_sst2_train, print_comparison
-from config import GatedBertConfig
+from experiment.config import GatedBertConfig
 from gated import PRESETS, build_gated_encoder
 from tasks.pipeline import make_dataset
 

@@ -19,8 +19,8 @@ import tempfile
 import keras
 
 from common import glue_inputs_or_exit
-from config import GatedBertConfig
-from train import configure_tensorflow, run
+from experiment.config import GatedBertConfig
+from experiment.train import configure_tensorflow, run
 
 RECIPE = {"model_size": "tiny", "task": "sst2", "max_train_samples": 20000, "epochs": 10, "batch_size": 96,
           "learning_rate": 1e-3, "warmup_ratio": 0.1, "weight_decay": 0.01, "dropout_rate": 0.1, "max_len": 128,

@@ -15,7 +15,7 @@ Targets (step time, method / unpruned): magnitude <= 1.10, movement and SPT <= 1
 import os
 
 from common import cached_batches, compile_for_training, load_sst2_train, median_epoch_rate
-from config import GatedBertConfig
+from experiment.config import GatedBertConfig
 from gated import PRESETS, build_gated_encoder
 from pruners import MagnitudePruner, MovementPruner, PolynomialSchedule, SptPruner, movement_frequency
 from tasks.pipeline import make_dataset

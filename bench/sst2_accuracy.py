@@ -12,8 +12,8 @@ import sys
 import tempfile
 
 from common import glue_inputs_or_exit
-from config import GatedBertConfig
-from train import configure_tensorflow, run
+from experiment.config import GatedBertConfig
+from experiment.train import configure_tensorflow, run
 
 # The recommended from-scratch recipe (also in the README).
 RECIPE = {"model_size": "tiny", "task": "sst2", "epochs": 2, "batch_size": 96, "learning_rate": 1e-3,

@@ -15,7 +15,7 @@ from common import (
     load_sst2_train,
     print_comparison,
 )
-from config import GatedBertConfig
+from experiment.config import GatedBertConfig
 from gated import PRESETS, build_gated_encoder
 from tasks.pipeline import make_dataset
 

@@ -3,7 +3,7 @@
 from callbacks.checkpoints import BestAndLastCheckpoint, save_model_atomic
 from callbacks.dev_evaluator import DevEvaluator
 from callbacks.graceful_stop import GracefulStop
-from callbacks.gumbel import GumbelMaskCallback
+from callbacks.gumbel_masks import GumbelMaskCallback
 from callbacks.progress import ProgressFile
 from callbacks.pruning import PruningCallback
 from callbacks.results_logger import ResultsLogger

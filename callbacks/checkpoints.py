@@ -6,7 +6,7 @@ import shutil
 
 import keras
 
-from fileio import atomic_path
+from gated_bert.files import atomic_path
 
 
 def save_model_atomic(model, path):

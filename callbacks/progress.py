@@ -5,7 +5,7 @@ import time
 
 import keras
 
-from fileio import atomic_path
+from gated_bert.files import atomic_path
 
 
 class ProgressFile(keras.callbacks.Callback):

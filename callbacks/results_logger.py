@@ -6,11 +6,11 @@ import os
 import time
 
 import keras
+from keras import ops
 
 from callbacks.checkpoints import can_be_best
-from fileio import write_json_atomic
 from gated.masks import sparsity_stats
-from training import current_learning_rate
+from gated_bert.files import write_json_atomic
 
 
 class ResultsLogger(keras.callbacks.Callback):
@@ -71,7 +71,7 @@ class ResultsLogger(keras.callbacks.Callback):
             "epoch": epoch + 1,
             "train_loss": float(logs["loss"]),
             **{key: float(logs[key]) for key in self.columns if key.startswith("dev_") and key in logs},
-            "learning_rate": current_learning_rate(self.model.optimizer),
+            "learning_rate": float(ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             "target_sparsity": float(logs.get("target_sparsity", 0.0)),
             # From the masks: the PruningCallback's count when it ran this epoch, else counted here.
             "global_sparsity": float(logs["sparsity"]) if "sparsity" in logs

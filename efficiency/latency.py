@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from fileio import read_json_object, write_json_atomic
+from gated_bert.files import read_json_object, write_json_atomic
 
 LUT_KINDS = ("mha", "ffn")
 # Shape keys a LUT records; prune.py checks them against the checkpoint's.

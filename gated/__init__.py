@@ -4,7 +4,7 @@ from gated.attention import GatedMultiHeadAttention
 from gated.dense import GatedDense
 from gated.encoder import INPUT_NAMES, EncoderBlock, EncoderEmbeddings, build_gated_encoder
 from gated.feed_forward import GatedFeedForward
-from gated.gumbel import MASK_KINDS, GumbelGate, expand_mask_kinds
+from gated.gumbel_gate import MASK_KINDS, GumbelGate, expand_mask_kinds
 from gated.masks import (
     collect_gated_layers,
     effective_kernel_masks,

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from gated.dense import GatedDense
-from gated.gumbel import GumbelGate
+from gated.gumbel_gate import GumbelGate
 
 # Added to the attention logits of padding positions; large enough that
 # softmax gives them exactly zero weight in float32.

@@ -5,7 +5,7 @@ from keras import ops
 
 from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
-from gated.gumbel import expand_mask_kinds
+from gated.gumbel_gate import expand_mask_kinds
 from gated.model import GatedModel
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")

@@ -3,7 +3,7 @@
 import keras
 
 from gated.dense import GatedDense
-from gated.gumbel import GumbelGate
+from gated.gumbel_gate import GumbelGate
 
 
 @keras.saving.register_keras_serializable(package="gated_bert")

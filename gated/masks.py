@@ -10,11 +10,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fileio import atomic_path
 from gated.attention import GatedMultiHeadAttention
 from gated.dense import GatedDense
 from gated.feed_forward import GatedFeedForward
-from gated.gumbel import MASK_KINDS
+from gated.gumbel_gate import MASK_KINDS
+from gated_bert.files import atomic_path
 
 
 def collect_gated_layers(model, layer_type=GatedDense):

@@ -1,77 +1,78 @@
-"""Pruning maths: schedules, importance criteria, scores-to-mask, the pruners that apply them, and the
-retraining-free stages (Fisher, mask search, rearrangement, least-squares rescaling)."""
+"""Pruning maths in two families that share no code: `pruners.training` (schedules, criteria and pruners
+that act while a model trains) and `pruners.posttrain` (retraining-free search, rearrangement, rescaling and
+K-prune on a trained model). Their public names are re-exported here."""
 
-from pruners.fisher import collect_gate_gradients, fisher_importance
-from pruners.from_config import gumbel_from_config, pruning_from_config
-from pruners.gumbel import (
+from pruners.posttrain import (
+    BACKENDS,
+    SharedDesign,
+    UnitContributions,
+    collect_gate_gradients,
+    fisher_cost,
+    fisher_importance,
+    kprune,
+    rearrange,
+    rearrange_layer,
+    rescale,
+    search_latency,
+    search_mac,
+    solve_lstsq,
+)
+from pruners.training import (
     ANNEALING,
-    GumbelMaskLearner,
-    TemperatureSchedule,
-    binary_entropy,
-    lagrangian_term,
-    quantization_term,
-    sparsity_term,
-)
-from pruners.importance import (
-    blend_rewards,
-    initial_rewards,
-    magnitude,
-    movement,
-    movement_update,
-    reward,
-)
-from pruners.lstsq import BACKENDS, UnitContributions, solve_lstsq
-from pruners.mask_search import search_latency, search_mac
-from pruners.masking import SCOPES, masks_for_sparsity
-from pruners.pruners import (
     PRUNERS,
+    SCOPES,
+    GumbelMaskLearner,
     MagnitudePruner,
     MovementPruner,
+    PolynomialSchedule,
     Pruner,
     SptPruner,
-    movement_frequency,
-    scaled_spt_epsilon,
-)
-from pruners.rearrange import fisher_cost, rearrange, rearrange_layer
-from pruners.rescale import rescale
-from pruners.schedules import (
-    PolynomialSchedule,
     StepListSchedule,
+    TemperatureSchedule,
+    binary_entropy,
+    blend_rewards,
+    gumbel_from_config,
+    initial_rewards,
+    lagrangian_term,
+    magnitude,
+    masks_for_sparsity,
+    movement,
+    movement_frequency,
+    movement_update,
+    pruning_from_config,
     pruning_window,
+    quantization_term,
+    reward,
+    scaled_spt_epsilon,
     schedule_from_config,
+    sparsity_term,
     step_levels,
 )
 
 __all__ = [
     "ANNEALING",
     "BACKENDS",
-    "UnitContributions",
-    "collect_gate_gradients",
-    "fisher_cost",
-    "fisher_importance",
-    "rearrange",
-    "rearrange_layer",
-    "rescale",
-    "search_latency",
-    "search_mac",
-    "solve_lstsq",
-    "GumbelMaskLearner",
-    "TemperatureSchedule",
-    "binary_entropy",
-    "lagrangian_term",
-    "quantization_term",
-    "sparsity_term",
     "PRUNERS",
     "SCOPES",
+    "GumbelMaskLearner",
     "MagnitudePruner",
     "MovementPruner",
     "PolynomialSchedule",
     "Pruner",
+    "SharedDesign",
     "SptPruner",
     "StepListSchedule",
+    "TemperatureSchedule",
+    "UnitContributions",
+    "binary_entropy",
     "blend_rewards",
+    "collect_gate_gradients",
+    "fisher_cost",
+    "fisher_importance",
     "gumbel_from_config",
     "initial_rewards",
+    "kprune",
+    "lagrangian_term",
     "magnitude",
     "masks_for_sparsity",
     "movement",
@@ -79,8 +80,16 @@ __all__ = [
     "movement_update",
     "pruning_from_config",
     "pruning_window",
+    "quantization_term",
+    "rearrange",
+    "rearrange_layer",
+    "rescale",
     "reward",
     "scaled_spt_epsilon",
     "schedule_from_config",
+    "search_latency",
+    "search_mac",
+    "solve_lstsq",
+    "sparsity_term",
     "step_levels",
 ]

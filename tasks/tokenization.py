@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fileio import atomic_path
+from gated_bert.files import atomic_path
 from tasks.loaders import load_hub_split, read_glue_tsv
 from tasks.registry import HUB_DATASET
 

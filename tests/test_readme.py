@@ -5,8 +5,8 @@ import re
 
 import numpy as np
 
-from config import SHAPE_FIELDS, GatedBertConfig
 from conftest import REPO
+from experiment.config import SHAPE_FIELDS, GatedBertConfig
 
 README = (REPO / "README.md").read_text()
 

@@ -60,9 +60,9 @@ def test_several_problems_are_all_reported(tmp_path):
 
 
 def test_help_is_true_to_the_code():
-    from config import GatedBertConfig
+    from experiment.config import GatedBertConfig
     from gated import PRESETS
-    from methods import METHODS
+    from gated_bert.vocabulary import METHODS
     from tasks import TASKS
 
     result = run_script("-h")
@@ -172,7 +172,7 @@ def _fixture_run(root, method, stamp, accuracies, sparsities, wall):
 
 
 def test_plot_comparison_on_fixtures(tmp_path, capsys):
-    import plot_comparison
+    from experiment import compare as plot_comparison
 
     _fixture_run(tmp_path, "baseline", "20260101_000000_000001", [0.70, 0.80, 0.78], [0, 0, 0], 125.0)
     _fixture_run(tmp_path, "movement", "20260101_000000_000001", [0.60, 0.65, 0.66], [0.1, 0.5, 0.9], 61.0)

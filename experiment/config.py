@@ -1,0 +1,370 @@
+"""One configuration object for every run: `GatedBertConfig`.
+
+Values are layered, later layers winning:
+    dataclass defaults < model-size preset < JSON file (`--config`)
+    < environment variables (upper-case field names, `RUN_NAME` for
+      `name`; `GLUE_DIR`, `BENCHMARK_EPOCHS`) < command-line flags (`--task rte`).
+Every override is generated from the dataclass fields and type-checked;
+unknown keys and bad values stop the run before any work.
+"""
+
+import argparse
+import dataclasses
+import difflib
+import importlib.util
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+
+from gated.gumbel_gate import MASK_KINDS, expand_mask_kinds
+from gated.presets import PRESETS
+from gated_bert.files import read_json_object, write_json_atomic
+from gated_bert.vocabulary import PRUNING_METHODS, SCHEDULED_METHODS
+from pruners.training.masking import SCOPES
+from pruners.training.schedules import ANNEALING
+from tasks.registry import TASKS
+
+SHAPE_FIELDS = ("num_layers", "d_model", "num_heads", "dff")
+# Environment variables that map to a field under another name. The later
+# entry wins when both name the same field.
+ENV_ALIASES = {"GLUE_DIR": "data_dir", "BENCHMARK_EPOCHS": "epochs"}
+# Fields read from an environment variable other than their upper-case name (NAME is too common to claim).
+ENV_NAMES = {"name": "RUN_NAME"}
+# Percentages walked by the magnitude and SPT schedules (clipped to [start_sparsity, end_sparsity]).
+DEFAULT_SPARSITY_STEPS = (10.0, 25.0, 50.0, 70.0, 75.0, 80.0, 84.0, 88.0, 90.0, 92.0, 93.0, 94.0, 95.0, 96.0,
+                          97.0, 97.5, 98.0, 98.5, 99.0, 99.5)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is invalid; the message says which and how to fix it."""
+
+
+def _field(default, help_text, **checks):
+    """A dataclass field carrying its help text and validation rules.
+
+    `checks` may hold `choices` (allowed values), `positive` (> 0),
+    `non_negative` (>= 0) or `fraction` (`(low, high, closed_high)`).
+    """
+    return field(default=default, metadata={"help": help_text, **checks})
+
+
+@dataclass
+class GatedBertConfig:
+    """Every setting of a run. See the module docstring for how values are layered."""
+
+    # Model shape. The four shape fields default to the preset of `model_size`.
+    model_size: str = _field("tiny", "encoder preset: " + ", ".join(PRESETS), choices=tuple(PRESETS))
+    num_layers: int | None = _field(None, "encoder blocks", positive=True)
+    d_model: int | None = _field(None, "hidden width", positive=True)
+    num_heads: int | None = _field(None, "attention heads", positive=True)
+    dff: int | None = _field(None, "feed-forward width", positive=True)
+    vocab_size: int = _field(30522, "token vocabulary size (must cover the tokenizer's)", positive=True)
+    max_len: int = _field(128, "longest sequence in tokens; longer inputs are truncated", positive=True)
+    dropout_rate: float = _field(0.0, "dropout on embeddings, attention and residuals", fraction=(0.0, 1.0, False))
+    # Task and data.
+    task: str = _field("sst2", "GLUE task: " + ", ".join(TASKS), choices=tuple(TASKS))
+    data_dir: str = _field("", "GLUE directory holding e.g. SST-2/train.tsv and dev.tsv; empty: the hub (env GLUE_DIR)")
+    tokenizer: str = _field("bert-base-uncased", "tokenizer: hub name or local directory")
+    cache_dir: str = _field("~/.cache/gated_bert", "where tokenized arrays are cached")
+    max_train_samples: int | None = _field(None, "use only the first N training rows", positive=True)
+    max_eval_samples: int | None = _field(None, "use only the first N dev rows", positive=True)
+    dynamic_padding: bool = _field(True, "bucket by length and pad per batch (false: pad every batch to max_len)")
+    # Training.
+    epochs: int = _field(25, "training epochs (env BENCHMARK_EPOCHS overrides EPOCHS)", positive=True)
+    batch_size: int = _field(96, "examples per training batch", positive=True)
+    learning_rate: float = _field(2e-5, "peak AdamW learning rate", positive=True)
+    warmup_ratio: float = _field(0.1, "fraction of steps for linear warm-up", fraction=(0.0, 1.0, False))
+    weight_decay: float = _field(0.01, "AdamW decoupled weight decay", non_negative=True)
+    seed: int = _field(42, "seed for initialisation, shuffling and dropout", non_negative=True)
+    verbose: int = _field(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch", choices=(0, 1, 2))
+    intra_op_threads: int = _field(0, "CPU threads inside one op (0: TensorFlow decides)", non_negative=True)
+    inter_op_threads: int = _field(0, "CPU threads across ops (0: TensorFlow decides)", non_negative=True)
+    # Pruning during training.
+    enable_pruning: bool = _field(False, "prune while training, with pruning_method")
+    pruning_method: str = _field("none", "none, magnitude, movement, spt or gumbel (any but none needs "
+                                 "enable_pruning)", choices=PRUNING_METHODS)
+    start_sparsity: float = _field(0.0, "sparsity at the start of the pruning window", fraction=(0.0, 1.0, True))
+    end_sparsity: float = _field(0.99, "final sparsity, reached at the end of pruning_end_epoch",
+                                 fraction=(0.0, 1.0, True))
+    pruning_start_epoch: int = _field(4, "epochs trained before pruning begins", non_negative=True)
+    pruning_end_epoch: int = _field(23, "epoch at whose end end_sparsity is reached (capped at epochs)", positive=True)
+    sparsity_steps: tuple[float, ...] = _field(
+        DEFAULT_SPARSITY_STEPS, "sparsity levels in percent that magnitude and spt walk, one pruning event each, "
+        "clipped to [start_sparsity, end_sparsity] (space- or comma-separated)")
+    pruning_scope: str = _field("global", "rank weights across all layers (global) or within each layer",
+                                choices=SCOPES)
+    pruning_frequency_steps: int | None = _field(
+        None, "steps between movement pruning events (none: 400 for base, scaled by depth: 67 for tiny)", positive=True)
+    movement_schedule: str = _field("cubic", "movement's sparsity ramp", choices=("linear", "cubic"))
+    spt_epsilon: float = _field(0.0025, "fraction of live weights SPT probes per event (scaled down above tiny)",
+                                fraction=(0.0, 1.0, True))
+    spt_explore_per_layer: bool = _field(False, "SPT probes each layer on its own instead of all layers at once")
+    spt_reward_alpha: float = _field(0.125, "weight of a new SPT reward sample", fraction=(0.0, 1.0, True))
+    # Learned Gumbel-Sigmoid masks (pruning_method gumbel).
+    learn_masks: tuple[str, ...] = _field(("head", "ffn_int"), "gumbel: masks to learn, any of "
+                                          + ", ".join(MASK_KINDS) + " or all (space- or comma-separated)")
+    gumbel_temp_start: float = _field(5.0, "gumbel: temperature at the first step", positive=True)
+    gumbel_temp_end: float = _field(0.1, "gumbel: temperature at the last step", positive=True)
+    gumbel_temp_anneal: str = _field("exponential", "gumbel: temperature schedule: linear, exponential or constant "
+                                     "(stays at the start)", choices=ANNEALING)
+    sparsity_loss: float = _field(0.1, "gumbel: weight of the mean keep-probability (unused with target_sparsity)",
+                                  non_negative=True)
+    quantization_loss: float = _field(0.01, "gumbel: weight of the keep-probabilities' binary entropy",
+                                      non_negative=True)
+    target_sparsity: float | None = _field(None, "gumbel: fraction of heads/neurons to remove, reached by a "
+                                           "Lagrangian controller (none: the fixed sparsity_loss weight)",
+                                           fraction=(0.0, 1.0, False))
+    target_warmup: float = _field(0.5, "gumbel: fraction of the training steps over which the target rises "
+                                  "linearly from 0 to target_sparsity", fraction=(0.0, 1.0, True))
+    masks_lr: float = _field(0.01, "gumbel: Adam learning rate of the mask logits", positive=True)
+    freeze: bool = _field(False, "gumbel: train only the masks; backbone weights stay unchanged")
+    log_loss_every: int = _field(5, "gumbel: steps between two logs of the mask loss terms", positive=True)
+    # Tracking.
+    wandb: bool = _field(False, "log to Weights & Biases (needs the wandb package; WANDB_MODE=offline works "
+                         "without network)")
+    name: str = _field("", "run name for tracking and metadata (empty: {method}_{task}_{timestamp})")
+    # Outputs.
+    output_dir: str = _field(".", "root for results_*/, checkpoints_*/ and experiment_logs/")
+    progress_file: str = _field("", "keep a one-line progress file here (percent epoch epochs metric value "
+                                "status), as run_experiments.sh reads; empty: none")
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), hints[f.name])
+        self.sparsity_steps = tuple(float(step) for step in self.sparsity_steps)
+        try:
+            self.learn_masks = expand_mask_kinds(self.learn_masks)
+        except ValueError as error:
+            raise ConfigError(f"learn_masks: {error}") from None
+        _check_rules(self)
+        for name, value in PRESETS[self.model_size].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.d_model % self.num_heads:
+            raise ConfigError(
+                f"num_heads must divide d_model, got num_heads={self.num_heads}, "
+                f"d_model={self.d_model}; change one of them (--num_heads / --d_model)"
+            )
+        _check_pruning(self)
+
+    @property
+    def method(self):
+        """The run's method name: the pruning method, or `baseline` without pruning."""
+        return self.pruning_method if self.enable_pruning else "baseline"
+
+    def to_dict(self):
+        """Field values as JSON types (lists for tuples)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    def save(self, path):
+        """Write the config as JSON (atomically: a crash leaves no partial file)."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        """Build from a mapping of field values, rejecting unknown keys."""
+        _reject_unknown(values, source)
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path):
+        """Load a config written by `save` (or any JSON of field values)."""
+        return cls.from_dict(_read_json(path), source=str(path))
+
+
+def _field_names():
+    return [f.name for f in dataclasses.fields(GatedBertConfig)]
+
+
+def _reject_unknown(values, source):
+    for key in values:
+        if key not in _field_names():
+            close = difflib.get_close_matches(key, _field_names(), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{key}' in {source}{hint}")
+
+
+def _base_types(type_):
+    """The non-None member types of a (possibly optional) annotation."""
+    if typing.get_origin(type_) in (typing.Union, types.UnionType):
+        return tuple(t for t in typing.get_args(type_) if t is not type(None))
+    return (type_,)
+
+
+def _allows_none(type_):
+    return type(None) in typing.get_args(type_)
+
+
+def _is_number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_type(name, value, type_):
+    if value is None and _allows_none(type_):
+        return
+    (base,) = _base_types(type_)
+    if typing.get_origin(base) is tuple:
+        item_type = typing.get_args(base)[0]
+        is_item = _is_number if item_type is float else lambda item: isinstance(item, item_type)
+        if not isinstance(value, list | tuple) or not all(is_item(item) for item in value):
+            kind = "numbers" if item_type is float else "strings"
+            raise ConfigError(f"{name} must be a list of {kind}, got {value!r}")
+        return
+    ok = isinstance(value, base) and not (base is int and isinstance(value, bool))
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ConfigError(f"{name} must be {base.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def _parse_string(name, raw, type_, source):
+    """Convert a string from the environment or the command line to the field's type."""
+    text = raw.strip()
+    if _allows_none(type_) and text.lower() in {"", "none", "null"}:
+        return None
+    (base,) = _base_types(type_)
+    try:
+        if typing.get_origin(base) is tuple:
+            item_type = typing.get_args(base)[0]
+            return tuple(item_type(item) for item in text.replace(",", " ").split())
+        if base is bool:
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError
+        return base(text)
+    except ValueError:
+        raise ConfigError(f"{source} gives {name}={raw!r}, which is not a valid {base.__name__}") from None
+
+
+def _check_rules(config):
+    for f in dataclasses.fields(config):
+        value, rules = getattr(config, f.name), f.metadata
+        if value is None or isinstance(value, tuple):
+            continue
+        if "choices" in rules and value not in rules["choices"]:
+            allowed = ", ".join(str(c) for c in rules["choices"])
+            raise ConfigError(f"unknown {f.name} {value!r}; choose one of: {allowed}")
+        if rules.get("positive") and value <= 0:
+            raise ConfigError(f"{f.name} must be positive, got {f.name}={value}")
+        if rules.get("non_negative") and value < 0:
+            raise ConfigError(f"{f.name} must be >= 0, got {f.name}={value}")
+        if "fraction" in rules:
+            low, high, closed = rules["fraction"]
+            if not (low <= value <= high if closed else low <= value < high):
+                bracket = "]" if closed else ")"
+                raise ConfigError(f"{f.name} must be in [{low}, {high}{bracket}, got {f.name}={value}")
+
+
+def _check_pruning(config):
+    """Rules that tie the pruning fields together."""
+    if config.enable_pruning and config.pruning_method == "none":
+        raise ConfigError("enable_pruning is true but pruning_method is 'none'; choose --pruning_method "
+                          "magnitude, movement, spt or gumbel")
+    if not config.enable_pruning and config.pruning_method != "none":
+        raise ConfigError(f"pruning_method={config.pruning_method!r} needs --enable_pruning true "
+                          "(or set --pruning_method none)")
+    if config.start_sparsity > config.end_sparsity:
+        raise ConfigError(f"start_sparsity must not exceed end_sparsity, got start_sparsity={config.start_sparsity}"
+                          f", end_sparsity={config.end_sparsity}")
+    bad = [step for step in config.sparsity_steps if not 0 <= step <= 100]
+    if bad or list(config.sparsity_steps) != sorted(config.sparsity_steps):
+        raise ConfigError(f"sparsity_steps must be non-decreasing percentages in [0, 100], "
+                          f"got {list(config.sparsity_steps)}")
+    gumbel_only = {"target_sparsity": config.target_sparsity is not None, "freeze": config.freeze}
+    for name, is_set in gumbel_only.items():
+        if is_set and config.method != "gumbel":
+            raise ConfigError(f"{name} is used by learned masks only; add --enable_pruning true --pruning_method "
+                              f"gumbel, or drop --{name} (magnitude, movement and spt use end_sparsity)")
+    last = min(config.pruning_end_epoch, config.epochs)
+    if config.method in SCHEDULED_METHODS and config.pruning_start_epoch >= last:
+        raise ConfigError(
+            f"pruning_start_epoch={config.pruning_start_epoch} leaves no epoch to prune in: it must be below "
+            f"pruning_end_epoch={config.pruning_end_epoch} and epochs={config.epochs}; lower --pruning_start_epoch "
+            "or raise --epochs"
+        )
+
+
+def _read_json(path):
+    return read_json_object(path, "config file", ConfigError)
+
+
+def env_name(field_name):
+    """The environment variable that sets a field."""
+    return ENV_NAMES.get(field_name, field_name.upper())
+
+
+def env_overrides(environ):
+    """Field values named by environment variables (upper-case field names and aliases)."""
+    hints = typing.get_type_hints(GatedBertConfig)
+    values = {}
+    keys = [(env_name(name), name) for name in _field_names()] + list(ENV_ALIASES.items())
+    for env_key, name in keys:
+        if env_key in environ:
+            values[name] = _parse_string(name, environ[env_key], hints[name], f"environment variable {env_key}")
+    return values
+
+
+def build_parser():
+    """The command-line parser: one `--field` flag per config field, plus `--config`."""
+    parser = argparse.ArgumentParser(
+        description="Train a gated BERT encoder on a GLUE task. Values are layered: defaults < "
+        "model_size preset < --config JSON < environment variables (upper-case names) < flags.",
+        argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", metavar="JSON", help="JSON file of config values")
+    for f in dataclasses.fields(GatedBertConfig):
+        default = "the model_size preset" if f.name in SHAPE_FIELDS else f.default
+        if isinstance(default, tuple):
+            default = " ".join(f"{value:g}" if isinstance(value, float) else value for value in default)
+        parser.add_argument(
+            f"--{f.name}", metavar=f.name.upper(),
+            help=f"{f.metadata['help']} [default: {default}; env {env_name(f.name)}]",
+        )
+    return parser
+
+
+def resolve_config(argv=(), environ=None):
+    """Resolve the final config from a JSON file, the environment and CLI flags.
+
+    Raises `ConfigError` for any unknown key, bad value or missing data;
+    `argparse` exits for unknown flags.
+    """
+    environ = os.environ if environ is None else environ
+    flags = vars(build_parser().parse_args(list(argv)))
+    file_values = {}
+    if "config" in flags:
+        path = flags.pop("config")
+        file_values = _read_json(path)
+        _reject_unknown(file_values, path)
+    hints = typing.get_type_hints(GatedBertConfig)
+    cli_values = {name: _parse_string(name, raw, hints[name], f"flag --{name}") for name, raw in flags.items()}
+    config = GatedBertConfig(**{**file_values, **env_overrides(environ), **cli_values})
+    check_data_dir(config)
+    check_tracking(config)
+    return config
+
+
+def check_tracking(config):
+    """Stop early when `wandb` is asked for but the package is missing."""
+    if config.wandb and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("--wandb true needs the wandb package, which is not installed: pip install wandb "
+                          "(or pip install -e '.[tracking]'), or drop --wandb; set WANDB_MODE=offline to log "
+                          "without network")
+
+
+def check_data_dir(config):
+    """Stop early when `data_dir` is set but lacks the task's TSV files."""
+    if not config.data_dir:
+        return
+    missing = [path for path in TASKS[config.task].local_files(config.data_dir) if not os.path.isfile(path)]
+    if missing:
+        raise ConfigError(
+            f"data_dir {config.data_dir!r} lacks the {config.task} files {missing}; point GLUE_DIR or "
+            f"--data_dir at a GLUE directory holding {TASKS[config.task].dir_name}/"
+        )

@@ -1,0 +1,381 @@
+"""Retraining-free structured pruning of a train.py checkpoint under a MAC or latency budget (Fisher or K-prune).
+
+    python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5
+    python -m efficiency.generate_lut --model_size tiny --output_dir luts/tiny
+    python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.6 --metric latency \\
+        --mha_lut luts/tiny/mha_lut.json --ffn_lut luts/tiny/ffn_lut.json
+    python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5 --method kprune --sublayerwise_tuning
+
+`--method fisher` (Kwon et al., NeurIPS 2022): Fisher information of the
+head and neuron gates on a sample of training rows, a global search of how
+many heads and neurons to keep, per-layer rearrangement of which ones, and
+least-squares rescaling of the kept ones. No weight is trained. Writes
+`<output_dir>/<model>/<task>/<metric>/<constraint>/seed_<seed>/` with
+`head_mask.npy`, `neuron_mask.npy`, `log.txt` and `metrics.json`;
+`evaluate.py --masks_dir` scores the masks again.
+
+`--method kprune` (Park et al., ICLR 2024; MAC budget only): sublayer by
+sublayer, bottom to top, knowledge measurement, a global mask search, and
+with `--sublayerwise_tuning` least-squares tuning of the kept units' output
+weights (see `pruners.kprune`). Writes the same files under
+`<task>/kprune_mac/...`, plus the tuned model as a train.py checkpoint
+(`config_kprune_<time>.json`, `best_kprune_<time>.keras`), which
+`evaluate.py --ckpt_dir` and `prune.py --ckpt_dir` load.
+"""
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from efficiency.latency import LutError, read_lut  # noqa: E402
+from experiment.checkpoints import CheckpointError, checkpoint_config, find_checkpoint  # noqa: E402
+from experiment.config import ConfigError  # noqa: E402
+from experiment.logs import LOG_FORMAT, setup_console_logging  # noqa: E402
+from gated.presets import PRESETS  # noqa: E402
+from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
+
+log = logging.getLogger("prune")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    add = parser.add_argument
+    add("--ckpt_dir", required=True, help="checkpoint folder written by train.py (checkpoints_<method>_<task>/)")
+    add("--checkpoint", default="best", choices=("best", "last"), help="which saved model to prune [best]")
+    add("--task_name", help="GLUE task (must be the checkpoint's) [the checkpoint's task]")
+    add("--method", default="fisher", choices=("fisher", "kprune"), help="pruning method [fisher]")
+    add("--constraint", type=float, required=True,
+        help="fraction of the dense model's MACs (or latency) to KEEP, 0 < c < 1")
+    add("--metric", default="mac", choices=("mac", "latency"), help="what the constraint limits [mac]")
+    add("--mha_lut", help="attention latency LUT from efficiency/generate_lut.py (needed by --metric latency)")
+    add("--ffn_lut", help="FFN latency LUT from efficiency/generate_lut.py (needed by --metric latency)")
+    add("--num_samples", type=int, default=2048, help="fisher: training rows sampled [2048]")
+    add("--num_tokens", type=int, default=100_000,
+        help="kprune: training rows are sampled until they hold this many tokens [100000]")
+    add("--lam_pred", type=float, default=1.0, help="kprune: weight of predictive knowledge [1.0]")
+    add("--lam_rep", type=float, default=2.5e-4, help="kprune: weight of representational knowledge [2.5e-4]")
+    add("--mu", type=float, default=64.0, help="kprune: multiplier of head importance against neurons [64]")
+    add("--T", type=float, default=2.0, help="kprune: softmax temperature of predictive knowledge [2]")
+    add("--sublayerwise_tuning", action="store_true",
+        help="kprune: refit each pruned sublayer's output weights by least squares [off]")
+    add("--sample_batch_size", type=int, default=32, help="rows per gradient batch [32]")
+    add("--seed", type=int, default=0, help="seed of the sample [0]")
+    add("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's data_dir]")
+    add("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
+    add("--max_eval_samples", type=int, help="score only the first N dev rows [all]")
+    add("--rescale_tokens", type=int, default=8192,
+        help="fisher: sampled tokens per rescaling least-squares problem [8192]")
+    add("--backend", default="auto", choices=("auto", "scipy", "cupy"),
+        help="least-squares backend: SciPy (CPU), CuPy (GPU) or auto [auto]")
+    add("--output_dir", default="outputs", help="root of the output folders [outputs]")
+    return parser
+
+
+def model_name(config):
+    """The preset's name when the checkpoint has a preset's shape, else `L{layers}_D{d}_H{heads}_F{dff}`."""
+    shape = {key: getattr(config, key) for key in ("num_layers", "d_model", "num_heads", "dff")}
+    if PRESETS[config.model_size] == shape:
+        return config.model_size
+    return "L{num_layers}_D{d_model}_H{num_heads}_F{dff}".format(**shape)
+
+
+def check_args(args, environ):
+    """Every input check that needs no model: returns `(config, model path, LUTs or None, output folder)`."""
+    if not 0 < args.constraint < 1:
+        raise ConfigError(f"--constraint is the fraction of MACs/latency to keep and must be in (0, 1), got "
+                          f"{args.constraint}; e.g. --constraint 0.5 keeps half")
+    for name in ("num_samples", "num_tokens", "sample_batch_size", "rescale_tokens", "max_eval_samples", "mu", "T"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name} must be positive, got {value}")
+    if min(args.lam_pred, args.lam_rep) < 0 or args.lam_pred == args.lam_rep == 0:
+        raise ConfigError(f"--lam_pred and --lam_rep must be non-negative and not both 0, got {args.lam_pred} and "
+                          f"{args.lam_rep}")
+    if args.method == "kprune" and args.metric != "mac":
+        raise ConfigError("--method kprune supports --metric mac only; use --method fisher for a latency budget")
+    if args.backend == "cupy":
+        from pruners.posttrain.lstsq import resolve_backend
+
+        try:
+            resolve_backend("cupy")
+        except RuntimeError as error:
+            raise ConfigError(f"--backend cupy: {error}") from None
+    model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
+    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples)
+    if args.task_name and args.task_name != config.task:
+        raise ConfigError(f"--task_name {args.task_name} does not match the checkpoint's task {config.task}; its "
+                          "classifier was trained for that task (drop --task_name or pick another checkpoint)")
+    luts = None
+    if args.metric == "latency":
+        if not (args.mha_lut and args.ffn_lut):
+            raise ConfigError("--metric latency needs --mha_lut and --ffn_lut; generate them on the target device "
+                              "with python -m efficiency.generate_lut --model_size ...")
+        shape = {"d_model": config.d_model, "num_heads": config.num_heads,
+                 "head_dim": config.d_model // config.num_heads, "dff": config.dff}
+        luts = (read_lut(args.mha_lut, "mha", shape), read_lut(args.ffn_lut, "ffn", shape))
+    elif args.mha_lut or args.ffn_lut:
+        log.warning("--mha_lut/--ffn_lut are used by --metric latency only; ignoring them")
+    kind = args.metric if args.method == "fisher" else f"{args.method}_{args.metric}"
+    folder = os.path.join(args.output_dir, model_name(config), config.task, kind, f"{args.constraint:g}",
+                          f"seed_{args.seed}")
+    return config, model_path, luts, folder
+
+
+@contextlib.contextmanager
+def staged_output(folder):
+    """Yield a temporary folder beside `folder`; it replaces `folder` on success and is deleted on failure."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".partial-{os.getpid()}-{os.path.basename(folder)}")
+    os.makedirs(tmp)
+    handler = logging.FileHandler(os.path.join(tmp, "log.txt"), encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    try:
+        yield tmp
+        handler.close()
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        handler.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def load_inputs(args, config):
+    """The task, its dev batches and the sampled training batches (a list, reused by every stage)."""
+    import numpy as np
+
+    from experiment.checkpoints import dev_dataset
+    from tasks import get_task, load_split, load_tokenizer
+    from tasks.pipeline import make_dataset
+
+    spec = get_task(config.task)
+    tokenizer = load_tokenizer(config.tokenizer)
+    train = load_split(spec, "train", tokenizer, data_dir=config.data_dir, max_len=config.max_len,
+                       cache_dir=config.cache_dir)
+    dev, dev_ds = dev_dataset(config, spec, tokenizer)
+    rows = np.random.default_rng(args.seed).permutation(len(train))
+    if args.method == "kprune":  # as many rows as it takes to reach num_tokens (after truncation)
+        tokens = np.cumsum(np.minimum(train.lengths[rows], config.max_len))
+        rows = rows[:int(np.searchsorted(tokens, args.num_tokens)) + 1]
+    else:
+        rows = rows[:args.num_samples]
+    sample = list(make_dataset(train.take(np.sort(rows)), args.sample_batch_size, shuffle=False,
+                               max_len=config.max_len, pad_id=tokenizer.pad_token_id or 0))
+    tokens = sum(int(np.sum(inputs["attention_mask"])) for inputs, _ in sample)
+    log.info("%s: %d sampled training rows (%d tokens) in %d batches, %d dev rows", spec.name, len(rows), tokens,
+             len(sample), len(dev))
+    return spec, sample, dev_ds
+
+
+class Budget:
+    """The constraint as MACs or estimated latency, and how to measure a mask against it."""
+
+    def __init__(self, args, config, luts, dense_heads, dense_neurons):
+        from efficiency import head_macs, neuron_macs
+        from efficiency.latency import LatencyModel
+        from experiment.checkpoints import mac_shape
+
+        self.metric, self.constraint = args.metric, args.constraint
+        self.mac_shape = mac_shape(config)
+        self.head_cost = head_macs(**self.mac_shape)
+        self.neuron_cost = neuron_macs(config.d_model, config.max_len)
+        self.latency = LatencyModel.from_luts(*luts) if luts else None
+        self.dense = self.measure(dense_heads, dense_neurons)
+        self.limit = args.constraint * self.dense
+
+    def measure(self, heads, neurons):
+        """MACs, or estimated milliseconds, of the blocks a mask keeps."""
+        from efficiency import count_macs
+
+        if self.metric == "latency":
+            return self.latency.estimate(heads, neurons)
+        return count_macs(heads, neurons, **self.mac_shape)["total"]
+
+    def search(self, head_importance, neuron_importance):
+        from pruners.posttrain.mask_search import search_latency, search_mac
+
+        if self.metric == "latency":
+            return search_latency(head_importance, neuron_importance, self.latency, self.limit)
+        return search_mac(head_importance, neuron_importance, self.head_cost, self.neuron_cost, self.limit)
+
+
+class Stages:
+    """Times the stages of a run (scoring excluded) and scores each stage's masks on the dev set."""
+
+    def __init__(self, model, dev_ds, spec, budget, metric):
+        self.model, self.dev_ds, self.spec, self.budget, self.metric = model, dev_ds, spec, budget, metric
+        self.seconds, self.scores = {}, {}
+        self.tick = time.perf_counter()
+
+    def timed(self, name):
+        """Record the seconds since the last stage ended as `name`."""
+        self.seconds[name] = time.perf_counter() - self.tick
+        self.tick = time.perf_counter()
+
+    def done(self, name, heads, neurons):
+        """Record the stage's seconds, then put its masks on the gates and score them."""
+        import numpy as np
+
+        from experiment.checkpoints import apply_masks, dev_metrics
+
+        self.seconds[name] = time.perf_counter() - self.tick
+        apply_masks(self.model, heads, neurons)
+        scored = time.perf_counter()
+        self.scores[name] = dev_metrics(self.model, self.dev_ds, self.spec)
+        self.seconds["evaluation"] = self.seconds.get("evaluation", 0.0) + time.perf_counter() - scored
+        log.info("%s: dev %s %.4f; kept %d/%d heads, %d/%d neurons; %s %.4g of dense", name,
+                 self.spec.primary_metric, self.scores[name][f"dev_{self.spec.primary_metric}"],
+                 np.count_nonzero(heads), heads.size, np.count_nonzero(neurons), neurons.size, self.metric,
+                 self.budget.measure(heads, neurons) / self.budget.dense)
+        self.tick = time.perf_counter()
+
+
+def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_neurons):
+    """Fisher, search, rearrange, rescale: `(head mask, neuron mask, metrics entries)`."""
+    from experiment.checkpoints import apply_masks
+    from experiment.recipe import build_loss
+    from pruners.posttrain.fisher import collect_gate_gradients, fisher_importance
+    from pruners.posttrain.rearrange import rearrange
+    from pruners.posttrain.rescale import rescale
+
+    every = max(1, len(sample) // 10)
+
+    def progress(batches, samples):
+        if batches % every == 0 or batches == len(sample):
+            log.info("fisher: %d/%d batches (%d samples)", batches, len(sample), samples)
+
+    head_grads, neuron_grads, fisher = collect_gate_gradients(model, sample, build_loss(spec), progress)
+    head_grads *= alive_heads[None]  # gated-off units carry no information and are pruned first
+    neuron_grads *= alive_neurons[None]
+    log.info("fisher: %d samples in %.1f s (%.1f samples/s)", fisher["samples"], fisher["seconds"],
+             fisher["samples_per_second"])
+    stages.timed("fisher")
+    heads, neurons = budget.search(fisher_importance(head_grads), fisher_importance(neuron_grads))
+    heads, neurons = heads * alive_heads, neurons * alive_neurons
+    stages.done("search", heads, neurons)
+    heads, head_costs = rearrange(heads, head_grads)
+    neurons, neuron_costs = rearrange(neurons, neuron_grads)
+    stages.done("rearrange", heads, neurons)
+    apply_masks(model, *(mask.astype("float32") for mask in (alive_heads, alive_neurons)))
+    heads, neurons, report = rescale(model, heads, neurons, sample, backend=args.backend,
+                                     max_tokens=args.rescale_tokens, seed=args.seed)
+    stages.done("rescale", heads, neurons)
+    return heads, neurons, {"fisher": fisher, "rearrange": {"head_costs": head_costs, "neuron_costs": neuron_costs},
+                            "rescale": report}
+
+
+def kprune_stages(args, config, model, spec, sample, budget, stages, out):
+    """K-prune, then the tuned model saved as a train.py checkpoint: `(head mask, neuron mask, metrics entries)`."""
+    import datetime
+
+    from pruners.posttrain.kprune import kprune
+
+    heads, neurons, steps, seconds = kprune(
+        model, sample, budget=budget.limit, head_cost=budget.head_cost, neuron_cost=budget.neuron_cost,
+        lam_pred=args.lam_pred, lam_rep=args.lam_rep, mu=args.mu, temperature=args.T, regression=spec.is_regression,
+        tuning=args.sublayerwise_tuning, backend=args.backend, seed=args.seed)
+    stages.done("kprune", heads, neurons)
+    stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+    checkpoint = os.path.join(out, f"best_kprune_{stamp}.keras")
+    config.save(os.path.join(out, f"config_kprune_{stamp}.json"))
+    model.save(checkpoint)
+    log.info("saved the pruned model (masks on its gates%s) as %s",
+             ", output weights tuned" if args.sublayerwise_tuning else "", os.path.basename(checkpoint))
+    return heads, neurons, {"kprune": {"steps": steps, "seconds": seconds,
+                                       "checkpoint": os.path.basename(checkpoint)}}
+
+
+def run(args, config, model_path, luts, out):
+    """Every stage, each timed and scored; writes the masks and metrics.json (and K-prune's model) into `out`."""
+    import numpy as np
+
+    from efficiency import count_macs
+    from experiment.checkpoints import current_masks, load_checkpoint, save_masks
+    from experiment.outputs import package_versions
+    from gated_bert.files import write_json_atomic
+
+    log.info("pruning %s with %s to keep %g of its %s (remove %g)", model_path, args.method, args.constraint,
+             "MACs" if args.metric == "mac" else "estimated latency", 1 - args.constraint)
+    tick = time.perf_counter()
+    # -- Model and data ---------------------------------------------------------
+    model = load_checkpoint(model_path)
+    spec, sample, dev_ds = load_inputs(args, config)
+    alive_heads, alive_neurons = (mask != 0 for mask in current_masks(model))
+    full = np.ones(alive_heads.shape), np.ones(alive_neurons.shape)
+    budget = Budget(args, config, luts, *full)
+    stages = Stages(model, dev_ds, spec, budget, args.metric)
+    stages.seconds["load"] = time.perf_counter() - tick
+    stages.done("dense", alive_heads.astype(np.float32), alive_neurons.astype(np.float32))
+    del stages.seconds["dense"]
+    # -- Pruning -------------------------------------------------------------------
+    if args.method == "kprune":
+        heads, neurons, extra = kprune_stages(args, config, model, spec, sample, budget, stages, out)
+    else:
+        heads, neurons, extra = fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_neurons)
+    final = list(stages.scores)[-1]
+    # -- Outputs -------------------------------------------------------------------
+    save_masks(out, heads, neurons)
+    mac_shape = budget.mac_shape
+    macs = {"dense": count_macs(*full, **mac_shape)["total"],
+            "before": count_macs(alive_heads, alive_neurons, **mac_shape)["total"],
+            "after": count_macs(heads, neurons, **mac_shape)["total"], "seq_len": config.max_len}
+    macs["kept_fraction"] = macs["after"] / macs["dense"]
+    seconds = stages.seconds
+    metrics = {
+        "checkpoint": model_path, "method": args.method, "task": spec.name, "metric": args.metric,
+        "constraint": args.constraint, "removed": 1 - args.constraint, "primary_metric": f"dev_{spec.primary_metric}",
+        "dev": stages.scores, "final": final, "macs": macs,
+        "seconds": {**seconds, "pruning": sum(v for k, v in seconds.items() if k != "evaluation")},
+        "kept": {"heads": int(np.count_nonzero(heads)), "neurons": int(np.count_nonzero(neurons)),
+                 "heads_per_layer": np.count_nonzero(heads, axis=1).tolist(),
+                 "neurons_per_layer": np.count_nonzero(neurons, axis=1).tolist()},
+        **extra, "args": vars(args), "versions": package_versions(),
+    }
+    if budget.latency:
+        metrics["latency_ms"] = {"dense": budget.dense, "budget": budget.limit,
+                                 "estimated": budget.measure(heads, neurons), "model": budget.latency.get_config()}
+        kept = metrics["latency_ms"]["estimated"] / budget.dense
+        log.info("estimated block latency: kept %.1f%% (removed %.1f%%) of %.2f ms", 100 * kept, 100 * (1 - kept),
+                 budget.dense)
+    write_json_atomic(os.path.join(out, "metrics.json"), metrics)
+    log.info("MACs: kept %.1f%% (removed %.1f%%) of %d; dev %s %.4f dense -> %.4f pruned", 100 * macs["kept_fraction"],
+             100 * (1 - macs["kept_fraction"]), macs["dense"], spec.primary_metric,
+             stages.scores["dense"][f"dev_{spec.primary_metric}"], stages.scores[final][f"dev_{spec.primary_metric}"])
+
+
+def main(argv=None, environ=None):
+    """Command-line entry point; returns the exit status."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_console_logging(1)
+    try:
+        config, model_path, luts, folder = check_args(args, os.environ if environ is None else environ)
+    except (ConfigError, CheckpointError, LutError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        with staged_output(folder) as tmp:
+            run(args, config, model_path, luts, tmp)
+    except (ConfigError, CheckpointError, DataUnavailableError, GlueFormatError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    log.info("done in %.1f s: %s", time.perf_counter() - start, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

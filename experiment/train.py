@@ -1,0 +1,241 @@
+"""Train a gated encoder on a GLUE task and write complete, honest results.
+
+    python train.py --task rte --epochs 3
+    TASK=rte EPOCHS=3 MODEL_SIZE=tiny python train.py
+
+Outputs (under --output_dir): results_{method}_{task}/ (per-epoch CSV,
+metadata JSON, plots), checkpoints_{method}_{task}/ (best and last model plus
+the resolved config) and experiment_logs/.
+"""
+
+import datetime
+import logging
+import os
+import signal
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from experiment.config import ConfigError, resolve_config  # noqa: E402
+from experiment.logs import setup_console_logging  # noqa: E402
+from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
+
+log = logging.getLogger("train")
+
+
+def configure_tensorflow(config):
+    """Thread counts and seeds; must run before TensorFlow executes any op."""
+    import keras
+    import tensorflow as tf
+
+    if config.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(config.intra_op_threads)
+    if config.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(config.inter_op_threads)
+    keras.utils.set_random_seed(config.seed)
+
+
+def load_data(config, spec):
+    """Tokenizer plus tokenized train and dev splits (cached on disk)."""
+    from tasks import load_split, load_tokenizer
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    if len(tokenizer) > config.vocab_size:
+        raise ConfigError(
+            f"tokenizer {config.tokenizer!r} has {len(tokenizer)} tokens but vocab_size={config.vocab_size}; "
+            f"set --vocab_size {len(tokenizer)} or larger"
+        )
+    common = {"data_dir": config.data_dir, "max_len": config.max_len, "cache_dir": config.cache_dir}
+    train = load_split(spec, "train", tokenizer, limit=config.max_train_samples, **common)
+    dev = load_split(spec, "dev", tokenizer, limit=config.max_eval_samples, **common)
+    return tokenizer, train, dev
+
+
+def build_model(config, spec):
+    from gated import build_gated_encoder
+
+    return build_gated_encoder(
+        vocab_size=config.vocab_size, max_len=config.max_len, num_layers=config.num_layers,
+        d_model=config.d_model, num_heads=config.num_heads, dff=config.dff,
+        num_labels=spec.num_labels, dropout_rate=config.dropout_rate,
+        learn_masks=config.learn_masks if config.method == "gumbel" else (),
+    )
+
+
+class MethodSetup:
+    """What a run's method adds to training: callbacks, CSV columns, metadata and how the best epoch is chosen."""
+
+    def __init__(self, config, steps_per_epoch, stats, paths):
+        from callbacks import GumbelMaskCallback, PruningCallback
+        from pruners import gumbel_from_config, pruning_from_config
+
+        self.callbacks, self.columns, self.metadata, self.selection = [], [], None, {}
+        pruner, schedule = pruning_from_config(config, steps_per_epoch, stats["total"])
+        if pruner:
+            self.callbacks = [PruningCallback(pruner, schedule)]
+            self.columns = [f"sparsity/{path}" for path in stats["layers"]]
+            self.metadata = {"pruner": pruner.get_config(), "schedule": schedule.get_config()}
+            # A pruning run's best epoch is chosen among those at the final sparsity.
+            self.selection = {"min_target_sparsity": config.end_sparsity}
+        elif config.method == "gumbel":
+            learner, temperature = gumbel_from_config(config, steps_per_epoch)
+            self.callbacks = [GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
+                                                 paths.masks_dir)]
+            kinds = config.learn_masks
+            self.columns = ["temperature", "sparsity_loss", "quantization_loss",
+                            *(f"mask_sparsity/{kind}" for kind in kinds),
+                            *(f"expected_sparsity/{kind}" for kind in kinds),
+                            *(f"lagrange_l1/{kind}" for kind in kinds if config.target_sparsity is not None)]
+            self.metadata = {"learner": learner.get_config(), "temperature": temperature.get_config(),
+                             "masks_dir": paths.masks_dir, "step_log": paths.step_log}
+            # Learned masks are final only when the temperature has reached its end: the last epoch.
+            self.selection = {"min_epoch": config.epochs}
+
+
+def make_datasets(config, spec, tokenizer, train_split, dev_split):
+    """Shuffled, length-bucketed train batches and deterministic dev batches."""
+    from tasks.pipeline import make_dataset
+
+    batching = {"dynamic_padding": config.dynamic_padding, "max_len": config.max_len,
+                "pad_id": tokenizer.pad_token_id or 0}
+    train_ds = make_dataset(train_split, config.batch_size, shuffle=True, seed=config.seed, **batching)
+    dev_ds = make_dataset(dev_split, config.batch_size, shuffle=False, **batching)
+    return train_ds, dev_ds
+
+
+def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps_per_epoch, method):
+    """The fixed part of the metadata JSON: what ran, on what, with which versions."""
+    import numpy as np
+
+    from experiment.outputs import package_versions
+    from gated import sparsity_stats
+
+    return {
+        "method": config.method,
+        "name": name,
+        "pruning": method.metadata,
+        "task": spec.name,
+        "timestamp": paths.timestamp,
+        "config": config.to_dict(),
+        "versions": package_versions(),
+        "data": {"train_rows": len(train_split), "dev_rows": len(dev_split), "steps_per_epoch": steps_per_epoch,
+                 "source": config.data_dir or "hub", "tokenizer": config.tokenizer},
+        "model": {"parameters": model.count_params(), "prunable_weights": sparsity_stats(model)["total"],
+                  "trainable_parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables)},
+        "paths": paths.as_dict(),
+    }
+
+
+def run(config):
+    """Train with `config`; returns the metadata JSON's path."""
+    from callbacks import (
+        BestAndLastCheckpoint,
+        DevEvaluator,
+        GracefulStop,
+        ProgressFile,
+        ResultsLogger,
+        WandbLogger,
+        start_wandb_run,
+    )
+    from experiment.logs import log_file
+    from experiment.outputs import RunPaths
+    from experiment.plots import plot_run
+    from experiment.recipe import build_loss, build_optimizer
+    from gated import sparsity_stats
+    from tasks import get_task
+
+    # -- Data ---------------------------------------------------------------
+    spec = get_task(config.task)
+    tokenizer, train_split, dev_split = load_data(config, spec)
+    train_ds, dev_ds = make_datasets(config, spec, tokenizer, train_split, dev_split)
+    steps_per_epoch = int(train_ds.cardinality())
+
+    # -- Model and method ---------------------------------------------------
+    model = build_model(config, spec)
+    model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
+    stats = sparsity_stats(model)
+    timestamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+    paths = RunPaths(config.output_dir, config.method, spec.name, timestamp)
+    name = config.name or f"{config.method}_{spec.name}_{timestamp}"
+    method = MethodSetup(config, steps_per_epoch, stats, paths)
+
+    # -- Outputs (created only now that data and model are known to work) ---
+    paths.create_dirs()
+    config.save(paths.checkpoint_config)
+    metadata = run_metadata(config, spec, paths, name, model, train_split, dev_split, steps_per_epoch, method)
+    logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata,
+                           extra_columns=method.columns, **method.selection)
+    tracker = start_wandb_run(name, config.to_dict(), paths.results_dir) if config.wandb else None
+    # SIGTERM while training: recorded at once (the sender may kill us soon), raised at the next batch end.
+    stop = GracefulStop(on_signal=lambda signum: logger.write_metadata(status="interrupted",
+                                                                       error=f"KeyboardInterrupt: signal {signum}"))
+    callbacks = [
+        DevEvaluator(dev_ds, spec),  # first: the others read its dev_* logs
+        *method.callbacks,  # before the logger, which reads their sparsity and mask logs
+        logger,
+        BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
+                              **method.selection),
+        *([WandbLogger(tracker, config.log_loss_every)] if tracker else []),
+        *([ProgressFile(config.progress_file, config.epochs, steps_per_epoch, f"dev_{spec.primary_metric}")]
+          if config.progress_file else []),
+        stop,
+    ]
+
+    # -- Train --------------------------------------------------------------
+    with log_file(paths.log_file):
+        log.info("%s: %d train rows (%d batches), %d dev rows; %d parameters, %d prunable kernel weights",
+                 spec.name, len(train_split), steps_per_epoch, len(dev_split), model.count_params(),
+                 metadata["model"]["prunable_weights"])
+        log.info("training %s on %s for %d epochs (run %s); results in %s", config.method, spec.name,
+                 config.epochs, name, paths.results_dir)
+        if method.metadata:
+            log.info("%s: %s", config.method, method.metadata)
+        try:
+            with stop:
+                model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
+        except BaseException as error:
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            logger.write_metadata(status=status, error=f"{type(error).__name__}: {error}")
+            plot_run(logger.rows, spec.metrics, paths)
+            if tracker:
+                tracker.finish(exit_code=1)
+            raise
+
+        # -- Results --------------------------------------------------------
+        plot_run(logger.rows, spec.metrics, paths)
+        if tracker:
+            tracker.finish()
+        best, final = logger.best_row(), logger.rows[-1]
+        log.info("final %s: %s; best %s (epoch %s)", logger.primary, final.get(logger.primary),
+                 best and best.get(logger.primary), best and best["epoch"])
+        log.info("wrote %s", paths.metadata)
+    return paths.metadata
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv=None):
+    """Command-line entry point; returns the exit status."""
+    try:
+        config = resolve_config(sys.argv[1:] if argv is None else argv)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    setup_console_logging(config.verbose)
+    signal.signal(signal.SIGTERM, _interrupt)  # a stopped run records itself like Ctrl-C does
+    configure_tensorflow(config)
+    try:
+        run(config)
+    except (ConfigError, DataUnavailableError, GlueFormatError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished epochs are in the results CSV, metadata status 'interrupted'", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""Knowledge-preserving retraining-free pruning, K-prune (Park, Choi and Kang, ICLR 2024).
+
+The sublayers are pruned one at a time, bottom to top (block 0's attention,
+block 0's FFN, block 1's attention, ...). At each step, on the partially
+pruned model:
+
+1. Knowledge measurement. Every unit (head or neuron) of the target
+   sublayer and of the sublayers above it gets the knowledge its removal
+   would lose, with the first-order term left out (it vanishes at the dense
+   model):
+   - predictive: the second-order (Gauss-Newton) estimate of
+     `T^2 KL(softmax(z_dense / T) || softmax(z / T))` when the unit's gate
+     goes from 1 to 0, which is `1/2 Var_{c ~ softmax(z/T)}(dz_c/dm)`
+     averaged over the sample rows (`dz/dm`: the logits' derivative with
+     respect to the unit's gate, per row). For regression the knowledge is
+     `(z - z_dense)^2` and the estimate `(dz/dm)^2`.
+   - representational: the squared error of the sublayer output (before
+     its LayerNorm) when the unit alone is removed, `||contribution||^2`
+     averaged over the non-padding tokens and the `D` output features (a
+     mean squared error, the scale `lam_rep`'s default is set for); exact
+     for one unit where the sublayer still computes the dense output.
+   A unit's importance is `lam_pred * predictive + lam_rep * representational`,
+   divided by its MACs, and multiplied by `mu` for heads.
+2. Knowledge-preserving mask search. Over all remaining units, the most
+   important per MAC are kept while they fit in what is left of the budget;
+   only the target sublayer's part of that mask is applied.
+3. Knowledge-preserving weight tuning (`tuning=True`). The kept units'
+   output-projection weights and the projection's bias are refitted by least
+   squares (`pruners.lstsq.solve_lstsq`, LSMR on SciPy or CuPy) so that the
+   pruned sublayer reproduces the dense model's sublayer output on the
+   sample's tokens, given the inputs that the already pruned (and tuned)
+   sublayers below produce. Until a sublayer loses a unit, nothing changes
+   and there is nothing to tune.
+
+What the target sublayer keeps is charged to the budget before the next step.
+"""
+
+import logging
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from gated.encoder import EncoderBlock
+from gated.masks import collect_gated_layers, learned_gates
+from pruners.posttrain.lstsq import SharedDesign, qr_reduce, resolve_backend, solve_lstsq
+from pruners.posttrain.sublayers import SublayerSample
+
+log = logging.getLogger(__name__)
+KINDS = ("head", "neuron")
+
+
+def _blocks(model):
+    if learned_gates(model):
+        raise ValueError("K-prune needs a model without learned Gumbel masks; bake them into the gates first "
+                         "(evaluation.load_checkpoint or gated.without_learned_masks)")
+    return list(collect_gated_layers(model, EncoderBlock).values())
+
+
+def _head_kernel(block):
+    """The attention output projection's effective kernel as `(H, Dh, D)`."""
+    attention, dense = block.attention, block.attention.output_dense
+    return tf.reshape(dense.kernel * dense.kernel_mask, (attention.num_heads, attention.head_dim, -1))
+
+
+def _neuron_kernel(block):
+    """The FFN output projection's effective kernel `(F, D)`, the output gate included."""
+    dense = block.ffn.output_dense
+    return dense.kernel * dense.kernel_mask * dense.unit_gate[None, :]
+
+
+class KnowledgeProbe:
+    """The encoder's forward pass with a per-row scale on every gate, to measure the knowledge of each unit.
+
+    `measure(inputs)` returns, per sublayer (block 0 heads, block 0 neurons,
+    block 1 heads, ...), the predictive term summed over the batch's rows and
+    the representational term (per output feature) summed over its
+    non-padding tokens, before any weighting; divide by rows and tokens for
+    the means.
+
+    Args:
+        model: a gated encoder without learned masks.
+        temperature: the softmax temperature `T` of the predictive term.
+        regression: the model outputs one score (squared error replaces KL).
+    """
+
+    def __init__(self, model, temperature=2.0, regression=False):
+        self.blocks = _blocks(model)
+        self.embeddings = model.get_layer("embeddings")
+        self.pooler, self.classifier = model.get_layer("pooler"), model.get_layer("classifier")
+        self.temperature, self.regression = float(temperature), regression
+        self.measure = tf.function(self._measure, reduce_retracing=True)
+
+    def logits(self, inputs, scales=None, on_sublayer=None):
+        """The model's logits; `scales` (one `(B, units)` tensor per sublayer) multiply the gates per row.
+
+        `on_sublayer(index, block, gated_outputs)` sees every sublayer's unit
+        outputs after their gates: `(B, T, H, Dh)` contexts or `(B, T, F)`
+        activations.
+        """
+        mask = inputs["attention_mask"]
+        x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"], training=False)
+        for index, block in enumerate(self.blocks):
+            attention, ffn = block.attention, block.ffn
+            contexts = attention.head_contexts(x, mask)  # (B, T, H, Dh)
+            gate = attention.head_gate[None, :] if scales is None else attention.head_gate[None, :] * scales[2 * index]
+            contexts = contexts * gate[:, None, :, None]
+            if on_sublayer:
+                on_sublayer(2 * index, block, contexts)
+            shape = tf.shape(contexts)
+            x = block.attention_norm(x + attention.output_dense(tf.reshape(contexts, (shape[0], shape[1], -1))))
+            hidden = ffn.intermediate.ungated(x)  # (B, T, F)
+            gate = ffn.neuron_gate[None, :] if scales is None else ffn.neuron_gate[None, :] * scales[2 * index + 1]
+            hidden = hidden * gate[:, None, :]
+            if on_sublayer:
+                on_sublayer(2 * index + 1, block, hidden)
+            x = block.ffn_norm(x + ffn.output_dense(hidden))
+        return self.classifier(self.pooler(x[:, 0, :]))
+
+    def _measure(self, inputs):
+        rows = tf.shape(inputs["input_ids"])[0]
+        tokens = tf.cast(inputs["attention_mask"], tf.float32)  # (B, T)
+        scales = []
+        for block in self.blocks:
+            scales += [tf.ones((rows, block.attention.num_heads)), tf.ones((rows, block.ffn.dff))]
+        representational = [None] * len(scales)
+
+        def on_sublayer(index, block, outputs):
+            if index % 2 == 0:  # each head's contribution to the output: context @ its kernel rows
+                energy = tf.reduce_sum(tf.square(tf.einsum("bthr,hrd->bthd", outputs, _head_kernel(block))), -1)
+            else:  # a neuron's contribution is activation * kernel row
+                energy = tf.square(outputs) * tf.reduce_sum(tf.square(_neuron_kernel(block)), -1)
+            representational[index] = tf.einsum("btu,bt->u", energy, tokens) / float(block.attention.d_model)
+
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(scales)
+            logits = self.logits(inputs, scales, on_sublayer)  # (B, C)
+            per_class = [tf.reduce_sum(logits[:, c]) for c in range(logits.shape[-1])]
+        # Row b's derivative of its own logit c with respect to gate u (rows do not interact): (C, B, units).
+        jacobians = [tf.stack(grads) for grads in zip(*(tape.gradient(z, scales) for z in per_class), strict=True)]
+        del tape
+        if self.regression:
+            predictive = [tf.reduce_sum(tf.square(j[0]), 0) for j in jacobians]
+        else:
+            probs = tf.transpose(tf.nn.softmax(logits / self.temperature))[:, :, None]  # (C, B, 1)
+            predictive = [0.5 * tf.reduce_sum(tf.reduce_sum(probs * tf.square(j), 0)
+                                              - tf.square(tf.reduce_sum(probs * j, 0)), 0) for j in jacobians]
+        return predictive, representational
+
+
+def measure_knowledge(probe, batches):
+    """`(predictive, representational)`: per sublayer, the mean predictive (per row) and representational
+    (per non-padding token and output feature) knowledge of each unit, as float64 numpy arrays."""
+    predictive = representational = None
+    rows = tokens = 0
+    for inputs, _ in batches:
+        pred, rep = probe.measure(inputs)
+        pred, rep = [p.numpy().astype(np.float64) for p in pred], [r.numpy().astype(np.float64) for r in rep]
+        predictive = pred if predictive is None else [a + b for a, b in zip(predictive, pred, strict=True)]
+        representational = rep if representational is None else [a + b for a, b in
+                                                                  zip(representational, rep, strict=True)]
+        rows += int(inputs["input_ids"].shape[0])
+        tokens += int(np.sum(inputs["attention_mask"]))
+    if not rows:
+        raise ValueError("no sample batches to measure knowledge on; check num_tokens and the data")
+    return [p / rows for p in predictive], [r / tokens for r in representational]
+
+
+def importance_scores(predictive, representational, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4,
+                      mu=64.0):
+    """Per sublayer, each unit's `(lam_pred * pred + lam_rep * rep) / cost`, times `mu` for heads."""
+    scores = []
+    for index, (pred, rep) in enumerate(zip(predictive, representational, strict=True)):
+        knowledge = lam_pred * pred + lam_rep * rep
+        scores.append(mu * knowledge / head_cost if index % 2 == 0 else knowledge / neuron_cost)
+    return scores
+
+
+def select_units(scores, costs, candidates, budget):
+    """Keep the highest-scoring candidate units, in score order, while each still fits in the budget.
+
+    Args:
+        scores: per sublayer, a vector of unit scores (importance per MAC).
+        costs: per sublayer, the MACs of one of its units.
+        candidates: per sublayer, a boolean vector of units that may be kept.
+        budget: MACs available to all the given sublayers.
+
+    Returns:
+        Per sublayer, a 0/1 float32 mask. Every candidate left out cost more
+        than the budget left when its turn came, so more than what is left
+        at the end.
+    """
+    flat_scores = np.concatenate([np.where(c, s, -np.inf) for s, c in zip(scores, candidates, strict=True)])
+    flat_costs = np.concatenate([np.full(len(s), float(cost)) for s, cost in zip(scores, costs, strict=True)])
+    keep = np.zeros(len(flat_scores), bool)
+    left = float(budget)
+    for unit in np.argsort(-flat_scores, kind="stable"):
+        if np.isneginf(flat_scores[unit]):
+            break
+        if flat_costs[unit] <= left:
+            keep[unit] = True
+            left -= flat_costs[unit]
+    bounds = np.cumsum([0] + [len(s) for s in scores])
+    return [keep[lo:hi].astype(np.float32) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def tune_weights(unit_outputs, residual, target, kernel, bias, backend="auto"):
+    """Least-squares output-projection weights for the kept units of one sublayer.
+
+    Finds `(W, b)` minimising `mean ||X @ W + b + residual - target||^2`.
+    The columns of `A = [X, 1]` are scaled to unit norm, and with more
+    tokens than columns the problem is first reduced exactly by a QR
+    factorisation `A = QR` to `min ||R [W; b] - Q^T B||` (`P + 1` rows
+    instead of `N`); LSMR (`SharedDesign`, all `D` output columns at once)
+    then solves it, and the solution is scaled back.
+
+    Args:
+        unit_outputs: `X`, `(N, P)`: the kept units' outputs on `N` tokens
+            (a head contributes its `Dh` context columns, a neuron one).
+        residual: `(N, D)` the sublayer's input (its residual branch).
+        target: `(N, D)` the dense model's sublayer output before LayerNorm.
+        kernel: `(P, D)` the kept units' current output weights.
+        bias: `(D,)` the current output bias.
+        backend: least-squares backend (`auto`, `scipy`, `cupy`).
+
+    Returns:
+        `(kernel, bias, report)`: the tuned weights (the current ones when
+        tuning does not lower the error) and `{mse_before, mse_after,
+        iterations, backend, tuned}`.
+    """
+    unit_outputs = tf.cast(unit_outputs, tf.float64)
+    design = tf.concat([unit_outputs, tf.ones((tf.shape(unit_outputs)[0], 1), tf.float64)], axis=1)  # (N, P+1)
+    norms = tf.maximum(tf.norm(design, axis=0), 1e-12)
+    rhs = tf.cast(target, tf.float64) - tf.cast(residual, tf.float64)  # (N, D)
+    current = np.concatenate([np.asarray(kernel, np.float64), np.asarray(bias, np.float64)[None, :]])
+
+    def error(weights):
+        return float(tf.reduce_mean(tf.square(design @ weights - rhs)))
+
+    before = error(current)
+    backend = resolve_backend(backend, design)
+    scaled, reduced = design / norms, rhs
+    if scaled.shape[0] > scaled.shape[1]:
+        scaled, reduced = qr_reduce(scaled, rhs, backend)  # (P+1, P+1), (P+1, D)
+    solution, info = solve_lstsq(SharedDesign(scaled, rhs.shape[1]), reduced, backend=backend)
+    weights = solution.reshape(current.shape) / norms.numpy()[:, None]
+    after = error(weights) if np.all(np.isfinite(weights)) else np.inf
+    tuned = after < before
+    weights = weights if tuned else current
+    report = {"mse_before": before, "mse_after": min(after, before), "iterations": info["iterations"],
+              "backend": info["backend"], "tuned": bool(tuned)}
+    return weights[:-1], weights[-1], report
+
+
+def _tune_sublayer(sample, block, index, kept, backend):
+    """Tune the output weights of sublayer `index`'s kept units in place; returns the tuning report."""
+    units, residual, target = sample.sublayer(index)  # (N, units, R), (N, D), (N, D)
+    outputs = tf.reshape(tf.gather(units, kept, axis=1), (tf.shape(units)[0], -1))  # (N, kept * R)
+    if index % 2 == 0:
+        dense, width = block.attention.output_dense, block.attention.head_dim
+        rows = (kept[:, None] * width + np.arange(width)[None, :]).ravel()
+        gate = np.ones(dense.units, np.float32)
+    else:
+        dense, rows = block.ffn.output_dense, kept
+        gate = dense.unit_gate.numpy()
+    kernel = (dense.kernel * dense.kernel_mask).numpy()
+    bias = dense.bias.numpy()
+    new_kernel, new_bias, report = tune_weights(outputs, residual, target, kernel[rows] * gate, bias * gate, backend)
+    if report["tuned"]:
+        open_columns = gate != 0  # a closed output gate silences its column whatever the weights
+        kernel[np.ix_(rows, open_columns)] = new_kernel[:, open_columns] / gate[open_columns]
+        bias[open_columns] = new_bias[open_columns] / gate[open_columns]
+        mask = dense.kernel_mask.numpy()
+        mask[rows] = 1.0  # the tuned rows are dense
+        dense.kernel.assign(kernel)
+        dense.kernel_mask.assign(mask)
+        dense.bias.assign(bias)
+    return {**report, "tokens": sample.tokens}
+
+
+def _gate(block, kind):
+    return block.attention.head_gate if kind == "head" else block.ffn.neuron_gate
+
+
+def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4, mu=64.0,
+           temperature=2.0, regression=False, tuning=False, backend="auto", max_tokens=None, seed=0):
+    """Prune `model` in place with K-prune under a MAC budget; see the module docstring.
+
+    Args:
+        model: a gated encoder without learned masks. Units whose gates are
+            already 0 stay pruned; the others must have gate 1.
+        batches: a list of `(inputs, labels)` sample batches (labels unused).
+        budget: MACs the kept heads and neurons may cost in all.
+        head_cost, neuron_cost: MACs of one head and one neuron.
+        lam_pred, lam_rep, mu, temperature: the knowledge weights, the head
+            balance and the softmax temperature.
+        regression: the model outputs one score.
+        tuning: refit each pruned sublayer's output weights by least squares.
+        backend: least-squares backend (`auto`, `scipy`, `cupy`).
+        max_tokens: tokens each least-squares problem fits (a random subset
+            of the sample's non-padding tokens); None fits all of them.
+        seed: seed of the token sample.
+
+    Returns:
+        `(head_mask [L, H], neuron_mask [L, F], steps, seconds)`: the 0/1
+        masks (also left on the model's gates), one report per sublayer, and
+        the seconds spent measuring, searching and tuning.
+    """
+    probe = KnowledgeProbe(model, temperature, regression)
+    blocks = probe.blocks
+    sublayers = [(index // 2, KINDS[index % 2]) for index in range(2 * len(blocks))]
+    costs = [head_cost if kind == "head" else neuron_cost for _, kind in sublayers]
+    gates = [_gate(blocks[layer], kind).numpy() for layer, kind in sublayers]
+    if not all(np.all((gate == 0) | (gate == 1)) for gate in gates):
+        raise ValueError("K-prune starts from 0/1 head and neuron gates; this model has scaled gates (rescaled "
+                         "masks?): prune the checkpoint they were made from")
+    alive = [gate != 0 for gate in gates]
+    seconds = {"measure": 0.0, "search": 0.0, "tuning": 0.0}
+    sample = SublayerSample(model, batches, max_tokens, seed) if tuning else None
+    steps, left, removed = [], float(budget), False
+    for index, (layer, kind) in enumerate(sublayers):
+        started = tick = time.perf_counter()
+        predictive, representational = measure_knowledge(probe, batches)
+        seconds["measure"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        scores = importance_scores(predictive[index:], representational[index:], head_cost, neuron_cost,
+                                   lam_pred, lam_rep, mu)
+        mask = select_units(scores, costs[index:], alive[index:], left)[0]
+        _gate(blocks[layer], kind).assign(mask)
+        left -= np.count_nonzero(mask) * costs[index]
+        seconds["search"] += time.perf_counter() - tick
+        step = {"layer": layer, "kind": kind, "kept": int(np.count_nonzero(mask)), "units": len(mask),
+                "budget_left": left}
+        removed = removed or bool(np.any(alive[index] & (mask == 0)))
+        if tuning and step["kept"] and removed:  # before the first removal the sublayer is still the dense one
+            tick = time.perf_counter()
+            step["tuning"] = _tune_sublayer(sample, blocks[layer], index, np.flatnonzero(mask), backend)
+            seconds["tuning"] += time.perf_counter() - tick
+        steps.append({**step, "seconds": time.perf_counter() - started})
+        tuned = step.get("tuning")
+        log.info("kprune %d/%d: layer %d %s kept %d/%d%s", index + 1, len(sublayers), layer, kind, step["kept"],
+                 len(mask), "" if not tuned else f"; tuning mse {tuned['mse_before']:.4g} -> {tuned['mse_after']:.4g}"
+                 f" ({tuned['iterations']} LSMR iterations)")
+    heads = np.stack([block.attention.head_gate.numpy() for block in blocks])
+    neurons = np.stack([block.ffn.neuron_gate.numpy() for block in blocks])
+    return heads, neurons, steps, seconds

@@ -1,0 +1,82 @@
+"""What the least-squares steps fit, sublayer by sublayer: the pruned model's inputs, the dense model's outputs.
+
+Fisher's rescaling and K-prune's weight tuning both walk the encoder's
+sublayers bottom to top (block 0's attention, block 0's FFN, block 1's
+attention, ...) and, for each, fit the kept units' contributions on sampled
+tokens so that the pruned sublayer reproduces the dense one's output.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gated.encoder import EncoderBlock
+from gated.masks import collect_gated_layers
+from pruners.posttrain.tokens import gather_tokens, sample_token_rows
+
+
+class SublayerSample:
+    """Sampled tokens, and on them each sublayer's inputs in the pruned model and its output in the dense one.
+
+    The teacher is a copy of the model taken before pruning (the dense
+    model); the student is the model being pruned. Both models' hidden
+    states are kept per batch and advanced one sublayer at a time, so the
+    sublayers must be asked for bottom to top, each once its predecessors
+    are final.
+
+    Args:
+        model: the model to prune, as it is before pruning (the teacher is
+            a copy of it taken here).
+        batches: a list of `(inputs, labels)` sample batches.
+        max_tokens: how many non-padding tokens to sample; None takes all.
+        seed: seed of the token sample.
+    """
+
+    def __init__(self, model, batches, max_tokens, seed):
+        teacher = keras.models.clone_model(model)
+        teacher.set_weights(model.get_weights())
+        self.blocks = {which: list(collect_gated_layers(m, EncoderBlock).values())
+                       for which, m in (("student", model), ("teacher", teacher))}
+        self.masks = [inputs["attention_mask"] for inputs, _ in batches]
+        self.states = {which: [m.get_layer("embeddings")(inputs["input_ids"], inputs["token_type_ids"])
+                               for inputs, _ in batches] for which, m in (("student", model), ("teacher", teacher))}
+        self.position = 0  # the sublayer whose inputs `states` hold
+        total = sum(int(np.sum(mask)) for mask in self.masks)
+        self.rows = sample_token_rows(batches, total if max_tokens is None else max_tokens, seed)
+        self.tokens = sum(len(rows) for rows in self.rows)
+
+    def _run(self, which, index, function):
+        """`function(block, attention, x, mask)` compiled, on every batch's state for sublayer `index`
+        (`attention`: whether it is the block's attention sublayer, else its FFN)."""
+        block, attention = self.blocks[which][index // 2], index % 2 == 0
+        compiled = tf.function(lambda x, mask: function(block, attention, x, mask), reduce_retracing=True)
+        return [compiled(x, mask) for x, mask in zip(self.states[which], self.masks, strict=True)]
+
+    def sublayer(self, index):
+        """`(unit outputs before their gates (N, units, R), student input (N, D), teacher output (N, D))`:
+        sublayer `index`'s fitting data on the sampled tokens (outputs before the LayerNorm)."""
+        if index < self.position:
+            raise ValueError(f"sublayer {index} was asked for after sublayer {self.position}: go bottom to top")
+        for which in ("student", "teacher"):
+            for below in range(self.position, index):
+                self.states[which] = self._run(which, below, _next_state)
+        self.position = index
+        units = self._run("student", index, _unit_outputs)
+        target = self._run("teacher", index, _sublayer_output)
+        return tuple(gather_tokens(values, self.rows) for values in (units, self.states["student"], target))
+
+
+def _unit_outputs(block, attention, x, mask):
+    """The sublayer's unit outputs before their gates: `(B, T, H, Dh)` contexts or `(B, T, F, 1)` activations."""
+    return block.attention.head_contexts(x, mask) if attention else block.ffn.intermediate.ungated(x)[..., None]
+
+
+def _sublayer_output(block, attention, x, mask):
+    """The sublayer's output before its LayerNorm: `x + MHA(x)` or `x + FFN(x)`."""
+    return block.attention_residual(x, mask) if attention else block.ffn_residual(x)
+
+
+def _next_state(block, attention, x, mask):
+    """`x` through the sublayer and its LayerNorm."""
+    norm = block.attention_norm if attention else block.ffn_norm
+    return norm(_sublayer_output(block, attention, x, mask))

@@ -1,0 +1,299 @@
+"""Pruners: a criterion, its training-time state and the mask maths, applied to a gated model.
+
+A pruner is told *what* sparsity to reach (`prune(target)`); the
+`PruningCallback` decides *when*. Pruners that learn from training
+(movement, SPT) register a hook in the `GatedModel`'s train step, which sees
+each batch and its gradients; the hook refuses to run unless the callback
+has started the pruner, so training such a model without the callback fails
+loudly instead of silently not pruning.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from gated.masks import collect_gated_layers, effective_kernel_masks, set_weight_masks
+from gated.model import HOOK_NOT_READY
+from gated.presets import PRESETS
+from pruners.training import importance
+from pruners.training.masking import SCOPES, flatten, masks_for_sparsity, unflatten
+
+MISSING_CALLBACK = HOOK_NOT_READY + (
+    "the {method} pruner of this model was not started: pass a PruningCallback(pruner, schedule) to fit as a callback,"
+    " or call pruner.detach() to train without pruning"
+)
+
+
+def _tiny_prunable_weights():
+    shape = PRESETS["tiny"]
+    return shape["num_layers"] * (4 * shape["d_model"] ** 2 + 2 * shape["d_model"] * shape["dff"])
+
+
+TINY_PRUNABLE_WEIGHTS = _tiny_prunable_weights()
+
+
+def scaled_spt_epsilon(epsilon, prunable_weights):
+    """SPT's exploration fraction for a model size: the tiny preset (and anything smaller) uses
+    `epsilon` as is; larger models probe the same number of weights per event as the tiny preset,
+    so a probe disturbs a larger model no more than it disturbs the tiny one."""
+    return epsilon * min(1.0, TINY_PRUNABLE_WEIGHTS / prunable_weights)
+
+
+def movement_frequency(num_layers, base_frequency=400):
+    """Steps between movement-pruning events: 400 for the 12-layer base preset, in proportion to depth
+    for other sizes (67 for tiny, 200 for small, 800 for large)."""
+    return max(1, round(base_frequency * num_layers / 12))
+
+
+class Pruner:
+    """Prunes the `GatedDense` kernels of a model to a target sparsity by a criterion's scores.
+
+    Args:
+        scope: `global` (one ranking over all kernels) or `layer` (every
+            kernel pruned to the target on its own).
+    """
+
+    method = "none"
+
+    def __init__(self, scope="global"):
+        if scope not in SCOPES:
+            raise ValueError(f"unknown pruning scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+        self.scope = scope
+        self.model = None
+
+    def attach(self, model):
+        """Bind the pruner to `model` (the callback does this in `set_model`)."""
+        if not collect_gated_layers(model):
+            raise ValueError(f"model {model.name!r} has no GatedDense layers to prune")
+        self.model = model
+
+    def detach(self):
+        self.model = None
+
+    def start(self):
+        """Reset training-time state; called when training begins."""
+
+    def stop(self):
+        """Called when training ends."""
+
+    def kernels(self):
+        return {path: layer.kernel.numpy() for path, layer in collect_gated_layers(self._bound()).items()}
+
+    def scores(self, weights):
+        raise NotImplementedError
+
+    def update(self, weights, masks):
+        """Learn from the model as it is at a pruning event, before the ranking (SPT explores here)."""
+
+    def prune(self, target):
+        """Remove weights until `target` of the prunable kernel weights are masked (never reviving any)."""
+        weights = self.kernels()
+        masks = effective_kernel_masks(self._bound())
+        self.update(weights, masks)
+        set_weight_masks(self.model, masks_for_sparsity(self.scores(weights), masks, target, self.scope))
+
+    def get_config(self):
+        return {"method": self.method, "scope": self.scope}
+
+    def _bound(self):
+        if self.model is None:
+            raise RuntimeError(f"the {self.method} pruner is not attached to a model; call attach(model) first")
+        return self.model
+
+
+class MagnitudePruner(Pruner):
+    """Prunes the smallest `|W|` first."""
+
+    method = "magnitude"
+
+    def scores(self, weights):
+        return importance.magnitude(weights)
+
+
+class _HookedPruner(Pruner):
+    """A pruner whose state is built by a hook in the `GatedModel` train step."""
+
+    def attach(self, model):
+        if model is self.model:
+            return
+        self.detach()
+        if not hasattr(model, "add_train_step_hook"):
+            raise TypeError(
+                f"{self.method} pruning reads the train step and needs a GatedModel (build_gated_encoder), "
+                f"got {type(model).__name__}"
+            )
+        super().attach(model)
+        self._armed = tf.Variable(False, trainable=False)
+        self._create_state(model)
+        model.add_train_step_hook(self._hook)
+
+    def detach(self):
+        if self.model is not None:
+            self.model.remove_train_step_hook(self._hook)
+        super().detach()
+
+    def start(self):
+        self._bound()
+        self._armed.assign(True)
+
+    def stop(self):
+        if self.model is not None:
+            self._armed.assign(False)
+
+    def _hook(self, inputs, labels, variables, gradients):
+        check = tf.debugging.Assert(self._armed, [MISSING_CALLBACK.format(method=self.method)])
+        with tf.control_dependencies([check]):
+            self._observe(inputs, labels, variables, gradients)
+
+    def _create_state(self, model):
+        raise NotImplementedError
+
+    def _observe(self, inputs, labels, variables, gradients):
+        raise NotImplementedError
+
+
+class MovementPruner(_HookedPruner):
+    """Hard movement pruning: keeps the weights with the highest accumulated `-W * dL/dW`.
+
+    The scores accumulate in every training step from the gradients the
+    train step already computed (no second backward pass), and restart from
+    zero when training starts.
+    """
+
+    method = "movement"
+
+    def _create_state(self, model):
+        layers = collect_gated_layers(model)
+        self._movement = {path: tf.Variable(tf.zeros(layer.kernel.shape), trainable=False)
+                          for path, layer in layers.items()}
+        self._kernel_ids = {id(layer.kernel): path for path, layer in layers.items()}
+
+    def start(self):
+        super().start()
+        for variable in self._movement.values():
+            variable.assign(tf.zeros_like(variable))
+
+    def _observe(self, inputs, labels, variables, gradients):
+        for variable, gradient in zip(variables, gradients, strict=True):
+            path = self._kernel_ids.get(id(variable))
+            if path is not None:
+                score = self._movement[path]
+                score.assign(importance.movement_update(score, tf.convert_to_tensor(variable), gradient))
+
+    def scores(self, weights):
+        return importance.movement(weights, {path: v.numpy() for path, v in self._movement.items()})
+
+
+class SptPruner(_HookedPruner):
+    """SPT: pruning by rewards estimated with epsilon-exploration.
+
+    Every prunable weight carries a reward `R`, initialised at the first
+    pruning event to its normalised magnitude (`|W| / max|W|` over the scope).
+    At each event the pruner first explores: it samples a fraction `epsilon`
+    of the live weights (over all layers at once, or in each layer on its own
+    when `explore_per_layer`), masks the sample, and measures the loss
+    increase `r` on the latest training batch (inference mode). Every weight
+    in that sample gets `R = (1 - alpha) * R + alpha * r`. Then the live
+    weights with the lowest `R` are pruned to reach the target.
+
+    Args:
+        epsilon: fraction of live weights probed per event (per layer when
+            `explore_per_layer`); 0 turns exploration off.
+        alpha: weight of a new reward sample.
+        explore_per_layer: one probe per layer instead of one global probe.
+        seed: seed of the exploration's sampling.
+        scope: `global` or `layer` ranking and normalisation.
+    """
+
+    method = "spt"
+
+    def __init__(self, epsilon=0.0025, alpha=0.125, explore_per_layer=False, seed=0, scope="global"):
+        super().__init__(scope)
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got epsilon={epsilon}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got alpha={alpha}")
+        self.epsilon = epsilon
+        self.alpha = alpha
+        self.explore_per_layer = explore_per_layer
+        self.seed = seed
+        self.rewards = None
+        self.last_exploration = {}
+        self._rng = np.random.default_rng(seed)
+
+    def _create_state(self, model):
+        def slot(spec):
+            return tf.Variable(tf.zeros([0] * len(spec.shape), spec.dtype), shape=tf.TensorShape(None),
+                               trainable=False)
+
+        self._batch_inputs = tf.nest.map_structure(slot, model.input)
+        self._batch_labels = tf.Variable(tf.zeros([0]), shape=tf.TensorShape(None), trainable=False)
+
+    def start(self):
+        super().start()
+        self.rewards = None
+        self._rng = np.random.default_rng(self.seed)
+
+    def _observe(self, inputs, labels, variables, gradients):
+        tf.nest.map_structure(lambda slot, value: slot.assign(value), self._batch_inputs, inputs)
+        self._batch_labels.assign(tf.cast(labels, tf.float32))
+
+    def latest_batch(self):
+        """The last training batch the train step saw, as `(inputs, labels)`."""
+        labels = self._batch_labels.numpy()
+        if labels.size == 0:
+            raise RuntimeError("SPT probes the latest training batch: prune only after a training step")
+        return tf.nest.map_structure(lambda slot: slot.numpy(), self._batch_inputs), labels
+
+    def probe_loss(self, inputs, labels, removed=None):
+        """Loss on a batch in inference mode, with the weights in `removed` (`{path: bool array}`) masked."""
+        layers = collect_gated_layers(self._bound())
+        saved = {path: layers[path].kernel_mask.numpy() for path in removed or {}}
+        try:
+            for path, drop in (removed or {}).items():
+                layers[path].kernel_mask.assign(saved[path] * ~drop)
+            outputs = self.model(inputs, training=False)
+            return float(self.model.compute_loss(x=inputs, y=labels, y_pred=outputs, training=False))
+        finally:
+            for path, mask in saved.items():
+                layers[path].kernel_mask.assign(mask)
+
+    def explore(self, masks):
+        """Probe random live weights and blend the loss increases into their rewards."""
+        if self.epsilon == 0:
+            self.last_exploration = {"probes": 0, "probed_weights": 0, "mean_reward_sample": None}
+            return
+        inputs, labels = self.latest_batch()
+        paths = sorted(masks)
+        groups = [[path] for path in paths] if self.explore_per_layer else [paths]
+        base = self.probe_loss(inputs, labels)
+        probed_total, samples = 0, []
+        for group in groups:
+            live = np.flatnonzero(flatten(masks, group))
+            count = importance.exploration_count(live.size, self.epsilon)
+            if count == 0:
+                continue
+            chosen = np.zeros(sum(masks[path].size for path in group), dtype=bool)
+            chosen[self._rng.choice(live, size=count, replace=False)] = True
+            removed = unflatten(chosen, masks, group)
+            sample = self.probe_loss(inputs, labels, removed) - base
+            for path, drop in removed.items():
+                self.rewards[path] = importance.blend_rewards(self.rewards[path], drop, sample, self.alpha)
+            probed_total += count
+            samples.append(sample)
+        self.last_exploration = {"probes": len(samples), "probed_weights": probed_total,
+                                 "mean_reward_sample": float(np.mean(samples)) if samples else None}
+
+    def update(self, weights, masks):
+        if self.rewards is None:
+            self.rewards = importance.initial_rewards(weights, self.scope)
+        self.explore(masks)
+
+    def scores(self, weights):
+        return importance.reward(weights, self.rewards)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "alpha": self.alpha,
+                "explore_per_layer": self.explore_per_layer, "seed": self.seed}
+
+
+PRUNERS = {cls.method: cls for cls in (MagnitudePruner, MovementPruner, SptPruner)}

@@ -1,0 +1,200 @@
+"""prune.py and evaluate.py end to end on a micro checkpoint trained on real SST-2 rows."""
+
+import importlib
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from efficiency import generate_lut
+from experiment import evaluate, prune, train
+from experiment.checkpoints import current_masks, find_checkpoint, load_checkpoint
+
+MICRO_FLAGS = ["--num_layers", "2", "--d_model", "32", "--num_heads", "2", "--dff", "64", "--max_len", "64",
+               "--batch_size", "32", "--learning_rate", "1e-3", "--verbose", "0"]
+PRUNE_FLAGS = ["--num_samples", "64", "--sample_batch_size", "16", "--max_eval_samples", "100"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, glue_dir, bert_tokenizer_dir):
+    out = tmp_path_factory.mktemp("ckpt")
+    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--task", "sst2",
+            "--epochs", "1", "--max_train_samples", "300", "--max_eval_samples", "100", "--output_dir", str(out),
+            "--cache_dir", str(out / "cache")]
+    assert train.main(argv) == 0
+    return out / "checkpoints_baseline_sst2"
+
+
+def _env(glue_dir, tokenizer_dir):
+    return {"GLUE_DIR": str(glue_dir), "TOKENIZER": str(tokenizer_dir)}
+
+
+def run_prune(checkpoint, out, env, *flags):
+    return prune.main(["--ckpt_dir", str(checkpoint), "--output_dir", str(out), *PRUNE_FLAGS, *flags], env)
+
+
+def test_prune_writes_every_output_and_evaluate_reproduces_its_metric(checkpoint, tmp_path, glue_dir,
+                                                                        bert_tokenizer_dir, capsys):
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert run_prune(checkpoint, tmp_path, env, "--constraint", "0.6", "--seed", "3") == 0
+    folder = tmp_path / "L2_D32_H2_F64" / "sst2" / "mac" / "0.6" / "seed_3"
+    assert sorted(p.name for p in folder.iterdir()) == ["head_mask.npy", "log.txt", "metrics.json",
+                                                        "neuron_mask.npy"]
+    assert [p.name for p in folder.parent.iterdir()] == ["seed_3"]  # no partial folder left
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert list(metrics["dev"]) == ["dense", "search", "rearrange", "rescale"]
+    assert {"load", "fisher", "search", "rearrange", "rescale", "evaluation", "pruning"} <= set(metrics["seconds"])
+    assert metrics["fisher"]["samples"] == 64 and metrics["fisher"]["samples_per_second"] > 0
+    macs = metrics["macs"]
+    assert macs["after"] <= 0.6 * macs["dense"] and macs["before"] == macs["dense"]
+    assert macs["kept_fraction"] == pytest.approx(macs["after"] / macs["dense"])
+    heads, neurons = np.load(folder / "head_mask.npy"), np.load(folder / "neuron_mask.npy")
+    assert heads.shape == (2, 2) and neurons.shape == (2, 64)
+    assert metrics["kept"]["neurons"] == np.count_nonzero(neurons) < 128
+    log = (folder / "log.txt").read_text()
+    assert "keep 0.6 of its MACs (remove 0.4)" in log and "removed" in log and "rescale: dev accuracy" in log
+
+    # The saved masks score the same again, on the gated model and on the physically smaller one.
+    scored = []
+    for extra in ([], ["--slice"]):
+        capsys.readouterr()
+        assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(folder), "--max_eval_samples",
+                              "100", *extra], env) == 0
+        scored.append(json.loads(capsys.readouterr().out))
+    for result in scored:
+        assert result["dev_accuracy"] == metrics["dev"]["rescale"]["dev_accuracy"]
+        assert result["dev_loss"] == pytest.approx(metrics["dev"]["rescale"]["dev_loss"], abs=1e-5)
+        assert result["macs"] == macs["after"]
+    assert scored[1]["parameters"] < scored[0]["parameters"]
+
+
+def test_prune_under_a_latency_budget_with_luts_from_this_machine(checkpoint, tmp_path, glue_dir,
+                                                                  bert_tokenizer_dir):
+    luts = tmp_path / "luts"
+    assert generate_lut.main(["--d_model", "32", "--num_heads", "2", "--dff", "64", "--bs", "2", "--seq_len", "8",
+                              "--ffn_points", "4", "--repeats", "2", "--output_dir", str(luts)]) == 0
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert run_prune(checkpoint, tmp_path / "out", env, "--constraint", "0.5", "--metric", "latency", "--mha_lut",
+                     str(luts / "mha_lut.json"), "--ffn_lut", str(luts / "ffn_lut.json")) == 0
+    (metrics_path,) = (tmp_path / "out").glob("*/sst2/latency/0.5/seed_0/metrics.json")
+    latency = json.loads(metrics_path.read_text())["latency_ms"]
+    assert latency["estimated"] <= latency["budget"] == pytest.approx(0.5 * latency["dense"])
+
+
+def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint, tmp_path, glue_dir,
+                                                                     bert_tokenizer_dir, capsys):
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert run_prune(checkpoint, tmp_path, env, "--constraint", "0.4", "--method", "kprune", "--num_tokens", "1500",
+                     "--sublayerwise_tuning") == 0
+    folder = tmp_path / "L2_D32_H2_F64" / "sst2" / "kprune_mac" / "0.4" / "seed_0"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[2:] == ["head_mask.npy", "log.txt", "metrics.json", "neuron_mask.npy"]
+    assert names[0].startswith("best_kprune_") and names[0].endswith(".keras")
+    assert names[1] == names[0].replace("best_", "config_").replace(".keras", ".json")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["method"] == "kprune" and list(metrics["dev"]) == ["dense", "kprune"]
+    assert metrics["macs"]["after"] <= 0.4 * metrics["macs"]["dense"]
+    assert {"load", "kprune", "evaluation", "pruning"} <= set(metrics["seconds"])
+    assert set(metrics["kprune"]["seconds"]) == {"measure", "search", "tuning"}
+    steps = metrics["kprune"]["steps"]
+    assert [(s["layer"], s["kind"]) for s in steps] == [(0, "head"), (0, "neuron"), (1, "head"), (1, "neuron")]
+    tuned = [s["tuning"] for s in steps if "tuning" in s]
+    assert tuned and all(t["mse_after"] <= t["mse_before"] for t in tuned)
+    assert any(t["mse_after"] < t["mse_before"] for t in tuned)
+    log = (folder / "log.txt").read_text()
+    assert "with kprune to keep 0.4 of its MACs (remove 0.6)" in log and "tuning mse" in log
+    # The saved checkpoint carries the masks and the tuned weights: evaluate.py scores it as prune.py did,
+    # as saved and physically sliced.
+    scored = []
+    for args in (["--ckpt_dir", str(folder)], ["--ckpt_dir", str(folder), "--slice"]):
+        capsys.readouterr()
+        assert evaluate.main([*args, "--max_eval_samples", "100"], env) == 0
+        scored.append(json.loads(capsys.readouterr().out))
+    final = metrics["dev"]["kprune"]
+    for result in scored[:2]:
+        assert result["dev_accuracy"] == final["dev_accuracy"]
+        assert result["dev_loss"] == pytest.approx(final["dev_loss"], abs=1e-5)
+        assert result["macs"] == metrics["macs"]["after"]
+    assert scored[1]["parameters"] < scored[0]["parameters"]
+    tuned_model, original = (load_checkpoint(find_checkpoint(path)[0]) for path in (folder, checkpoint))
+    np.testing.assert_array_equal(current_masks(tuned_model)[0], np.load(folder / "head_mask.npy"))
+    changed = {a.path for a, b in zip(tuned_model.weights, original.weights, strict=True)
+               if not np.allclose(a.numpy(), b.numpy())}
+    tuned = {path for path in changed if path.endswith(("output/kernel", "output/bias"))}
+    gates = {path for path in changed if path.endswith(("head_gate", "intermediate/unit_gate"))}
+    assert tuned and changed == tuned | gates  # only the masks and the output projections changed
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--constraint", "1.5"], "must be in (0, 1), got 1.5"),
+    (["--constraint", "0"], "must be in (0, 1), got 0.0"),
+    (["--constraint", "0.5", "--metric", "latency"], "--metric latency needs --mha_lut and --ffn_lut"),
+    (["--constraint", "0.5", "--task_name", "rte"], "does not match the checkpoint's task sst2"),
+    (["--constraint", "0.5", "--num_samples", "0"], "--num_samples must be positive, got 0"),
+    (["--constraint", "0.5", "--method", "kprune", "--metric", "latency"], "--method kprune supports --metric mac"),
+    (["--constraint", "0.5", "--method", "kprune", "--T", "0"], "--T must be positive, got 0.0"),
+    (["--constraint", "0.5", "--method", "kprune", "--lam_rep", "-1"], "must be non-negative and not both 0"),
+    pytest.param(["--constraint", "0.5", "--backend", "cupy"], "backend='cupy' needs CuPy",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")),
+])
+def test_bad_input_stops_before_any_work(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir, capsys, flags,
+                                         message):
+    assert run_prune(checkpoint, tmp_path / "out", _env(glue_dir, bert_tokenizer_dir), *flags) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_checkpoint_files_and_foreign_luts_are_clear_errors(checkpoint, tmp_path, glue_dir,
+                                                                    bert_tokenizer_dir, capsys):
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert prune.main(["--ckpt_dir", str(tmp_path / "nowhere"), "--constraint", "0.5"], env) == 2
+    assert "checkpoint folder not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert prune.main(["--ckpt_dir", str(tmp_path / "empty"), "--constraint", "0.5"], env) == 2
+    assert "holds no config_*.json" in capsys.readouterr().err
+    luts = tmp_path / "luts"
+    assert generate_lut.main(["--model_size", "tiny", "--bs", "1", "--seq_len", "4", "--ffn_points", "1",
+                              "--repeats", "1", "--output_dir", str(luts)]) == 0
+    assert run_prune(checkpoint, tmp_path / "out", env, "--constraint", "0.5", "--metric", "latency", "--mha_lut",
+                     str(luts / "mha_lut.json"), "--ffn_lut", str(luts / "ffn_lut.json")) == 2
+    assert "measured for another shape (d_model: LUT 256, model 32" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_rejects_masks_it_cannot_use(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir, capsys):
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(tmp_path)], env) == 2
+    assert "lacks head_mask.npy, neuron_mask.npy" in capsys.readouterr().err
+    np.save(tmp_path / "head_mask.npy", np.ones((2, 4), np.float32))
+    np.save(tmp_path / "neuron_mask.npy", np.ones((2, 64), np.float32))
+    assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(tmp_path)], env) == 2
+    assert "shapes (2, 4) and (2, 64), but the model's gates are (2, 2) and (2, 64)" in capsys.readouterr().err
+
+
+def test_a_gumbel_checkpoint_keeps_its_learned_masks_off(tmp_path, glue_dir, bert_tokenizer_dir):
+    out = tmp_path / "gumbel"
+    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--task", "sst2",
+            "--epochs", "1", "--max_train_samples", "200", "--max_eval_samples", "50", "--output_dir", str(out),
+            "--cache_dir", str(tmp_path / "cache"), "--enable_pruning", "true", "--pruning_method", "gumbel",
+            "--target_sparsity", "0.5", "--target_warmup", "0.1", "--masks_lr", "0.5"]
+    assert train.main(argv) == 0
+    (masks_dir,) = (out / "results_gumbel_sst2").glob("masks_gumbel_*")
+    learned = np.load(masks_dir / "ffn_intermediate_mask.npy")
+    assert 0 < learned.sum() < learned.size  # the learned masks did switch some neurons off
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert run_prune(out / "checkpoints_gumbel_sst2", tmp_path / "pruned", env, "--constraint", "0.9") == 0
+    (folder,) = (tmp_path / "pruned").glob("*/sst2/mac/0.9/seed_0")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["macs"]["before"] < metrics["macs"]["dense"]  # the learned masks already removed MACs
+    assert np.all(np.load(folder / "neuron_mask.npy")[learned == 0] == 0)
+
+
+def test_a_failure_mid_run_leaves_nothing_behind(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(importlib.import_module("pruners.posttrain.rescale"), "rescale", broken)
+    assert run_prune(checkpoint, tmp_path / "out", _env(glue_dir, bert_tokenizer_dir), "--constraint", "0.5") == 1
+    left = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
+    assert left == [] and not list((tmp_path / "out").rglob(".partial-*"))

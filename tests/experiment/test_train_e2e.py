@@ -1,0 +1,227 @@
+"""End-to-end micro runs of train.py on real GLUE rows."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from experiment import train
+from gated import get_weight_masks
+
+MICRO_FLAGS = ["--num_layers", "1", "--d_model", "32", "--num_heads", "2", "--dff", "64", "--max_len", "64",
+               "--batch_size", "32", "--learning_rate", "1e-3", "--verbose", "0"]
+
+
+def run_train(tmp_path, glue_dir, tokenizer_dir, *flags):
+    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(tokenizer_dir),
+            "--output_dir", str(tmp_path / "out"), "--cache_dir", str(tmp_path / "cache"), *flags]
+    assert train.main(argv) == 0
+    (metadata_path,) = (tmp_path / "out").glob("results_*/metadata_*.json")
+    return json.loads(metadata_path.read_text())
+
+
+def test_sst2_micro_run_writes_every_output(tmp_path, glue_dir, bert_tokenizer_dir):
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--task", "sst2", "--epochs", "2",
+                     "--max_train_samples", "300", "--max_eval_samples", "100")
+    out = tmp_path / "out"
+    stamp = meta["timestamp"]
+    results = out / "results_baseline_sst2"
+    for name in (f"results_baseline_{stamp}.csv", f"metadata_baseline_{stamp}.json",
+                 f"accuracy_sparsity_baseline_{stamp}.png", f"loss_sparsity_baseline_{stamp}.png"):
+        assert (results / name).stat().st_size > 0, name
+    assert (results / f"accuracy_sparsity_baseline_{stamp}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    checkpoints = out / "checkpoints_baseline_sst2"
+    assert {p.name for p in checkpoints.iterdir()} == {
+        f"best_baseline_{stamp}.keras", f"last_baseline_{stamp}.keras", f"config_baseline_{stamp}.json"}
+    assert (out / "experiment_logs" / f"baseline_sst2_{stamp}.log").read_text().count("training baseline") == 1
+
+    with open(results / f"results_baseline_{stamp}.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["epoch", "train_loss", "dev_loss", "dev_accuracy", "learning_rate", "target_sparsity",
+                             "global_sparsity",
+                             "epoch_seconds", "train_examples_per_second"]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(0 <= float(r["dev_accuracy"]) <= 1 and float(r["global_sparsity"]) == 0 for r in rows)
+    assert float(rows[-1]["learning_rate"]) < float(rows[0]["learning_rate"])  # linear decay
+
+    assert meta["status"] == "completed" and meta["method"] == "baseline" and meta["epochs_completed"] == 2
+    assert meta["config"]["max_train_samples"] == 300 and meta["data"]["train_rows"] == 300
+    assert meta["data"]["dev_rows"] == 100
+    assert {"tensorflow", "keras", "numpy", "transformers", "python"} <= set(meta["versions"])
+    assert meta["train_examples_per_second"] > 0 and len(meta["timings"]["epoch_seconds"]) == 2
+    assert meta["final"]["dev_accuracy"] == pytest.approx(float(rows[-1]["dev_accuracy"]))
+    assert meta["best"]["dev_accuracy"] == max(float(r["dev_accuracy"]) for r in rows)
+
+    # The resolved config beside the checkpoint loads back; the best model loads with its masks.
+    from experiment.config import GatedBertConfig
+
+    assert GatedBertConfig.load(checkpoints / f"config_baseline_{stamp}.json").to_dict() == meta["config"]
+    model = keras.saving.load_model(checkpoints / f"best_baseline_{stamp}.keras")
+    assert all(np.all(mask == 1) for mask in get_weight_masks(model).values())
+
+
+def test_stsb_trains_as_regression(tmp_path, glue_dir, bert_tokenizer_dir):
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--task", "stsb", "--epochs", "2",
+                     "--max_train_samples", "200", "--max_eval_samples", "80")
+    assert meta["primary_metric"] == "dev_pearson"
+    assert set(meta["final"]) >= {"dev_pearson", "dev_spearman", "dev_loss"}
+    assert "dev_accuracy" not in meta["final"]
+    # MSE on 0..5 scores starts far above a cross-entropy's ~0.69 for an untrained model
+    assert meta["best"]["train_loss"] > 1.0
+    model = keras.saving.load_model(meta["paths"]["last_checkpoint"])
+    assert model.output_shape == (None, 1)
+
+
+def test_bad_input_stops_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert train.main(["--task", "sst3", "--output_dir", str(out)]) == 2
+    assert "unknown task 'sst3'" in capsys.readouterr().err
+    assert train.main(["--data_dir", str(tmp_path), "--output_dir", str(out)]) == 2
+    assert "lacks the sst2 files" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unavailable_tokenizer_fails_cleanly(tmp_path, glue_dir, capsys):
+    out = tmp_path / "out"
+    argv = ["--data_dir", str(glue_dir), "--tokenizer", str(tmp_path / "missing"), "--output_dir", str(out)]
+    assert train.main(argv) == 1
+    assert "TOKENIZER or --tokenizer" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written
+
+
+def test_log_file_gets_info_when_run_is_called_directly(tmp_path, glue_dir, bert_tokenizer_dir):
+    import logging
+
+    from experiment.config import GatedBertConfig
+
+    logging.getLogger().setLevel(logging.WARNING)
+    config = GatedBertConfig(num_layers=1, d_model=16, num_heads=2, dff=32, max_len=32, epochs=1, batch_size=64,
+                             max_train_samples=64, max_eval_samples=32, data_dir=str(glue_dir),
+                             tokenizer=str(bert_tokenizer_dir), output_dir=str(tmp_path), cache_dir=str(tmp_path),
+                             verbose=0)
+    train.run(config)
+    (log_path,) = (tmp_path / "experiment_logs").glob("*.log")
+    assert "training baseline on sst2" in log_path.read_text()
+    assert logging.getLogger().level == logging.WARNING  # restored afterwards
+
+
+def test_failed_run_keeps_finished_epochs_and_says_so(tmp_path, glue_dir, bert_tokenizer_dir, monkeypatch):
+    from callbacks import DevEvaluator
+
+    calls = {"n": 0}
+    original = DevEvaluator.evaluate
+
+    def fail_in_second_epoch(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("disk on fire")
+        return original(self)
+
+    monkeypatch.setattr(DevEvaluator, "evaluate", fail_in_second_epoch)
+    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--epochs", "3",
+            "--max_train_samples", "64", "--max_eval_samples", "32", "--output_dir", str(tmp_path / "out"),
+            "--cache_dir", str(tmp_path / "cache")]
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train.main(argv)
+    (metadata_path,) = (tmp_path / "out").glob("results_*/metadata_*.json")
+    meta = json.loads(metadata_path.read_text())
+    assert meta["status"] == "failed" and "disk on fire" in meta["error"] and meta["epochs_completed"] == 1
+    (csv_path,) = (tmp_path / "out").glob("results_*/results_*.csv")
+    assert len(list(csv.DictReader(csv_path.open()))) == 1
+    leftovers = [p.name for p in (tmp_path / "out").rglob("*") if p.name.startswith(".partial")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("method", ["magnitude", "movement", "spt"])
+def test_micro_pruning_run_records_rising_sparsity(tmp_path, glue_dir, bert_tokenizer_dir, method):
+    # 160 rows at batch 32: 5 steps per epoch; pruning over epochs 2-4 (steps 5-20), then one epoch at 0.8.
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "5", "--max_train_samples", "160",
+                     "--max_eval_samples", "64", "--enable_pruning", "true", "--pruning_method", method,
+                     "--pruning_start_epoch", "1", "--pruning_end_epoch", "4", "--end_sparsity", "0.8",
+                     "--sparsity_steps", "30 60", "--movement_schedule", "linear", "--dynamic_padding", "false",
+                     *(["--pruning_frequency_steps", "5"] if method == "movement" else []))
+    assert meta["method"] == method and meta["config"]["pruning_method"] == method
+    assert meta["pruning"]["pruner"]["method"] == method
+    assert (meta["pruning"]["schedule"]["begin_step"], meta["pruning"]["schedule"]["end_step"]) == (5, 20)
+    results = tmp_path / "out" / f"results_{method}_sst2"
+    (csv_path,) = results.glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    total = meta["model"]["prunable_weights"]
+    actual = [float(row["global_sparsity"]) for row in rows]
+    # Targets at the epoch ends (steps 5, 10, 15, 20, 25): levels 0.3/0.6/0.8 at steps 5/12/20, or a linear ramp.
+    expected = [0.0, 0.8 / 3, 1.6 / 3, 0.8, 0.8] if method == "movement" else [0.3, 0.3, 0.6, 0.8, 0.8]
+    assert [float(row["target_sparsity"]) for row in rows] == pytest.approx(expected)
+    assert actual == pytest.approx(expected, abs=1 / total)
+    assert meta["final"]["global_sparsity"] == pytest.approx(0.8, abs=1 / total)
+    layer_columns = [column for column in rows[0] if column.startswith("sparsity/")]
+    assert len(layer_columns) == 6  # q, k, v, output, intermediate, ffn output of the one block
+    assert (tmp_path / "out" / f"checkpoints_{method}_sst2").is_dir()
+    from gated import sparsity_stats
+
+    model = keras.saving.load_model(meta["paths"]["last_checkpoint"])
+    assert sparsity_stats(model)["global_sparsity"] == pytest.approx(actual[-1])
+    # The best epoch is one at the final sparsity, and so is the best checkpoint.
+    assert meta["best"]["epoch"] in (4, 5) and meta["best"]["target_sparsity"] == pytest.approx(0.8)
+    best = keras.saving.load_model(meta["paths"]["best_checkpoint"])
+    assert sparsity_stats(best)["global_sparsity"] == pytest.approx(0.8, abs=1 / total)
+
+
+def test_micro_gumbel_run_saves_the_masks_it_evaluated_with(tmp_path, glue_dir, bert_tokenizer_dir):
+    from callbacks import DevEvaluator
+    from experiment.config import GatedBertConfig
+    from gated import load_learned_masks, set_structured_masks, structured_masks, without_learned_masks
+    from gated.masks import MASK_FILE_STEMS
+    from tasks import get_task
+
+    # 320 rows at batch 32: 10 steps per epoch, 80 in all; a fast mask optimizer so that masks move.
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "8", "--max_train_samples", "320",
+                     "--max_eval_samples", "64", "--enable_pruning", "true", "--pruning_method", "gumbel",
+                     "--learn_masks", "all", "--target_sparsity", "0.5", "--masks_lr", "0.2",
+                     "--gumbel_temp_anneal", "linear", "--name", "my-run", "--dynamic_padding", "false")
+    assert meta["method"] == "gumbel" and meta["name"] == "my-run"
+    assert meta["pruning"]["learner"]["target_sparsity"] == 0.5
+    assert meta["pruning"]["temperature"] == {"start": 5.0, "end": 0.1, "total_steps": 80, "mode": "linear"}
+    (csv_path,) = (tmp_path / "out" / "results_gumbel_sst2").glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    kinds = ("head", "ffn_int", "ffn_out")
+    assert {"temperature", "sparsity_loss", "quantization_loss", *(f"mask_sparsity/{k}" for k in kinds),
+            *(f"expected_sparsity/{k}" for k in kinds), *(f"lagrange_l1/{k}" for k in kinds)} <= set(rows[0])
+    assert [float(row["temperature"]) for row in rows] == pytest.approx([5 - 4.9 * s / 80 for s in range(9, 80, 10)])
+    assert meta["best"]["epoch"] == 8  # learned masks are final only at the end
+
+    masks_dir = meta["pruning"]["masks_dir"]
+    saved = load_learned_masks(masks_dir)
+    assert {kind: mask.shape for kind, mask in saved.items()} == {"head": (1, 2), "ffn_int": (1, 64),
+                                                                  "ffn_out": (1, 32)}
+    for kind in kinds:
+        assert np.load(f"{masks_dir}/{MASK_FILE_STEMS[kind]}_logits.npy").shape == saved[kind].shape
+        assert 1 - saved[kind].mean() == pytest.approx(float(rows[-1][f"mask_sparsity/{kind}"]))
+    assert 0 < saved["ffn_int"].mean() < 1  # the masks moved and kept some neurons
+    learned = keras.saving.load_model(meta["paths"]["last_checkpoint"])
+    for kind, mask in structured_masks(learned).items():
+        np.testing.assert_array_equal(saved[kind], mask)
+
+    # The saved masks, put on the gates of a gated model without learned masks, reproduce the reported dev metric.
+    plain = without_learned_masks(learned)
+    set_structured_masks(plain, {kind: np.ones_like(mask) for kind, mask in saved.items()})  # forget baked gates
+    set_structured_masks(plain, saved)
+    config = GatedBertConfig.load(meta["paths"]["checkpoint_config"])
+    spec = get_task("sst2")
+    _, dev_ds = train.make_datasets(config, spec, *train.load_data(config, spec))
+    evaluator = DevEvaluator(dev_ds, spec)
+    evaluator.set_model(plain)
+    assert evaluator.evaluate()["dev_accuracy"] == pytest.approx(meta["final"]["dev_accuracy"])
+
+
+def test_wandb_offline_run_records_the_epoch_logs(tmp_path, glue_dir, bert_tokenizer_dir, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "1", "--max_train_samples", "64",
+                     "--max_eval_samples", "32", "--wandb", "true", "--name", "offline-check")
+    (record,) = (tmp_path / "out" / "results_baseline_sst2" / "wandb").glob("offline-run-*/run-*.wandb")
+    data = record.read_bytes()
+    assert b"offline-check" in data and b"dev_accuracy" in data
+    assert meta["name"] == "offline-check"

@@ -1,0 +1,54 @@
+"""Gate gradients for the Fisher information: they equal finite differences of the loss."""
+
+import keras
+import numpy as np
+import pytest
+
+from pruners.posttrain.fisher import collect_gate_gradients, fisher_importance, gate_variables
+
+
+@pytest.fixture
+def sharp_model(micro_model):
+    """The micro model with weights 20x their BERT-sized init, so gate gradients stand well above float32 noise."""
+    for variable in micro_model.trainable_variables:
+        if variable.path.endswith("kernel"):
+            variable.assign(variable * 20.0)
+    return micro_model
+
+
+def _loss(model, batch, labels, loss_fn):
+    return float(loss_fn(labels, model(batch, training=False)))
+
+
+def test_gate_gradients_match_finite_differences(sharp_model, micro_batch):
+    labels = np.array([0, 1, 1])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    head_grads, neuron_grads, stats = collect_gate_gradients(sharp_model, [(micro_batch, labels)], loss_fn)
+    assert head_grads.shape == (1, 2, 4) and neuron_grads.shape == (1, 2, 32) and stats["samples"] == 3
+    heads, neurons = gate_variables(sharp_model)
+    eps = 1e-2
+    rng = np.random.default_rng(0)
+    checks = [(heads, head_grads, layer, unit) for layer in range(2) for unit in range(4)]
+    checks += [(neurons, neuron_grads, layer, int(unit)) for layer in range(2) for unit in rng.choice(32, 4)]
+    for gates, grads, layer, unit in checks:
+        ones = np.ones(gates[layer].shape, "float32")
+        values = []
+        for step in (eps, -eps):
+            shifted = ones.copy()
+            shifted[unit] += step
+            gates[layer].assign(shifted)
+            values.append(_loss(sharp_model, micro_batch, labels, loss_fn))
+        gates[layer].assign(ones)
+        numeric = (values[0] - values[1]) / (2 * eps)
+        assert grads[0, layer, unit] == pytest.approx(numeric, rel=2e-2, abs=2e-4), (layer, unit)
+    assert np.abs(head_grads).max() > 1e-2  # the comparison above is not between two zeros
+
+
+def test_fisher_importance_sums_squared_batch_gradients():
+    grads = np.array([[[1.0, -2.0]], [[3.0, 0.5]]])  # 2 batches, 1 layer, 2 units
+    np.testing.assert_allclose(fisher_importance(grads), [[10.0, 4.25]])
+
+
+def test_no_batches_is_a_clear_error(micro_model):
+    with pytest.raises(ValueError, match="no sample batches"):
+        collect_gate_gradients(micro_model, [], keras.losses.MeanSquaredError())

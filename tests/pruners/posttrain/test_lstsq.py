@@ -1,0 +1,102 @@
+"""The LSMR least-squares backend: SciPy on CPU, CuPy on GPU through DLPack."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pruners.posttrain.lstsq import SharedDesign, UnitContributions, qr_reduce, resolve_backend, solve_lstsq
+
+HAS_CUPY = importlib.util.find_spec("cupy") is not None
+HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
+
+
+def test_lsmr_equals_numpy_lstsq_on_a_well_posed_system():
+    rng = np.random.default_rng(0)
+    matrix, rhs = rng.normal(size=(60, 7)), rng.normal(size=60)
+    x, info = solve_lstsq(matrix, rhs, backend="scipy")
+    np.testing.assert_allclose(x, np.linalg.lstsq(matrix, rhs, rcond=None)[0], atol=1e-8)
+    assert info["backend"] == "scipy" and info["iterations"] > 0
+
+
+def test_unit_contributions_act_like_their_dense_matrix():
+    rng = np.random.default_rng(1)
+    inputs, weight = rng.normal(size=(20, 5, 3)), rng.normal(size=(5, 3, 6))
+    design = UnitContributions(tf.constant(inputs, tf.float32), tf.constant(weight, tf.float32))
+    dense = design.dense()
+    assert dense.shape == design.shape == (120, 5)
+    # Column k is unit k's contribution inputs[:, k] @ weight[k], flattened row-major.
+    np.testing.assert_allclose(dense[:, 2].reshape(20, 6), inputs[:, 2] @ weight[2], rtol=1e-5)
+    scales = rng.normal(size=5)
+    np.testing.assert_allclose(design.apply(scales).ravel(), dense @ scales, rtol=1e-5, atol=1e-5)
+    rhs = rng.normal(size=(20, 6))
+    x, _ = solve_lstsq(design, tf.constant(rhs), backend="auto")  # CPU tensors: SciPy
+    np.testing.assert_allclose(x, np.linalg.lstsq(dense, rhs.ravel(), rcond=None)[0], atol=1e-5)
+
+
+def test_shared_design_solves_every_output_column_at_once():
+    rng = np.random.default_rng(2)
+    inputs, rhs = rng.normal(size=(40, 4)), rng.normal(size=(40, 3))
+    design = SharedDesign(tf.constant(inputs), 3)
+    dense = design.dense()
+    assert dense.shape == design.shape == (120, 12)
+    weights = rng.normal(size=(4, 3))
+    np.testing.assert_allclose(dense @ weights.ravel(), (inputs @ weights).ravel())  # row-major W and B
+    x, info = solve_lstsq(design, rhs, backend="scipy")
+    np.testing.assert_allclose(x.reshape(4, 3), np.linalg.lstsq(inputs, rhs, rcond=None)[0], atol=1e-8)
+    assert info["iterations"] > 0
+    with pytest.raises(ValueError, match=r"SharedDesign needs inputs \(N, P\) and outputs > 0"):
+        SharedDesign(np.ones(3), 2)
+
+
+def test_the_qr_reduced_problem_has_the_same_solution_with_as_many_rows_as_columns():
+    rng = np.random.default_rng(3)
+    inputs, rhs = rng.normal(size=(500, 6)), rng.normal(size=(500, 4))
+    r, reduced = qr_reduce(tf.constant(inputs), tf.constant(rhs), "scipy")
+    assert r.shape == (6, 6) and reduced.shape == (6, 4)
+    x, _ = solve_lstsq(SharedDesign(r, 4), reduced, backend="scipy")
+    np.testing.assert_allclose(x.reshape(6, 4), np.linalg.lstsq(inputs, rhs, rcond=None)[0], atol=1e-8)
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown least-squares backend 'torch'"):
+        solve_lstsq(np.eye(2), np.ones(2), backend="torch")
+    with pytest.raises(ValueError, match="b has 3 entries but A has 2 rows"):
+        solve_lstsq(np.eye(2), np.ones(3), backend="scipy")
+    with pytest.raises(ValueError, match=r"inputs \(N, K, R\) and weight \(K, R, D\)"):
+        UnitContributions(np.ones((4, 2, 3)), np.ones((3, 3, 5)))
+
+
+@pytest.mark.skipif(HAS_CUPY, reason="CuPy is installed here: the missing-CuPy error cannot happen")
+def test_cupy_backend_without_cupy_names_the_fix():
+    with pytest.raises(RuntimeError, match=r"backend='cupy' needs CuPy.*cupy-cuda12x.*backend='scipy'"):
+        solve_lstsq(np.eye(2), np.ones(2), backend="cupy")
+    assert resolve_backend("auto", tf.ones(2)) == "scipy"
+
+
+@pytest.mark.skipif(not (HAS_CUPY and HAS_GPU), reason="needs CuPy and a GPU visible to TensorFlow")
+def test_cupy_solves_gpu_tensors_handed_over_through_dlpack():
+    import cupy
+
+    from pruners.posttrain.lstsq import to_cupy
+
+    rng = np.random.default_rng(2)
+    with tf.device("GPU:0"):
+        inputs = tf.constant(rng.normal(size=(50, 4, 2)), tf.float64)
+        weight = tf.constant(rng.normal(size=(4, 2, 8)), tf.float64)
+        rhs = tf.constant(rng.normal(size=(50, 8)), tf.float64)
+    shared = to_cupy(inputs)
+    assert isinstance(shared, cupy.ndarray)
+    assert shared.data.ptr == cupy.from_dlpack(tf.experimental.dlpack.to_dlpack(inputs)).data.ptr  # no copy
+    design = UnitContributions(inputs, weight)
+    x, info = solve_lstsq(design, rhs, backend="auto")
+    assert info["backend"] == "cupy"
+    np.testing.assert_allclose(x, np.linalg.lstsq(design.dense(), rhs.numpy().ravel(), rcond=None)[0], atol=1e-6)
+    # Weight tuning's path: QR on the GPU, then one LSMR for every output column.
+    flat = tf.reshape(inputs, (50, 8))
+    r, reduced = qr_reduce(flat, rhs, "cupy")
+    assert isinstance(r, cupy.ndarray) and r.shape == (8, 8)
+    x, info = solve_lstsq(SharedDesign(r, 8), reduced, backend="cupy")
+    assert info["backend"] == "cupy"
+    np.testing.assert_allclose(x.reshape(8, 8), np.linalg.lstsq(flat.numpy(), rhs.numpy(), rcond=None)[0], atol=1e-6)
