@@ -2,7 +2,7 @@
 
 Both runs train the tiny preset with `pruning_accuracy.RECIPE` (first 20,000
 SST-2 rows, 10 epochs, batch 96, lr 1e-3) through train.py's `run`. The
-gumbel run learns `head` and `ffn_int` masks with `target_sparsity` 0.5
+gumbel run learns `head` and `neuron` masks with `target_sparsity` 0.5
 (defaults otherwise: temperature 5 -> 0.1 exponential, masks_lr 0.01, target
 ramped over the first half). Prints the dev accuracy of the binary-masked
 model (the final epoch: dev metrics always use the binary masks) against the
@@ -23,7 +23,7 @@ from common import glue_inputs_or_exit
 from gated import load_learned_masks
 from pruning_accuracy import RECIPE, train_one
 
-GUMBEL = {"learn_masks": ("head", "ffn_int"), "target_sparsity": 0.5}
+GUMBEL = {"learn_masks": ("head", "neuron"), "target_sparsity": 0.5}
 
 
 def step_seconds(rows):
@@ -44,7 +44,7 @@ def main():
     final = rows[-1]
     print(f"gumbel:   final dev acc {final['dev_accuracy']:.4f} (binary masks, epoch {int(final['epoch'])}); "
           f"weights removed {final['global_sparsity']:.4f}", flush=True)
-    for kind, label in (("head", "heads"), ("ffn_int", "FFN neurons")):
+    for kind, label in (("head", "heads"), ("neuron", "FFN neurons")):
         removed = int(masks[kind].size - np.count_nonzero(masks[kind]))
         per_layer = ", ".join(str(int(layer.size - np.count_nonzero(layer))) for layer in masks[kind])
         print(f"  {label} removed: {removed}/{masks[kind].size} = {removed / masks[kind].size:.3f} "

@@ -2,7 +2,7 @@
 
 Two gated tiny encoders train on the same SST-2 rows and bucketed batches
 (held in memory, so the input pipeline is not timed): one unpruned, one with
-learned `head` and `ffn_int` masks, its `GumbelMaskLearner` (target 0.5) and
+learned `head` and `neuron` masks, its `GumbelMaskLearner` (target 0.5) and
 the annealing callback. They take turns, one epoch each, for `ROUNDS` rounds;
 the medians are compared. Set BENCH_ROWS for a quicker smoke run.
 """
@@ -31,7 +31,7 @@ def main():
     shape = {**PRESETS["tiny"], "vocab_size": 30522, "max_len": 128, "num_labels": 2}
     keras.utils.set_random_seed(0)
     unpruned = compile_for_training(build_gated_encoder(**shape), steps)
-    learned = compile_for_training(build_gated_encoder(**shape, learn_masks=("head", "ffn_int")), steps)
+    learned = compile_for_training(build_gated_encoder(**shape, learn_masks=("head", "neuron")), steps)
     callback = GumbelMaskCallback(GumbelMaskLearner(target_sparsity=0.5, target_warmup_steps=5 * steps),
                                   TemperatureSchedule(5.0, 0.1, 10 * steps))
     print(f"tiny preset, SST-2 first {len(split)} rows, batch {BATCH}, {steps} steps per epoch, "
@@ -39,7 +39,7 @@ def main():
     rates = examples_per_second({"unpruned": (unpruned, dataset), "gumbel": (learned, dataset, [callback])},
                                 len(split), ROUNDS)
     print(f"unpruned: {rates['unpruned']:.0f} train examples/s")
-    print(f"gumbel (head + ffn_int masks, target 0.5): {rates['gumbel']:.0f} train examples/s")
+    print(f"gumbel (head + neuron masks, target 0.5): {rates['gumbel']:.0f} train examples/s")
     print(f"step time with mask learning / without: {rates['unpruned'] / rates['gumbel']:.3f}")
 
 

@@ -69,29 +69,31 @@ def measured(models, rounds=7):
 
 def main():
     from efficiency import generate_lut
-    from experiment.checkpoints import apply_masks, find_checkpoint, load_checkpoint, load_masks
+    from experiment.checkpoints import find_checkpoint, load_checkpoint
+    from gated import load_learned_masks, set_structured_masks
     from gated.slicing import slice_pruned
 
     checkpoint = sst2_checkpoint(sys.argv)
     glue_inputs_or_exit()
     luts = tempfile.mkdtemp(prefix="bench_luts_")
-    generate_lut.main(["--model_size", "tiny", "--bs", str(BATCH), "--seq_len", str(LENGTH), "--output_dir", luts])
+    generate_lut.main(["--model_size", "tiny", "--batch_size", str(BATCH), "--max_len", str(LENGTH), "--output_dir",
+                       luts])
     out = tempfile.mkdtemp(prefix="bench_latency_")
-    metrics = prune_metrics(checkpoint, out, "--constraint", str(CONSTRAINT), "--metric", "latency", "--mha_lut",
-                            os.path.join(luts, "mha_lut.json"), "--ffn_lut", os.path.join(luts, "ffn_lut.json"))
+    metrics = prune_metrics(checkpoint, out, "--constraint", str(CONSTRAINT), "--metric", "latency", "--head_lut",
+                            os.path.join(luts, "head_lut.json"), "--neuron_lut", os.path.join(luts, "neuron_lut.json"))
     folder = os.path.dirname(next(os.path.join(root, name) for root, _, names in os.walk(out) for name in names
                                   if name == "metrics.json"))
     dense = load_checkpoint(find_checkpoint(checkpoint)[0])
     pruned = load_checkpoint(find_checkpoint(checkpoint)[0])
-    apply_masks(pruned, *load_masks(folder, pruned))
+    set_structured_masks(pruned, load_learned_masks(folder))
     small = slice_pruned(pruned)
     timings = measured({"dense": dense, "pruned": small})
     latency = metrics["latency_ms"]
     estimates = {"dense": latency["dense"], "pruned": latency["estimated"]}
     kept = metrics["kept"]
     print(f"latency budget: keep {CONSTRAINT} of the estimated block latency ({latency['budget']:.2f} of "
-          f"{latency['dense']:.2f} ms at batch {BATCH} x {LENGTH}); fit mha {latency['model']['mha']}, "
-          f"ffn {latency['model']['ffn']}")
+          f"{latency['dense']:.2f} ms at batch {BATCH} x {LENGTH}); fit per head {latency['model']['head']}, "
+          f"per neuron {latency['model']['neuron']}")
     print(f"kept heads {kept['heads_per_layer']}, neurons {kept['neurons_per_layer']}; MACs kept "
           f"{metrics['macs']['kept_fraction']:.3f}; parameters {dense.count_params()} -> {small.count_params()}")
     for name in ("dense", "pruned"):

@@ -3,9 +3,8 @@
 import time
 
 import keras
-import numpy as np
 
-from tasks.metrics import compute_loss, compute_metrics
+from tasks.scoring import dataset_labels, score_model
 
 
 class DevEvaluator(keras.callbacks.Callback):
@@ -23,16 +22,12 @@ class DevEvaluator(keras.callbacks.Callback):
         super().__init__()
         self.dataset = dataset
         self.spec = spec
-        # The dataset is deterministic, so labels line up with predict's outputs.
-        self.labels = np.concatenate([label.numpy() for _, label in dataset])
+        # The dataset is deterministic, so labels line up with predict's outputs; gathered once.
+        self.labels = dataset_labels(dataset)
 
     def evaluate(self):
         """`{dev_loss, dev_<metric>...}` for the model as it is now."""
-        outputs = self.model.predict(self.dataset, verbose=0)
-        scores = compute_metrics(self.spec, outputs, self.labels)
-        return {"dev_loss": compute_loss(self.spec, outputs, self.labels)} | {
-            f"dev_{name}": value for name, value in scores.items()
-        }
+        return score_model(self.model, self.dataset, self.spec, self.labels)
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()

@@ -96,5 +96,6 @@ class GumbelMaskCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.masks_dir:
-            saved = save_learned_masks(self.model, self.masks_dir)
+            saved = save_learned_masks(self.model, self.masks_dir,
+                                       {"written_by": "train.py (gumbel)", "steps": self._step})
             log.info("learned masks in %s: %s", self.masks_dir, ", ".join(saved))

@@ -1,10 +1,10 @@
 """Measure attention and FFN latency per kept head / neuron count on this device: the latency LUTs.
 
-    python -m efficiency.generate_lut --model_size tiny --bs 32 --seq_len 128 --output_dir luts/tiny
+    python -m efficiency.generate_lut --model_size tiny --batch_size 32 --max_len 128 --output_dir luts/tiny
 
-writes `mha_lut.json` (one gated attention layer with 1..H heads of the
-model's head width) and `ffn_lut.json` (one gated FFN at a grid of widths up
-to dff), which `prune.py --metric latency --mha_lut ... --ffn_lut ...` reads.
+writes `head_lut.json` (one gated attention layer with 1..H heads of the
+model's head width) and `neuron_lut.json` (one gated FFN at a grid of widths
+up to dff), which `prune.py --metric latency --head_lut ... --neuron_lut ...` reads.
 """
 
 import argparse
@@ -18,22 +18,25 @@ log = logging.getLogger("generate_lut")
 
 
 def parse_args(argv):
-    from gated.presets import PRESETS
+    from gated_bert.vocabulary import PRESETS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model_size", default="tiny", choices=tuple(PRESETS), help="shape preset [tiny]")
     for name in ("d_model", "num_heads", "dff"):
         parser.add_argument(f"--{name}", type=int, help=f"override the preset's {name}")
-    parser.add_argument("--bs", type=int, default=32, help="batch size to time at [32]")
-    parser.add_argument("--seq_len", type=int, default=128, help="sequence length to time at [128]")
+    parser.add_argument("--batch_size", "--bs", dest="batch_size", type=int, default=32,
+                        help="batch size to time at [32]")
+    parser.add_argument("--max_len", "--seq_len", dest="max_len", type=int, default=128,
+                        help="sequence length in tokens to time at (prune.py counts MACs at the checkpoint's "
+                        "max_len) [128]")
     parser.add_argument("--ffn_points", type=int, default=32,
                         help="FFN widths timed: this many evenly spaced counts up to dff [32]")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per point (median kept) [20]")
-    parser.add_argument("--output_dir", default="luts", help="folder for mha_lut.json and ffn_lut.json [luts]")
+    parser.add_argument("--output_dir", default="luts", help="folder for head_lut.json and neuron_lut.json [luts]")
     args = parser.parse_args(argv)
     shape = {**PRESETS[args.model_size]}
     shape.update({name: getattr(args, name) for name in ("d_model", "num_heads", "dff") if getattr(args, name)})
-    for name in ("bs", "seq_len", "ffn_points", "repeats"):
+    for name in ("batch_size", "max_len", "ffn_points", "repeats"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name} must be positive, got {getattr(args, name)}")
     if shape["d_model"] % shape["num_heads"]:
@@ -75,10 +78,10 @@ def main(argv=None):
     head_dim = shape["d_model"] // shape["num_heads"]
     lut_shape = {"d_model": shape["d_model"], "num_heads": shape["num_heads"], "head_dim": head_dim,
                  "dff": shape["dff"]}
-    inputs = tf.random.normal((args.bs, args.seq_len, shape["d_model"]), seed=0)
-    mask = tf.ones((args.bs, args.seq_len), tf.int32)
+    inputs = tf.random.normal((args.batch_size, args.max_len, shape["d_model"]), seed=0)
+    mask = tf.ones((args.batch_size, args.max_len), tf.int32)
     device = device_name()
-    log.info("timing on %s at batch %d x %d tokens, shape %s", device, args.bs, args.seq_len, lut_shape)
+    log.info("timing on %s at batch %d x %d tokens, shape %s", device, args.batch_size, args.max_len, lut_shape)
     head_counts = list(range(shape["num_heads"] + 1))
     mha = [0.0] + [time_attention(h, head_dim, inputs, mask, args.repeats) for h in head_counts[1:]]
     log.info("mha: %s", ", ".join(f"{h} heads {t:.2f} ms" for h, t in zip(head_counts, mha, strict=True)))
@@ -87,8 +90,8 @@ def main(argv=None):
     for index, count in enumerate(neuron_counts):
         ffn.append(time_ffn(count, inputs, args.repeats) if count else 0.0)
         log.info("ffn %d/%d: %d neurons %.2f ms", index + 1, len(neuron_counts), count, ffn[-1])
-    for kind, counts, latency in (("mha", head_counts, mha), ("ffn", neuron_counts, ffn)):
-        path = write_lut(args.output_dir, kind, counts, latency, lut_shape, args.bs, args.seq_len, device)
+    for kind, counts, latency in (("head", head_counts, mha), ("neuron", neuron_counts, ffn)):
+        path = write_lut(args.output_dir, kind, counts, latency, lut_shape, args.batch_size, args.max_len, device)
         intercept, slope = fit_lut(counts, latency)
         log.info("wrote %s; fit: %.3f ms + %.5f ms per unit", path, intercept, slope)
     return 0

@@ -1,8 +1,9 @@
 """A latency model of the encoder blocks, fitted to lookup tables measured by `generate_lut.py`.
 
-A lookup table (LUT) holds the measured latency of one attention layer for
-every head count, or of one FFN for a grid of neuron counts, at one batch
-size and sequence length on one device. Per kind, the model is
+A lookup table (LUT) is kept per unit kind: the `head` LUT holds the measured
+latency of one attention layer for every head count, the `neuron` LUT that of
+one FFN for a grid of neuron counts, at one batch size and sequence length on
+one device. Per kind, the model is
 
     latency(n) = 0                          when n == 0 (the sublayer is skipped)
                  intercept + slope * n      otherwise
@@ -18,7 +19,10 @@ import numpy as np
 
 from gated_bert.files import read_json_object, write_json_atomic
 
-LUT_KINDS = ("mha", "ffn")
+# The unit kinds a LUT counts (gated_bert.vocabulary.UNIT_KINDS): heads time an attention layer, neurons an FFN.
+LUT_KINDS = ("head", "neuron")
+# What LUTs written before the unit kinds were unified call them.
+LUT_KIND_ALIASES = {"mha": "head", "ffn": "neuron"}
 # Shape keys a LUT records; prune.py checks them against the checkpoint's.
 LUT_SHAPE_KEYS = ("d_model", "num_heads", "head_dim", "dff")
 
@@ -36,13 +40,17 @@ def read_lut(path, kind, shape=None):
 
     Args:
         path: the JSON file.
-        kind: `mha` or `ffn`.
+        kind: `head` or `neuron`.
         shape: optional `{d_model, num_heads, head_dim, dff}` the LUT must match.
+
+    Returns the LUT with its `kind` in today's names (`mha`/`ffn` LUTs are read as `head`/`neuron`).
     """
     lut = read_json_object(path, f"{kind} LUT", LutError, "; generate it with python -m efficiency.generate_lut")
-    if lut.get("kind") != kind:
+    found = LUT_KIND_ALIASES.get(lut.get("kind"), lut.get("kind"))
+    if found != kind:
         raise LutError(f"{path} is not a {kind} LUT (kind={lut.get('kind')!r}); pass the {lut_file_name(kind)} "
                        "that generate_lut wrote")
+    lut = {**lut, "kind": kind}
     if len(lut.get("counts", [])) < 2 or len(lut["counts"]) != len(lut.get("latency_ms", [])):
         raise LutError(f"{kind} LUT {path} needs matching 'counts' and 'latency_ms' lists of 2 or more entries")
     if shape is not None:
@@ -81,37 +89,29 @@ class LatencyModel:
     """Estimated block latencies (ms) from kept head and neuron counts.
 
     Args:
-        mha: `(intercept, slope)` of one attention layer.
-        ffn: `(intercept, slope)` of one FFN.
+        head: `(intercept, slope)` of one attention layer, per kept head.
+        neuron: `(intercept, slope)` of one FFN, per kept neuron.
     """
 
-    def __init__(self, mha, ffn):
-        self.mha_fit = tuple(float(v) for v in mha)
-        self.ffn_fit = tuple(float(v) for v in ffn)
+    def __init__(self, head, neuron):
+        self.fits = {"head": tuple(float(v) for v in head), "neuron": tuple(float(v) for v in neuron)}
 
     @classmethod
-    def from_luts(cls, mha_lut, ffn_lut):
-        return cls(fit_lut(mha_lut["counts"], mha_lut["latency_ms"]),
-                   fit_lut(ffn_lut["counts"], ffn_lut["latency_ms"]))
+    def from_luts(cls, head_lut, neuron_lut):
+        return cls(fit_lut(head_lut["counts"], head_lut["latency_ms"]),
+                   fit_lut(neuron_lut["counts"], neuron_lut["latency_ms"]))
 
-    @staticmethod
-    def _apply(fit, counts):
+    def sublayer(self, kind, counts):
+        """Estimated latency of the sublayer holding `kind`'s units, for each entry of `counts` (kept per layer)."""
+        intercept, slope = self.fits[kind]
         counts = np.asarray(counts, dtype=np.float64)
-        return np.where(counts > 0, fit[0] + fit[1] * counts, 0.0)
-
-    def mha(self, heads):
-        """Estimated attention latency for each entry of `heads` (kept heads per layer)."""
-        return self._apply(self.mha_fit, heads)
-
-    def ffn(self, neurons):
-        """Estimated FFN latency for each entry of `neurons` (kept neurons per layer)."""
-        return self._apply(self.ffn_fit, neurons)
+        return np.where(counts > 0, intercept + slope * counts, 0.0)
 
     def estimate(self, head_mask, neuron_mask):
         """Estimated latency (ms) of all blocks kept by the masks (`[L, H]`, `[L, F]`; non-zero = kept)."""
         heads = np.count_nonzero(head_mask, axis=1)
         neurons = np.count_nonzero(neuron_mask, axis=1)
-        return float(self.mha(heads).sum() + self.ffn(neurons).sum())
+        return float(self.sublayer("head", heads).sum() + self.sublayer("neuron", neurons).sum())
 
     def get_config(self):
-        return {"mha": list(self.mha_fit), "ffn": list(self.ffn_fit)}
+        return {kind: list(fit) for kind, fit in self.fits.items()}

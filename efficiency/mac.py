@@ -36,10 +36,13 @@ def count_macs(head_mask, neuron_mask, *, d_model, head_dim, seq_len):
         d_model, head_dim, seq_len: the shape the counts are taken at.
 
     Returns:
-        `{"attention": int, "ffn": int, "total": int}`.
+        `{"head": int, "neuron": int, "total": int}`: the MACs of the kept heads, of the kept neurons, and both.
     """
-    heads = int(np.count_nonzero(head_mask))
-    neurons = int(np.count_nonzero(neuron_mask))
-    attention = heads * head_macs(d_model, head_dim, seq_len)
-    ffn = neurons * neuron_macs(d_model, seq_len)
-    return {"attention": attention, "ffn": ffn, "total": attention + ffn}
+    heads = int(np.count_nonzero(head_mask)) * head_macs(d_model, head_dim, seq_len)
+    neurons = int(np.count_nonzero(neuron_mask)) * neuron_macs(d_model, seq_len)
+    return {"head": heads, "neuron": neurons, "total": heads + neurons}
+
+
+def mac_shape(config):
+    """The shape a config's model is counted at: `{d_model, head_dim, seq_len=max_len}` (keywords of `count_macs`)."""
+    return {"d_model": config.d_model, "head_dim": config.d_model // config.num_heads, "seq_len": config.max_len}

@@ -17,12 +17,17 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from gated.gumbel_gate import MASK_KINDS, expand_mask_kinds
-from gated.presets import PRESETS
 from gated_bert.files import read_json_object, write_json_atomic
-from gated_bert.vocabulary import PRUNING_METHODS, SCHEDULED_METHODS
-from pruners.training.masking import SCOPES
-from pruners.training.schedules import ANNEALING
+from gated_bert.vocabulary import (
+    ANNEALING,
+    PRESETS,
+    PRUNING_METHODS,
+    RAMPS,
+    SCHEDULED_METHODS,
+    SCOPES,
+    UNIT_KINDS,
+    expand_unit_kinds,
+)
 from tasks.registry import TASKS
 
 SHAPE_FIELDS = ("num_layers", "d_model", "num_heads", "dff")
@@ -98,14 +103,15 @@ class GatedBertConfig:
                                 choices=SCOPES)
     pruning_frequency_steps: int | None = _field(
         None, "steps between movement pruning events (none: 400 for base, scaled by depth: 67 for tiny)", positive=True)
-    movement_schedule: str = _field("cubic", "movement's sparsity ramp", choices=("linear", "cubic"))
+    movement_schedule: str = _field("cubic", "movement's sparsity ramp", choices=tuple(RAMPS))
     spt_epsilon: float = _field(0.0025, "fraction of live weights SPT probes per event (scaled down above tiny)",
                                 fraction=(0.0, 1.0, True))
     spt_explore_per_layer: bool = _field(False, "SPT probes each layer on its own instead of all layers at once")
     spt_reward_alpha: float = _field(0.125, "weight of a new SPT reward sample", fraction=(0.0, 1.0, True))
     # Learned Gumbel-Sigmoid masks (pruning_method gumbel).
-    learn_masks: tuple[str, ...] = _field(("head", "ffn_int"), "gumbel: masks to learn, any of "
-                                          + ", ".join(MASK_KINDS) + " or all (space- or comma-separated)")
+    learn_masks: tuple[str, ...] = _field(("head", "neuron"), "gumbel: unit kinds to learn masks for, any of "
+                                          + ", ".join(UNIT_KINDS) + " or all (space- or comma-separated; "
+                                          "ffn_int still means neuron)")
     gumbel_temp_start: float = _field(5.0, "gumbel: temperature at the first step", positive=True)
     gumbel_temp_end: float = _field(0.1, "gumbel: temperature at the last step", positive=True)
     gumbel_temp_anneal: str = _field("exponential", "gumbel: temperature schedule: linear, exponential or constant "
@@ -137,7 +143,7 @@ class GatedBertConfig:
             _check_type(f.name, getattr(self, f.name), hints[f.name])
         self.sparsity_steps = tuple(float(step) for step in self.sparsity_steps)
         try:
-            self.learn_masks = expand_mask_kinds(self.learn_masks)
+            self.learn_masks = expand_unit_kinds(self.learn_masks)
         except ValueError as error:
             raise ConfigError(f"learn_masks: {error}") from None
         _check_rules(self)

@@ -1,7 +1,11 @@
-"""Score a train.py checkpoint on its task's dev set, optionally with prune.py's masks on its gates.
+"""Score a train.py checkpoint on its task's dev set, optionally with saved masks on its gates.
 
     python evaluate.py --ckpt_dir checkpoints_baseline_sst2 --masks_dir outputs/tiny/sst2/mac/0.5/seed_0
     python evaluate.py --ckpt_dir outputs/tiny/sst2/kprune_mac/0.5/seed_0 --slice   # K-prune's tuned model
+    python evaluate.py --ckpt_dir checkpoints_gumbel_sst2 --masks_dir results_gumbel_sst2/masks_gumbel_<time>
+
+`--masks_dir` takes any mask folder (`gated_bert.mask_folders`): prune.py's,
+a gumbel run's, or one written before `masks.json` existed.
 
 Prints one JSON object: the dev loss and metrics, the kept heads and neurons
 and their MACs. `--slice` scores the physically smaller model instead
@@ -17,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from experiment.checkpoints import CheckpointError, find_checkpoint  # noqa: E402
 from experiment.config import ConfigError  # noqa: E402
+from gated_bert.mask_folders import MaskFolderError, read_mask_folder  # noqa: E402
 from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
 
 
@@ -24,7 +29,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--ckpt_dir", required=True, help="checkpoint folder written by train.py")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which saved model [best]")
-    parser.add_argument("--masks_dir", help="folder holding head_mask.npy and neuron_mask.npy (from prune.py)")
+    parser.add_argument("--masks_dir", help="a mask folder (from prune.py or a gumbel run) to put on the gates")
     parser.add_argument("--slice", action="store_true", help="remove pruned heads and neurons before scoring")
     parser.add_argument("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's]")
     parser.add_argument("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
@@ -36,35 +41,31 @@ def evaluate(args, environ):
     """The JSON-ready result for `args`."""
     import numpy as np
 
-    from efficiency import count_macs
-    from experiment.checkpoints import (
-        apply_masks,
-        checkpoint_config,
-        current_masks,
-        dev_dataset,
-        dev_metrics,
-        load_checkpoint,
-        load_masks,
-        mac_shape,
-    )
+    from efficiency import count_macs, mac_shape
+    from experiment.checkpoints import checkpoint_config, dev_dataset, load_checkpoint
+    from gated import set_structured_masks, structured_gates
     from gated.slicing import slice_pruned
-    from tasks import get_task, load_tokenizer
+    from tasks import get_task, load_tokenizer, score_model
 
     model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
     config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples)
+    masks = read_mask_folder(args.masks_dir).masks if args.masks_dir else {}
     model = load_checkpoint(model_path)
-    if args.masks_dir:
-        apply_masks(model, *load_masks(args.masks_dir, model))
-    heads, neurons = current_masks(model)
+    try:
+        set_structured_masks(model, masks)
+    except ValueError as error:
+        raise MaskFolderError(f"the masks in {args.masks_dir} do not fit this model: {error}; they were made for "
+                              "another model") from None
+    gates = structured_gates(model, ("head", "neuron"))
     if args.slice:
         model = slice_pruned(model)
     spec = get_task(config.task)
     dev, dataset = dev_dataset(config, spec, load_tokenizer(config.tokenizer))
-    macs = count_macs(heads, neurons, **mac_shape(config))["total"]
-    dense = count_macs(np.ones_like(heads), np.ones_like(neurons), **mac_shape(config))["total"]
+    macs = count_macs(gates["head"], gates["neuron"], **mac_shape(config))["total"]
+    dense = count_macs(np.ones_like(gates["head"]), np.ones_like(gates["neuron"]), **mac_shape(config))["total"]
     return {"checkpoint": model_path, "masks_dir": args.masks_dir, "task": spec.name, "dev_rows": len(dev),
-            **dev_metrics(model, dataset, spec), "kept_heads": int(np.count_nonzero(heads)),
-            "kept_neurons": int(np.count_nonzero(neurons)), "macs": macs, "macs_kept_fraction": macs / dense,
+            **score_model(model, dataset, spec), "kept_heads": int(np.count_nonzero(gates["head"])),
+            "kept_neurons": int(np.count_nonzero(gates["neuron"])), "macs": macs, "macs_kept_fraction": macs / dense,
             "parameters": model.count_params(), "sliced": args.slice}
 
 
@@ -73,7 +74,7 @@ def main(argv=None, environ=None):
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         result = evaluate(args, os.environ if environ is None else environ)
-    except (ConfigError, CheckpointError) as error:
+    except (ConfigError, CheckpointError, MaskFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (DataUnavailableError, GlueFormatError, OSError) as error:

@@ -3,16 +3,19 @@
     python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5
     python -m efficiency.generate_lut --model_size tiny --output_dir luts/tiny
     python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.6 --metric latency \\
-        --mha_lut luts/tiny/mha_lut.json --ffn_lut luts/tiny/ffn_lut.json
+        --head_lut luts/tiny/head_lut.json --neuron_lut luts/tiny/neuron_lut.json
     python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5 --method kprune --sublayerwise_tuning
 
 `--method fisher` (Kwon et al., NeurIPS 2022): Fisher information of the
 head and neuron gates on a sample of training rows, a global search of how
 many heads and neurons to keep, per-layer rearrangement of which ones, and
 least-squares rescaling of the kept ones. No weight is trained. Writes
-`<output_dir>/<model>/<task>/<metric>/<constraint>/seed_<seed>/` with
-`head_mask.npy`, `neuron_mask.npy`, `log.txt` and `metrics.json`;
-`evaluate.py --masks_dir` scores the masks again.
+`<output_dir>/<model>/<task>/<metric>/<constraint>/seed_<seed>/`: a mask
+folder (`head_mask.npy`, `neuron_mask.npy`, `masks.json`; see
+`gated_bert.mask_folders`), `log.txt` and `metrics.json`;
+`evaluate.py --masks_dir` scores the masks again. Each stage is a function
+from inputs to masks; the loaded model keeps its gates throughout, and a
+stage's masks are put on them only while they are scored.
 
 `--method kprune` (Park et al., ICLR 2024; MAC budget only): sublayer by
 sublayer, bottom to top, knowledge measurement, a global mask search, and
@@ -24,10 +27,8 @@ weights (see `pruners.kprune`). Writes the same files under
 """
 
 import argparse
-import contextlib
 import logging
 import os
-import shutil
 import sys
 import time
 
@@ -36,8 +37,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from efficiency.latency import LutError, read_lut  # noqa: E402
 from experiment.checkpoints import CheckpointError, checkpoint_config, find_checkpoint  # noqa: E402
 from experiment.config import ConfigError  # noqa: E402
-from experiment.logs import LOG_FORMAT, setup_console_logging  # noqa: E402
-from gated.presets import PRESETS  # noqa: E402
+from experiment.logs import log_file, setup_console_logging  # noqa: E402
+from gated_bert.files import staged_folder  # noqa: E402
+from gated_bert.vocabulary import POSTTRAIN_METHODS, PRESETS  # noqa: E402
 from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
 
 log = logging.getLogger("prune")
@@ -49,12 +51,15 @@ def build_parser():
     add("--ckpt_dir", required=True, help="checkpoint folder written by train.py (checkpoints_<method>_<task>/)")
     add("--checkpoint", default="best", choices=("best", "last"), help="which saved model to prune [best]")
     add("--task_name", help="GLUE task (must be the checkpoint's) [the checkpoint's task]")
-    add("--method", default="fisher", choices=("fisher", "kprune"), help="pruning method [fisher]")
+    add("--method", default="fisher", choices=POSTTRAIN_METHODS, help="pruning method [fisher]")
     add("--constraint", type=float, required=True,
         help="fraction of the dense model's MACs (or latency) to KEEP, 0 < c < 1")
     add("--metric", default="mac", choices=("mac", "latency"), help="what the constraint limits [mac]")
-    add("--mha_lut", help="attention latency LUT from efficiency/generate_lut.py (needed by --metric latency)")
-    add("--ffn_lut", help="FFN latency LUT from efficiency/generate_lut.py (needed by --metric latency)")
+    add("--head_lut", "--mha_lut", dest="head_lut",
+        help="attention latency per kept head, head_lut.json from efficiency.generate_lut (needed by --metric "
+        "latency)")
+    add("--neuron_lut", "--ffn_lut", dest="neuron_lut",
+        help="FFN latency per kept neuron, neuron_lut.json from efficiency.generate_lut (needed by --metric latency)")
     add("--num_samples", type=int, default=2048, help="fisher: training rows sampled [2048]")
     add("--num_tokens", type=int, default=100_000,
         help="kprune: training rows are sampled until they hold this many tokens [100000]")
@@ -113,42 +118,18 @@ def check_args(args, environ):
                           "classifier was trained for that task (drop --task_name or pick another checkpoint)")
     luts = None
     if args.metric == "latency":
-        if not (args.mha_lut and args.ffn_lut):
-            raise ConfigError("--metric latency needs --mha_lut and --ffn_lut; generate them on the target device "
-                              "with python -m efficiency.generate_lut --model_size ...")
+        if not (args.head_lut and args.neuron_lut):
+            raise ConfigError("--metric latency needs --head_lut and --neuron_lut; generate them on the target "
+                              "device with python -m efficiency.generate_lut --model_size ...")
         shape = {"d_model": config.d_model, "num_heads": config.num_heads,
                  "head_dim": config.d_model // config.num_heads, "dff": config.dff}
-        luts = (read_lut(args.mha_lut, "mha", shape), read_lut(args.ffn_lut, "ffn", shape))
-    elif args.mha_lut or args.ffn_lut:
-        log.warning("--mha_lut/--ffn_lut are used by --metric latency only; ignoring them")
+        luts = (read_lut(args.head_lut, "head", shape), read_lut(args.neuron_lut, "neuron", shape))
+    elif args.head_lut or args.neuron_lut:
+        log.warning("--head_lut/--neuron_lut are used by --metric latency only; ignoring them")
     kind = args.metric if args.method == "fisher" else f"{args.method}_{args.metric}"
     folder = os.path.join(args.output_dir, model_name(config), config.task, kind, f"{args.constraint:g}",
                           f"seed_{args.seed}")
     return config, model_path, luts, folder
-
-
-@contextlib.contextmanager
-def staged_output(folder):
-    """Yield a temporary folder beside `folder`; it replaces `folder` on success and is deleted on failure."""
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".partial-{os.getpid()}-{os.path.basename(folder)}")
-    os.makedirs(tmp)
-    handler = logging.FileHandler(os.path.join(tmp, "log.txt"), encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logging.getLogger().addHandler(handler)
-    try:
-        yield tmp
-        handler.close()
-        if os.path.isdir(folder):
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        handler.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        logging.getLogger().removeHandler(handler)
 
 
 def load_inputs(args, config):
@@ -182,9 +163,8 @@ class Budget:
     """The constraint as MACs or estimated latency, and how to measure a mask against it."""
 
     def __init__(self, args, config, luts, dense_heads, dense_neurons):
-        from efficiency import head_macs, neuron_macs
+        from efficiency import head_macs, mac_shape, neuron_macs
         from efficiency.latency import LatencyModel
-        from experiment.checkpoints import mac_shape
 
         self.metric, self.constraint = args.metric, args.constraint
         self.mac_shape = mac_shape(config)
@@ -211,10 +191,17 @@ class Budget:
 
 
 class Stages:
-    """Times the stages of a run (scoring excluded) and scores each stage's masks on the dev set."""
+    """Times the stages of a run (scoring excluded) and scores each stage's masks on the dev set.
 
-    def __init__(self, model, dev_ds, spec, budget, metric):
-        self.model, self.dev_ds, self.spec, self.budget, self.metric = model, dev_ds, spec, budget, metric
+    Scoring puts a stage's masks on the model's gates only while it runs (`gated.masks_applied`), so no stage
+    finds another's masks on the model.
+    """
+
+    def __init__(self, dev_ds, spec, budget, metric):
+        from tasks import dataset_labels
+
+        self.dev_ds, self.spec, self.budget, self.metric = dev_ds, spec, budget, metric
+        self.labels = dataset_labels(dev_ds)
         self.seconds, self.scores = {}, {}
         self.tick = time.perf_counter()
 
@@ -223,16 +210,18 @@ class Stages:
         self.seconds[name] = time.perf_counter() - self.tick
         self.tick = time.perf_counter()
 
-    def done(self, name, heads, neurons):
-        """Record the stage's seconds, then put its masks on the gates and score them."""
+    def score(self, name, model, heads, neurons, timed=True):
+        """Record the stage's seconds (unless not `timed`), then score `model` with `heads`/`neurons` on its gates."""
         import numpy as np
 
-        from experiment.checkpoints import apply_masks, dev_metrics
+        from gated import masks_applied
+        from tasks import score_model
 
-        self.seconds[name] = time.perf_counter() - self.tick
-        apply_masks(self.model, heads, neurons)
+        if timed:
+            self.seconds[name] = time.perf_counter() - self.tick
         scored = time.perf_counter()
-        self.scores[name] = dev_metrics(self.model, self.dev_ds, self.spec)
+        with masks_applied(model, {"head": heads, "neuron": neurons}):
+            self.scores[name] = score_model(model, self.dev_ds, self.spec, self.labels)
         self.seconds["evaluation"] = self.seconds.get("evaluation", 0.0) + time.perf_counter() - scored
         log.info("%s: dev %s %.4f; kept %d/%d heads, %d/%d neurons; %s %.4g of dense", name,
                  self.spec.primary_metric, self.scores[name][f"dev_{self.spec.primary_metric}"],
@@ -242,8 +231,7 @@ class Stages:
 
 
 def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_neurons):
-    """Fisher, search, rearrange, rescale: `(head mask, neuron mask, metrics entries)`."""
-    from experiment.checkpoints import apply_masks
+    """Fisher, search, rearrange, rescale: `(head mask, neuron mask, metrics entries)`; `model` is only read."""
     from experiment.recipe import build_loss
     from pruners.posttrain.fisher import collect_gate_gradients, fisher_importance
     from pruners.posttrain.rearrange import rearrange
@@ -263,47 +251,46 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
     stages.timed("fisher")
     heads, neurons = budget.search(fisher_importance(head_grads), fisher_importance(neuron_grads))
     heads, neurons = heads * alive_heads, neurons * alive_neurons
-    stages.done("search", heads, neurons)
+    stages.score("search", model, heads, neurons)
     heads, head_costs = rearrange(heads, head_grads)
     neurons, neuron_costs = rearrange(neurons, neuron_grads)
-    stages.done("rearrange", heads, neurons)
-    apply_masks(model, *(mask.astype("float32") for mask in (alive_heads, alive_neurons)))
+    stages.score("rearrange", model, heads, neurons)
     heads, neurons, report = rescale(model, heads, neurons, sample, backend=args.backend,
                                      max_tokens=args.rescale_tokens, seed=args.seed)
-    stages.done("rescale", heads, neurons)
+    stages.score("rescale", model, heads, neurons)
     return heads, neurons, {"fisher": fisher, "rearrange": {"head_costs": head_costs, "neuron_costs": neuron_costs},
                             "rescale": report}
 
 
 def kprune_stages(args, config, model, spec, sample, budget, stages, out):
-    """K-prune, then the tuned model saved as a train.py checkpoint: `(head mask, neuron mask, metrics entries)`."""
+    """K-prune, then the pruned copy saved as a train.py checkpoint: `(head mask, neuron mask, metrics entries)`."""
     import datetime
 
     from pruners.posttrain.kprune import kprune
 
-    heads, neurons, steps, seconds = kprune(
+    result = kprune(
         model, sample, budget=budget.limit, head_cost=budget.head_cost, neuron_cost=budget.neuron_cost,
         lam_pred=args.lam_pred, lam_rep=args.lam_rep, mu=args.mu, temperature=args.T, regression=spec.is_regression,
         tuning=args.sublayerwise_tuning, backend=args.backend, seed=args.seed)
-    stages.done("kprune", heads, neurons)
+    stages.score("kprune", result.model, result.head_mask, result.neuron_mask)
     stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
     checkpoint = os.path.join(out, f"best_kprune_{stamp}.keras")
     config.save(os.path.join(out, f"config_kprune_{stamp}.json"))
-    model.save(checkpoint)
+    result.model.save(checkpoint)
     log.info("saved the pruned model (masks on its gates%s) as %s",
              ", output weights tuned" if args.sublayerwise_tuning else "", os.path.basename(checkpoint))
-    return heads, neurons, {"kprune": {"steps": steps, "seconds": seconds,
-                                       "checkpoint": os.path.basename(checkpoint)}}
+    return result.head_mask, result.neuron_mask, {"kprune": {"steps": result.steps, "seconds": result.seconds,
+                                                             "checkpoint": os.path.basename(checkpoint)}}
 
 
 def run(args, config, model_path, luts, out):
-    """Every stage, each timed and scored; writes the masks and metrics.json (and K-prune's model) into `out`."""
+    """Every stage, each timed and scored; writes the mask folder and metrics.json (and K-prune's model) into `out`."""
     import numpy as np
 
-    from efficiency import count_macs
-    from experiment.checkpoints import current_masks, load_checkpoint, save_masks
-    from experiment.outputs import package_versions
+    from experiment.checkpoints import load_checkpoint
+    from gated import structured_gates
     from gated_bert.files import write_json_atomic
+    from gated_bert.mask_folders import write_mask_folder
 
     log.info("pruning %s with %s to keep %g of its %s (remove %g)", model_path, args.method, args.constraint,
              "MACs" if args.metric == "mac" else "estimated latency", 1 - args.constraint)
@@ -311,47 +298,60 @@ def run(args, config, model_path, luts, out):
     # -- Model and data ---------------------------------------------------------
     model = load_checkpoint(model_path)
     spec, sample, dev_ds = load_inputs(args, config)
-    alive_heads, alive_neurons = (mask != 0 for mask in current_masks(model))
-    full = np.ones(alive_heads.shape), np.ones(alive_neurons.shape)
-    budget = Budget(args, config, luts, *full)
-    stages = Stages(model, dev_ds, spec, budget, args.metric)
+    gates = structured_gates(model, ("head", "neuron"))  # the loaded model's gates, kept as they are throughout
+    alive = gates["head"] != 0, gates["neuron"] != 0
+    budget = Budget(args, config, luts, np.ones(alive[0].shape), np.ones(alive[1].shape))
+    stages = Stages(dev_ds, spec, budget, args.metric)
     stages.seconds["load"] = time.perf_counter() - tick
-    stages.done("dense", alive_heads.astype(np.float32), alive_neurons.astype(np.float32))
-    del stages.seconds["dense"]
+    stages.score("dense", model, gates["head"], gates["neuron"], timed=False)
     # -- Pruning -------------------------------------------------------------------
     if args.method == "kprune":
         heads, neurons, extra = kprune_stages(args, config, model, spec, sample, budget, stages, out)
     else:
-        heads, neurons, extra = fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_neurons)
-    final = list(stages.scores)[-1]
+        heads, neurons, extra = fisher_stages(args, model, spec, sample, budget, stages, *alive)
     # -- Outputs -------------------------------------------------------------------
-    save_masks(out, heads, neurons)
-    mac_shape = budget.mac_shape
-    macs = {"dense": count_macs(*full, **mac_shape)["total"],
-            "before": count_macs(alive_heads, alive_neurons, **mac_shape)["total"],
-            "after": count_macs(heads, neurons, **mac_shape)["total"], "seq_len": config.max_len}
+    final = list(stages.scores)[-1]
+    write_mask_folder(out, {"head": heads, "neuron": neurons},
+                      {"written_by": "prune.py", "method": args.method, "stage": final, "checkpoint": model_path})
+    metrics = {"checkpoint": model_path, "method": args.method, "task": spec.name, "metric": args.metric,
+               "constraint": args.constraint, "removed": 1 - args.constraint,
+               "primary_metric": f"dev_{spec.primary_metric}", "dev": stages.scores, "final": final,
+               **run_summary(config, stages, budget, alive, heads, neurons), **extra, "args": vars(args)}
+    write_json_atomic(os.path.join(out, "metrics.json"), metrics)
+    log.info("MACs: kept %.1f%% (removed %.1f%%) of %d; dev %s %.4f dense -> %.4f pruned",
+             100 * metrics["macs"]["kept_fraction"], 100 * (1 - metrics["macs"]["kept_fraction"]),
+             metrics["macs"]["dense"], spec.primary_metric, stages.scores["dense"][f"dev_{spec.primary_metric}"],
+             stages.scores[final][f"dev_{spec.primary_metric}"])
+
+
+def run_summary(config, stages, budget, alive, heads, neurons):
+    """metrics.json's `macs`, `seconds`, `kept`, `latency_ms` (latency budgets only) and `versions`."""
+    import numpy as np
+
+    from efficiency import count_macs
+    from experiment.outputs import package_versions
+
+    def total(head_mask, neuron_mask):
+        return count_macs(head_mask, neuron_mask, **budget.mac_shape)["total"]
+
+    macs = {"dense": total(np.ones(heads.shape), np.ones(neurons.shape)), "before": total(*alive),
+            "after": total(heads, neurons), "seq_len": config.max_len}
     macs["kept_fraction"] = macs["after"] / macs["dense"]
     seconds = stages.seconds
-    metrics = {
-        "checkpoint": model_path, "method": args.method, "task": spec.name, "metric": args.metric,
-        "constraint": args.constraint, "removed": 1 - args.constraint, "primary_metric": f"dev_{spec.primary_metric}",
-        "dev": stages.scores, "final": final, "macs": macs,
-        "seconds": {**seconds, "pruning": sum(v for k, v in seconds.items() if k != "evaluation")},
+    summary = {
+        "macs": macs, "seconds": {**seconds, "pruning": sum(v for k, v in seconds.items() if k != "evaluation")},
         "kept": {"heads": int(np.count_nonzero(heads)), "neurons": int(np.count_nonzero(neurons)),
                  "heads_per_layer": np.count_nonzero(heads, axis=1).tolist(),
                  "neurons_per_layer": np.count_nonzero(neurons, axis=1).tolist()},
-        **extra, "args": vars(args), "versions": package_versions(),
+        "versions": package_versions(),
     }
     if budget.latency:
-        metrics["latency_ms"] = {"dense": budget.dense, "budget": budget.limit,
+        summary["latency_ms"] = {"dense": budget.dense, "budget": budget.limit,
                                  "estimated": budget.measure(heads, neurons), "model": budget.latency.get_config()}
-        kept = metrics["latency_ms"]["estimated"] / budget.dense
+        kept = summary["latency_ms"]["estimated"] / budget.dense
         log.info("estimated block latency: kept %.1f%% (removed %.1f%%) of %.2f ms", 100 * kept, 100 * (1 - kept),
                  budget.dense)
-    write_json_atomic(os.path.join(out, "metrics.json"), metrics)
-    log.info("MACs: kept %.1f%% (removed %.1f%%) of %d; dev %s %.4f dense -> %.4f pruned", 100 * macs["kept_fraction"],
-             100 * (1 - macs["kept_fraction"]), macs["dense"], spec.primary_metric,
-             stages.scores["dense"][f"dev_{spec.primary_metric}"], stages.scores[final][f"dev_{spec.primary_metric}"])
+    return summary
 
 
 def main(argv=None, environ=None):
@@ -365,7 +365,7 @@ def main(argv=None, environ=None):
         return 2
     start = time.perf_counter()
     try:
-        with staged_output(folder) as tmp:
+        with staged_folder(folder) as tmp, log_file(os.path.join(tmp, "log.txt")):
             run(args, config, model_path, luts, tmp)
     except (ConfigError, CheckpointError, DataUnavailableError, GlueFormatError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,12 +1,16 @@
-"""Gated layers, the gated encoder and helpers for their masks and gates."""
+"""Gated layers, the gated encoder and helpers for their masks and gates.
+
+`PRESETS`, `UNIT_KINDS` and `expand_unit_kinds` are the suite's names (`gated_bert.vocabulary`), re-exported here.
+"""
 
 from gated.attention import GatedMultiHeadAttention
 from gated.dense import GatedDense
 from gated.encoder import INPUT_NAMES, EncoderBlock, EncoderEmbeddings, build_gated_encoder
 from gated.feed_forward import GatedFeedForward
-from gated.gumbel_gate import MASK_KINDS, GumbelGate, expand_mask_kinds
+from gated.gumbel_gate import GumbelGate
 from gated.masks import (
     collect_gated_layers,
+    copy_model,
     effective_kernel_masks,
     get_head_gates,
     get_neuron_gates,
@@ -15,6 +19,7 @@ from gated.masks import (
     learned_gates,
     load_learned_masks,
     mask_logits,
+    masks_applied,
     save_learned_masks,
     set_head_gates,
     set_neuron_gates,
@@ -22,16 +27,17 @@ from gated.masks import (
     set_structured_masks,
     set_weight_masks,
     sparsity_stats,
+    structured_gates,
     structured_masks,
     without_learned_masks,
 )
 from gated.model import GatedModel
-from gated.presets import PRESETS
+from gated_bert.vocabulary import PRESETS, UNIT_KINDS, expand_unit_kinds
 
 __all__ = [
     "INPUT_NAMES",
-    "MASK_KINDS",
     "PRESETS",
+    "UNIT_KINDS",
     "EncoderBlock",
     "EncoderEmbeddings",
     "GatedDense",
@@ -41,8 +47,9 @@ __all__ = [
     "GumbelGate",
     "build_gated_encoder",
     "collect_gated_layers",
+    "copy_model",
     "effective_kernel_masks",
-    "expand_mask_kinds",
+    "expand_unit_kinds",
     "get_head_gates",
     "get_neuron_gates",
     "get_output_gates",
@@ -50,6 +57,7 @@ __all__ = [
     "learned_gates",
     "load_learned_masks",
     "mask_logits",
+    "masks_applied",
     "save_learned_masks",
     "set_head_gates",
     "set_neuron_gates",
@@ -57,6 +65,7 @@ __all__ = [
     "set_structured_masks",
     "set_weight_masks",
     "sparsity_stats",
+    "structured_gates",
     "structured_masks",
     "without_learned_masks",
 ]

@@ -5,8 +5,8 @@ from keras import ops
 
 from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
-from gated.gumbel_gate import expand_mask_kinds
 from gated.model import GatedModel
+from gated_bert.vocabulary import expand_unit_kinds
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -85,8 +85,9 @@ class EncoderBlock(keras.layers.Layer):
         num_heads: attention heads.
         dff: feed-forward width.
         dropout_rate: dropout on attention probabilities and both residual branches.
-        learn_masks: mask kinds to learn with Gumbel-Sigmoid gates: any of
-            `head`, `ffn_int`, `ffn_out`, or `all`.
+        learn_masks: unit kinds to learn masks for with Gumbel-Sigmoid gates: any
+            of `head`, `neuron`, `ffn_out` (`gated_bert.vocabulary.UNIT_KINDS`), or
+            `all`; the earlier name `ffn_int` still means `neuron`.
         head_dim: width of each head (default `d_model // num_heads`); set by
             physically pruned models, whose blocks keep fewer heads.
         **kwargs: base `keras.layers.Layer` arguments.
@@ -97,14 +98,14 @@ class EncoderBlock(keras.layers.Layer):
         self.num_heads = num_heads
         self.dff = dff
         self.dropout_rate = dropout_rate
-        self.learn_masks = expand_mask_kinds(learn_masks)
+        self.learn_masks = expand_unit_kinds(learn_masks)
         self.head_dim = head_dim
         init = bert_initializer()
         self.attention = GatedMultiHeadAttention(num_heads, dropout_rate, kernel_initializer=init,
                                                  learn_head_mask="head" in self.learn_masks, head_dim=head_dim,
                                                  name="attention")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="attention_norm")
-        self.ffn = GatedFeedForward(dff, kernel_initializer=init, learn_neuron_mask="ffn_int" in self.learn_masks,
+        self.ffn = GatedFeedForward(dff, kernel_initializer=init, learn_neuron_mask="neuron" in self.learn_masks,
                                     learn_output_mask="ffn_out" in self.learn_masks, name="ffn")
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="ffn_norm")
         self.dropout = keras.layers.Dropout(dropout_rate)

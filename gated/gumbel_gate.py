@@ -3,24 +3,8 @@
 import keras
 from keras import ops
 
-# What a model can learn masks for: attention heads, FFN intermediate neurons, FFN output units.
-MASK_KINDS = ("head", "ffn_int", "ffn_out")
 # Uniform noise is drawn from [_EPS, 1 - _EPS] so that the logistic noise stays finite.
 _EPS = 1e-6
-
-
-def expand_mask_kinds(kinds):
-    """The mask kinds named by `kinds` (`all` means every kind), in `MASK_KINDS` order.
-
-    Raises `ValueError` naming an unknown kind.
-    """
-    kinds = tuple(kinds)
-    unknown = [kind for kind in kinds if kind not in (*MASK_KINDS, "all")]
-    if unknown:
-        raise ValueError(f"unknown mask kind(s) {unknown}; choose from {', '.join(MASK_KINDS)} or all")
-    if "all" in kinds:
-        return MASK_KINDS
-    return tuple(kind for kind in MASK_KINDS if kind in kinds)
 
 
 @keras.saving.register_keras_serializable(package="gated_bert")

@@ -5,7 +5,7 @@ Everything here is keyed by the layer's Keras path (e.g.
 nothing about how masks are chosen: that is the pruners' job.
 """
 
-import os
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -13,8 +13,8 @@ import numpy as np
 from gated.attention import GatedMultiHeadAttention
 from gated.dense import GatedDense
 from gated.feed_forward import GatedFeedForward
-from gated.gumbel_gate import MASK_KINDS
-from gated_bert.files import atomic_path
+from gated_bert.mask_folders import read_mask_folder, write_mask_folder
+from gated_bert.vocabulary import unit_kind
 
 
 def collect_gated_layers(model, layer_type=GatedDense):
@@ -92,10 +92,10 @@ def set_output_gates(model, gates):
     _write(model, GatedFeedForward, "output_gate", gates)
 
 
-# Per mask kind: the layer type that holds it, its static gate and its learnable `GumbelGate` attribute.
+# Per unit kind: the layer type that holds it, its static gate and its learnable `GumbelGate` attribute.
 _KIND_ATTRIBUTES = {
     "head": (GatedMultiHeadAttention, "head_gate", "head_mask"),
-    "ffn_int": (GatedFeedForward, "neuron_gate", "neuron_mask"),
+    "neuron": (GatedFeedForward, "neuron_gate", "neuron_mask"),
     "ffn_out": (GatedFeedForward, "output_gate", "output_mask"),
 }
 
@@ -109,7 +109,7 @@ def _alive(layer, kind):
 
 
 def structured_masks(model):
-    """`{kind: 0/1 float32 array [layers, units]}` for `head`, `ffn_int` and `ffn_out`.
+    """`{kind: 0/1 float32 array [layers, units]}` for `head`, `neuron` and `ffn_out`.
 
     A unit is kept (1) when its static gate is non-zero and, where the model
     learns that kind, its learned binary mask (`sigmoid(logits) > 0.5`) keeps
@@ -122,17 +122,34 @@ def structured_masks(model):
     }
 
 
+def structured_gates(model, kinds=tuple(_KIND_ATTRIBUTES)):
+    """`{kind: float32 array [layers, units]}`: the static gate values (0 removes a unit, a real value scales it)."""
+    gates = {}
+    for kind in kinds:
+        layer_type, gate_name, _ = _KIND_ATTRIBUTES[unit_kind(kind)]
+        gates[unit_kind(kind)] = np.stack(list(_read(model, layer_type, gate_name).values())).astype(np.float32)
+    return gates
+
+
 def set_structured_masks(model, masks):
-    """Assign the static gates from `{kind: array [layers, units]}` (as written by `structured_masks`)."""
-    for kind, values in masks.items():
-        if kind not in _KIND_ATTRIBUTES:
-            raise KeyError(f"unknown mask kind {kind!r}; choose from {', '.join(MASK_KINDS)}")
+    """Assign the static gates from `{kind: array [layers, units]}` (as written by `structured_masks`).
+
+    Every kind's shape is checked before any gate changes; a `ValueError` names the kind and both shapes.
+    """
+    planned = []
+    for name, values in masks.items():
+        kind = unit_kind(name)
         layer_type, gate_name, _ = _KIND_ATTRIBUTES[kind]
-        paths = list(collect_gated_layers(model, layer_type))
+        layers = collect_gated_layers(model, layer_type)
+        widths = {int(getattr(layer, gate_name).shape[0]) for layer in layers.values()}
         values = np.asarray(values)
-        if values.ndim != 2 or len(values) != len(paths):
-            raise ValueError(f"{kind} masks must be [layers={len(paths)}, units], got shape {values.shape}")
-        _write(model, layer_type, gate_name, dict(zip(paths, values, strict=True)))
+        expected = (len(layers), *widths) if len(widths) == 1 else None  # blocks of different widths: per layer
+        if values.ndim != 2 or len(values) != len(layers) or expected and values.shape != expected:
+            raise ValueError(f"{kind} masks have shape {values.shape}, but the model's {kind} gates are "
+                             f"{expected or f'[layers={len(layers)}, units]'}")
+        planned.append((layer_type, gate_name, dict(zip(layers, values, strict=True))))
+    for layer_type, gate_name, values in planned:
+        _write(model, layer_type, gate_name, values)
 
 
 def learned_gates(model):
@@ -167,7 +184,7 @@ def effective_kernel_masks(model):
             masks[projection.path] &= alive[None, :]
         masks[layer.output_dense.path] &= alive[:, None]
     for layer in collect_gated_layers(model, GatedFeedForward).values():
-        alive = _alive(layer, "ffn_int")  # (dff,)
+        alive = _alive(layer, "neuron")  # (dff,)
         masks[layer.intermediate.path] &= alive[None, :]
         masks[layer.output_dense.path] &= alive[:, None]
         masks[layer.output_dense.path] &= _alive(layer, "ffn_out")[None, :]
@@ -191,6 +208,11 @@ def sparsity_stats(model):
     }
 
 
+def copy_model(model):
+    """An independent copy of `model`: the same class, config and weights (masks and gates included)."""
+    return _rebuilt(model, model.get_config())
+
+
 def without_learned_masks(model):
     """A copy of `model` with its learned masks baked into the static gates, and no mask logits left.
 
@@ -201,33 +223,42 @@ def without_learned_masks(model):
     for layer in config["layers"]:
         if "learn_masks" in layer["config"]:
             layer["config"]["learn_masks"] = []
-    plain = type(model).from_config(config)
-    source = {variable.path: variable for variable in model.weights}
-    for variable in plain.weights:
-        variable.assign(source[variable.path])
+    plain = _rebuilt(model, config)
     set_structured_masks(plain, structured_masks(model))
     return plain
 
 
-# File stems of the saved masks and logits, per kind.
-MASK_FILE_STEMS = {"head": "head", "ffn_int": "ffn_intermediate", "ffn_out": "ffn_output"}
+def _rebuilt(model, config):
+    """A model of `model`'s class built from `config`, with every weight of the same path copied from `model`."""
+    rebuilt = type(model).from_config(config)
+    source = {variable.path: variable for variable in model.weights}
+    for variable in rebuilt.weights:
+        variable.assign(source[variable.path])
+    return rebuilt
 
 
-def save_learned_masks(model, folder):
-    """Write `{stem}_mask.npy` (binary, `[layers, units]`) for every kind and `{stem}_logits.npy` for learned ones.
+@contextlib.contextmanager
+def masks_applied(model, masks):
+    """Set the static gates from `masks` (`{kind: array [layers, units]}`) while the block runs, then restore
+    the gates the model had: how a candidate mask is scored without leaving it on the model."""
+    saved = structured_gates(model, masks)
+    set_structured_masks(model, masks)
+    try:
+        yield model
+    finally:
+        set_structured_masks(model, saved)
 
-    Stems: `head`, `ffn_intermediate`, `ffn_output`. Each file is written
-    atomically. Returns the file names written.
+
+def save_learned_masks(model, folder, source=None):
+    """Write the masks the model evaluates with (binary, every kind) and its learned logits as a mask folder
+    (`gated_bert.mask_folders`: `<kind>_mask.npy`, `<kind>_logits.npy`, `masks.json`).
+
+    Returns the file names written.
     """
-    os.makedirs(folder, exist_ok=True)
-    arrays = {f"{MASK_FILE_STEMS[kind]}_mask": mask for kind, mask in structured_masks(model).items()}
-    arrays |= {f"{MASK_FILE_STEMS[kind]}_logits": logits for kind, logits in mask_logits(model).items()}
-    for name, array in arrays.items():
-        with atomic_path(os.path.join(folder, f"{name}.npy")) as tmp:
-            np.save(tmp, array)
-    return sorted(f"{name}.npy" for name in arrays)
+    return write_mask_folder(folder, structured_masks(model), source or {"written_by": "gated.save_learned_masks"},
+                             logits=mask_logits(model))
 
 
 def load_learned_masks(folder):
-    """`{kind: binary array [layers, units]}` from the `*_mask.npy` files `save_learned_masks` wrote."""
-    return {kind: np.load(os.path.join(folder, f"{stem}_mask.npy")) for kind, stem in MASK_FILE_STEMS.items()}
+    """`{kind: array [layers, units]}` from a mask folder (`save_learned_masks`, prune.py, or an older one)."""
+    return read_mask_folder(folder).masks

@@ -1,10 +1,11 @@
-"""Writing files so that a crash never leaves half of one behind."""
+"""Writing files and folders so that a crash never leaves half of one behind; reading JSON objects with clear errors."""
 
 import contextlib
 import itertools
 import json
 import math
 import os
+import shutil
 
 # Numbers the temporary names, so that a write started from a signal handler never collides with the one it
 # interrupted.
@@ -26,6 +27,23 @@ def atomic_path(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def staged_folder(folder):
+    """Yield a new temporary folder beside `folder`; on success it replaces `folder`, on error it is deleted."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".partial-{os.getpid()}-{next(_partial_numbers)}-{os.path.basename(folder)}")
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -1,7 +1,6 @@
 """Dev-set metrics and losses computed from model outputs (plain numpy/scipy)."""
 
 import numpy as np
-from scipy import stats
 
 
 def accuracy(pred, labels):
@@ -32,10 +31,14 @@ def _correlation(fn, scores, labels):
 
 
 def pearson(scores, labels):
+    from scipy import stats  # imported here: scipy.stats takes longer to import than the rest of the package
+
     return _correlation(stats.pearsonr, scores, labels)
 
 
 def spearman(scores, labels):
+    from scipy import stats
+
     return _correlation(stats.spearmanr, scores, labels)
 
 

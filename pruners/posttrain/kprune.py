@@ -33,8 +33,12 @@ pruned model:
    and there is nothing to tune.
 
 What the target sublayer keeps is charged to the budget before the next step.
+
+The model given is not changed: the pruning happens on a copy, which `kprune`
+returns with the masks on its gates and the tuned weights.
 """
 
+import dataclasses
 import logging
 import time
 
@@ -42,7 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from gated.encoder import EncoderBlock
-from gated.masks import collect_gated_layers, learned_gates
+from gated.masks import collect_gated_layers, copy_model, learned_gates
 from pruners.posttrain.lstsq import SharedDesign, qr_reduce, resolve_backend, solve_lstsq
 from pruners.posttrain.sublayers import SublayerSample
 
@@ -282,13 +286,43 @@ def _gate(block, kind):
     return block.attention.head_gate if kind == "head" else block.ffn.neuron_gate
 
 
-def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4, mu=64.0,
-           temperature=2.0, regression=False, tuning=False, backend="auto", max_tokens=None, seed=0):
-    """Prune `model` in place with K-prune under a MAC budget; see the module docstring.
+@dataclasses.dataclass
+class KPruneResult:
+    """What `kprune` returns.
 
     Args:
-        model: a gated encoder without learned masks. Units whose gates are
-            already 0 stay pruned; the others must have gate 1.
+        head_mask: `[L, H]` 0/1 float32.
+        neuron_mask: `[L, F]` 0/1 float32.
+        model: the pruned copy of the model: the masks on its gates and, with
+            tuning, its output projections refitted.
+        steps: one report per sublayer (units kept, budget left, tuning errors, seconds).
+        seconds: spent measuring, searching and tuning.
+    """
+
+    head_mask: np.ndarray
+    neuron_mask: np.ndarray
+    model: object
+    steps: list
+    seconds: dict
+
+
+def _starting_units(blocks, sublayers):
+    """Per sublayer, the units that may be kept: those whose gate is 1 (the gates must be 0/1)."""
+    gates = [_gate(blocks[layer], kind).numpy() for layer, kind in sublayers]
+    if not all(np.all((gate == 0) | (gate == 1)) for gate in gates):
+        raise ValueError("K-prune starts from 0/1 head and neuron gates; this model has scaled gates (rescaled "
+                         "masks?): prune the checkpoint they were made from")
+    return [gate != 0 for gate in gates]
+
+
+def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4, mu=64.0,
+           temperature=2.0, regression=False, tuning=False, backend="auto", max_tokens=None, seed=0):
+    """K-prune under a MAC budget (see the module docstring): a pruned copy of `model`, which stays as it is.
+
+    Args:
+        model: a gated encoder without learned masks, the dense teacher.
+            Units whose gates are already 0 stay pruned; the others must
+            have gate 1.
         batches: a list of `(inputs, labels)` sample batches (labels unused).
         budget: MACs the kept heads and neurons may cost in all.
         head_cost, neuron_cost: MACs of one head and one neuron.
@@ -302,21 +336,16 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
         seed: seed of the token sample.
 
     Returns:
-        `(head_mask [L, H], neuron_mask [L, F], steps, seconds)`: the 0/1
-        masks (also left on the model's gates), one report per sublayer, and
-        the seconds spent measuring, searching and tuning.
+        A `KPruneResult`: the masks, the pruned copy, the per-sublayer reports and the seconds spent.
     """
-    probe = KnowledgeProbe(model, temperature, regression)
+    student = copy_model(model)  # pruned (and tuned) one sublayer at a time; `model` stays the dense teacher
+    probe = KnowledgeProbe(student, temperature, regression)
     blocks = probe.blocks
     sublayers = [(index // 2, KINDS[index % 2]) for index in range(2 * len(blocks))]
     costs = [head_cost if kind == "head" else neuron_cost for _, kind in sublayers]
-    gates = [_gate(blocks[layer], kind).numpy() for layer, kind in sublayers]
-    if not all(np.all((gate == 0) | (gate == 1)) for gate in gates):
-        raise ValueError("K-prune starts from 0/1 head and neuron gates; this model has scaled gates (rescaled "
-                         "masks?): prune the checkpoint they were made from")
-    alive = [gate != 0 for gate in gates]
+    alive = _starting_units(blocks, sublayers)
     seconds = {"measure": 0.0, "search": 0.0, "tuning": 0.0}
-    sample = SublayerSample(model, batches, max_tokens, seed) if tuning else None
+    sample = SublayerSample(student, model, batches, max_tokens, seed) if tuning else None
     steps, left, removed = [], float(budget), False
     for index, (layer, kind) in enumerate(sublayers):
         started = tick = time.perf_counter()
@@ -343,4 +372,4 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
                  f" ({tuned['iterations']} LSMR iterations)")
     heads = np.stack([block.attention.head_gate.numpy() for block in blocks])
     neurons = np.stack([block.ffn.neuron_gate.numpy() for block in blocks])
-    return heads, neurons, steps, seconds
+    return KPruneResult(heads, neurons, student, steps, seconds)

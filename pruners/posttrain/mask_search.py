@@ -75,8 +75,8 @@ def search_latency(head_importance, neuron_importance, latency, budget):
     dff = np.shape(neuron_importance)[1]
     head_order, head_gain = _ranked(head_importance)
     neuron_order, neuron_gain = _ranked(neuron_importance)
-    head_cost = latency.mha(_prefix_layer_counts(head_order, num_heads, num_layers)).sum(axis=1)  # (nh + 1,)
-    neuron_cost = latency.ffn(_prefix_layer_counts(neuron_order, dff, num_layers)).sum(axis=1)  # (nf + 1,)
+    head_cost = latency.sublayer("head", _prefix_layer_counts(head_order, num_heads, num_layers)).sum(axis=1)  # (nh+1,)
+    neuron_cost = latency.sublayer("neuron", _prefix_layer_counts(neuron_order, dff, num_layers)).sum(axis=1)
     neuron_cost = np.maximum.accumulate(neuron_cost)  # guards against a non-monotone model
     best, choice = -np.inf, None
     for heads in range(len(head_order) + 1):

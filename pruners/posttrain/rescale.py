@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from gated.encoder import EncoderBlock
-from gated.masks import collect_gated_layers
+from gated.masks import collect_gated_layers, copy_model
 from pruners.posttrain.lstsq import UnitContributions, solve_lstsq
 from pruners.posttrain.sublayers import SublayerSample
 
@@ -72,7 +72,9 @@ def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_token
     """Least-squares scales for the kept heads and neurons of every block.
 
     Args:
-        model: the dense gated encoder (its current gates are the teacher's).
+        model: the dense gated encoder, the teacher (its current gates are
+            the dense ones); it is left as it is: the kept units are scaled
+            on a copy.
         head_mask, neuron_mask: `[L, H]`, `[L, F]` binary masks to rescale.
         batches: a list of `(inputs, labels)` sample batches.
         backend: least-squares backend (`auto`, `scipy`, `cupy`).
@@ -83,29 +85,23 @@ def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_token
     Returns:
         `(head_mask, neuron_mask, report)`: real-valued masks (the scales on
         kept units, 0 elsewhere) and, per sublayer, `{layer, kind, kept,
-        mse_before, mse_after, status, iterations}`. The model's gates are
-        left as they were.
+        mse_before, mse_after, status, iterations}`.
     """
-    blocks = list(collect_gated_layers(model, EncoderBlock).values())
-    sample = SublayerSample(model, batches, max_tokens, seed)
+    student = copy_model(model)  # takes each sublayer's rescaled masks in turn, bottom to top
+    blocks = list(collect_gated_layers(student, EncoderBlock).values())
+    sample = SublayerSample(student, model, batches, max_tokens, seed)
     masks = [np.asarray(head_mask, np.float32).copy(), np.asarray(neuron_mask, np.float32).copy()]
-    dense_gates = [(b.attention.head_gate.numpy(), b.ffn.neuron_gate.numpy()) for b in blocks]
     solver = _Solver(backend, max_scale)
-    try:
-        for index in range(2 * len(blocks)):
-            layer, attention = index // 2, index % 2 == 0
-            block, row = blocks[layer], masks[0 if attention else 1][layer]
-            # Unit outputs (contexts or activations) and input in the rescaled student; the teacher's output.
-            units, base, target = sample.sublayer(index)
-            sublayer = (_attention_sublayer if attention else _ffn_sublayer)(block, np.flatnonzero(row))
-            if solver.solve(sublayer, tf.gather(units, sublayer.kept, axis=1), base, target, row, layer,
-                            "head" if attention else "neuron"):
-                break
-            (block.attention.head_gate if attention else block.ffn.neuron_gate).assign(row)
-    finally:
-        for block, (heads, neurons) in zip(blocks, dense_gates, strict=True):
-            block.attention.head_gate.assign(heads)
-            block.ffn.neuron_gate.assign(neurons)
+    for index in range(2 * len(blocks)):
+        layer, attention = index // 2, index % 2 == 0
+        block, row = blocks[layer], masks[0 if attention else 1][layer]
+        # Unit outputs (contexts or activations) and input in the rescaled student; the teacher's output.
+        units, base, target = sample.sublayer(index)
+        sublayer = (_attention_sublayer if attention else _ffn_sublayer)(block, np.flatnonzero(row))
+        if solver.solve(sublayer, tf.gather(units, sublayer.kept, axis=1), base, target, row, layer,
+                        "head" if attention else "neuron"):
+            break
+        (block.attention.head_gate if attention else block.ffn.neuron_gate).assign(row)
     solver.mark_stopped(len(blocks))
     return masks[0], masks[1], solver.report
 

@@ -6,7 +6,6 @@ attention, ...) and, for each, fit the kept units' contributions on sampled
 tokens so that the pruned sublayer reproduces the dense one's output.
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -18,28 +17,26 @@ from pruners.posttrain.tokens import gather_tokens, sample_token_rows
 class SublayerSample:
     """Sampled tokens, and on them each sublayer's inputs in the pruned model and its output in the dense one.
 
-    The teacher is a copy of the model taken before pruning (the dense
-    model); the student is the model being pruned. Both models' hidden
-    states are kept per batch and advanced one sublayer at a time, so the
-    sublayers must be asked for bottom to top, each once its predecessors
-    are final.
+    The teacher is the model before pruning (the dense model); the student
+    is the copy being pruned. Both models' hidden states are kept per batch
+    and advanced one sublayer at a time, so the sublayers must be asked for
+    bottom to top, each once its predecessors are final.
 
     Args:
-        model: the model to prune, as it is before pruning (the teacher is
-            a copy of it taken here).
+        student: the model being pruned (its sublayers below the one asked
+            for are final).
+        teacher: the model before pruning; it is only read.
         batches: a list of `(inputs, labels)` sample batches.
         max_tokens: how many non-padding tokens to sample; None takes all.
         seed: seed of the token sample.
     """
 
-    def __init__(self, model, batches, max_tokens, seed):
-        teacher = keras.models.clone_model(model)
-        teacher.set_weights(model.get_weights())
-        self.blocks = {which: list(collect_gated_layers(m, EncoderBlock).values())
-                       for which, m in (("student", model), ("teacher", teacher))}
+    def __init__(self, student, teacher, batches, max_tokens, seed):
+        models = {"student": student, "teacher": teacher}
+        self.blocks = {which: list(collect_gated_layers(m, EncoderBlock).values()) for which, m in models.items()}
         self.masks = [inputs["attention_mask"] for inputs, _ in batches]
         self.states = {which: [m.get_layer("embeddings")(inputs["input_ids"], inputs["token_type_ids"])
-                               for inputs, _ in batches] for which, m in (("student", model), ("teacher", teacher))}
+                               for inputs, _ in batches] for which, m in models.items()}
         self.position = 0  # the sublayer whose inputs `states` hold
         total = sum(int(np.sum(mask)) for mask in self.masks)
         self.rows = sample_token_rows(batches, total if max_tokens is None else max_tokens, seed)

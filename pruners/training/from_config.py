@@ -2,7 +2,7 @@
 
 import logging
 
-from gated_bert.vocabulary import SCHEDULED_METHODS
+from gated_bert.vocabulary import RAMPS, SCHEDULED_METHODS
 from pruners.training.gumbel_learner import GumbelMaskLearner
 from pruners.training.schedules import (
     PolynomialSchedule,
@@ -11,47 +11,43 @@ from pruners.training.schedules import (
     pruning_window,
     step_levels,
 )
-from pruners.training.weight_pruners import (
-    MagnitudePruner,
-    MovementPruner,
-    SptPruner,
-    movement_frequency,
-    scaled_spt_epsilon,
-)
+from pruners.training.weight_pruners import PRUNERS, movement_frequency
 
 log = logging.getLogger(__name__)
-RAMP_POWERS = {"linear": 1, "cubic": 3}
 
 
 def pruning_from_config(config, steps_per_epoch, prunable_weights):
     """`(pruner, schedule)` for `config.pruning_method`, or `(None, None)` without a scheduled method.
 
-    Movement follows the `movement_schedule` ramp, pruning every
-    `pruning_frequency_steps` (default: `movement_frequency`). Magnitude and
-    SPT walk the `sparsity_steps` levels between `start_sparsity` and
-    `end_sparsity` (`step_levels`), one pruning event per level.
+    The pruner comes from the `PRUNERS` registry; its `schedule_kind` picks the schedule. Movement
+    (`ramp`) follows the `movement_schedule` ramp, pruning every `pruning_frequency_steps` (default:
+    `movement_frequency`). Magnitude and SPT (`levels`) walk the `sparsity_steps` levels between
+    `start_sparsity` and `end_sparsity` (`step_levels`), one pruning event per level.
     """
     if config.method not in SCHEDULED_METHODS:
         return None, None
+    pruner_class = PRUNERS[config.pruning_method]
     begin, end = pruning_window(config.pruning_start_epoch, config.pruning_end_epoch, config.epochs,
                                 steps_per_epoch)
-    method = config.pruning_method
-    if method == "movement":
-        frequency = config.pruning_frequency_steps or movement_frequency(config.num_layers)
-        schedule = PolynomialSchedule(config.start_sparsity, config.end_sparsity, begin, end, frequency,
-                                      RAMP_POWERS[config.movement_schedule])
-        return MovementPruner(config.pruning_scope), schedule
+    schedule = _SCHEDULES[pruner_class.schedule_kind](config, begin, end)
+    return pruner_class.from_run_config(config, prunable_weights), schedule
+
+
+def _ramp(config, begin, end):
+    frequency = config.pruning_frequency_steps or movement_frequency(config.num_layers)
+    return PolynomialSchedule(config.start_sparsity, config.end_sparsity, begin, end, frequency,
+                              RAMPS[config.movement_schedule])
+
+
+def _levels(config, begin, end):
     if config.pruning_frequency_steps is not None:
         log.warning("pruning_frequency_steps=%d is ignored by %s pruning, which prunes once per sparsity_steps "
-                    "level", config.pruning_frequency_steps, method)
-    schedule = StepListSchedule(step_levels(config.sparsity_steps, config.start_sparsity, config.end_sparsity),
-                                begin, end)
-    if method == "magnitude":
-        return MagnitudePruner(config.pruning_scope), schedule
-    epsilon = scaled_spt_epsilon(config.spt_epsilon, prunable_weights)
-    pruner = SptPruner(epsilon, config.spt_reward_alpha, config.spt_explore_per_layer, config.seed,
-                       config.pruning_scope)
-    return pruner, schedule
+                    "level", config.pruning_frequency_steps, config.pruning_method)
+    return StepListSchedule(step_levels(config.sparsity_steps, config.start_sparsity, config.end_sparsity),
+                            begin, end)
+
+
+_SCHEDULES = {"ramp": _ramp, "levels": _levels}
 
 
 def gumbel_from_config(config, steps_per_epoch):

@@ -125,7 +125,7 @@ class GumbelMaskLearner:
     def _build(self, model):
         self.gates = learned_gates(model)
         if not self.gates:
-            raise ValueError("the model learns no masks: build it with learn_masks (head, ffn_int, ffn_out or all)")
+            raise ValueError("the model learns no masks: build it with learn_masks (head, neuron, ffn_out or all)")
         self.kinds = tuple(self.gates)
         self.logits = [gate.logits for gates in self.gates.values() for gate in gates]
         self.multipliers = {}

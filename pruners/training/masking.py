@@ -9,7 +9,7 @@ same scores always give the same mask.
 
 import numpy as np
 
-SCOPES = ("global", "layer")
+from gated_bert.vocabulary import SCOPES
 
 
 def _prune_lowest(scores, alive, zeros_wanted):

@@ -11,9 +11,9 @@ import bisect
 import logging
 import math
 
+from gated_bert.vocabulary import ANNEALING
+
 log = logging.getLogger(__name__)
-# How the Gumbel temperature moves from its start to its end value.
-ANNEALING = ("linear", "exponential", "constant")
 
 
 def _check_window(begin_step, end_step):

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from gated.masks import collect_gated_layers, effective_kernel_masks, set_weight_masks
 from gated.model import HOOK_NOT_READY
-from gated.presets import PRESETS
+from gated_bert.vocabulary import PRESETS
 from pruners.training import importance
 from pruners.training.masking import SCOPES, flatten, masks_for_sparsity, unflatten
 
@@ -53,12 +53,20 @@ class Pruner:
     """
 
     method = "none"
+    # How a run's config schedules this pruner: `levels` walks `sparsity_steps` (one event per level),
+    # `ramp` follows the `movement_schedule` polynomial, an event every `pruning_frequency_steps`.
+    schedule_kind = "levels"
 
     def __init__(self, scope="global"):
         if scope not in SCOPES:
             raise ValueError(f"unknown pruning scope {scope!r}; choose one of: {', '.join(SCOPES)}")
         self.scope = scope
         self.model = None
+
+    @classmethod
+    def from_run_config(cls, config, prunable_weights):
+        """The pruner a run's `GatedBertConfig` asks for (`prunable_weights`: the model's prunable kernel weights)."""
+        return cls(config.pruning_scope)
 
     def attach(self, model):
         """Bind the pruner to `model` (the callback does this in `set_model`)."""
@@ -160,6 +168,7 @@ class MovementPruner(_HookedPruner):
     """
 
     method = "movement"
+    schedule_kind = "ramp"
 
     def _create_state(self, model):
         layers = collect_gated_layers(model)
@@ -219,6 +228,11 @@ class SptPruner(_HookedPruner):
         self.rewards = None
         self.last_exploration = {}
         self._rng = np.random.default_rng(seed)
+
+    @classmethod
+    def from_run_config(cls, config, prunable_weights):
+        epsilon = scaled_spt_epsilon(config.spt_epsilon, prunable_weights)
+        return cls(epsilon, config.spt_reward_alpha, config.spt_explore_per_layer, config.seed, config.pruning_scope)
 
     def _create_state(self, model):
         def slot(spec):

@@ -19,7 +19,7 @@ def test_mac_counts_equal_a_hand_count():
     heads = np.array([[1, 1], [1, 0]])
     neurons = np.array([[1, 1, 1, 0, 0, 0], [0.5, 0, 0, 0, 0, 2.0]])  # real-valued gates count as kept
     assert count_macs(heads, neurons, d_model=8, head_dim=4, seq_len=3) == {
-        "attention": 3 * 456, "ffn": 5 * 48, "total": 3 * 456 + 5 * 48}
+        "head": 3 * 456, "neuron": 5 * 48, "total": 3 * 456 + 5 * 48}
 
 
 def test_removing_all_heads_of_a_layer_removes_exactly_its_attention_macs():
@@ -30,8 +30,8 @@ def test_removing_all_heads_of_a_layer_removes_exactly_its_attention_macs():
     pruned = count_macs(heads, np.ones((2, 512)), **shape)
     # One layer's attention: 4 projections of 128 x 256 x 256, plus scores and context of 128 x 128 x 256.
     layer_attention = 4 * 128 * 256 * 256 + 2 * 128 * 128 * 256
-    assert dense["attention"] - pruned["attention"] == layer_attention == dense["attention"] // 2
-    assert dense["ffn"] == pruned["ffn"] == 2 * 2 * 128 * 256 * 512
+    assert dense["head"] - pruned["head"] == layer_attention == dense["head"] // 2
+    assert dense["neuron"] == pruned["neuron"] == 2 * 2 * 128 * 256 * 512
 
 
 def test_fit_recovers_a_linear_lut_and_skipped_sublayers_cost_nothing():
@@ -39,7 +39,8 @@ def test_fit_recovers_a_linear_lut_and_skipped_sublayers_cost_nothing():
     latency = np.where(counts > 0, 1.5 + 0.25 * counts, 0.0)
     assert fit_lut(counts, latency) == pytest.approx((1.5, 0.25))
     model = LatencyModel((1.5, 0.25), (0.5, 0.01))
-    assert model.mha([0, 2]).tolist() == [0.0, 2.0]
+    assert model.sublayer("head", [0, 2]).tolist() == [0.0, 2.0]
+    assert model.get_config() == {"head": [1.5, 0.25], "neuron": [0.5, 0.01]}
     heads, neurons = np.array([[1, 1], [0, 0]]), np.array([[1] * 6, [1, 0, 0, 0, 0, 0]])
     assert model.estimate(heads, neurons) == pytest.approx(2.0 + 0.56 + 0.51)
     # A decreasing fit is clipped: the estimate never falls as units are added.
@@ -47,26 +48,37 @@ def test_fit_recovers_a_linear_lut_and_skipped_sublayers_cost_nothing():
 
 
 def test_luts_round_trip_and_reject_another_shape_or_kind(tmp_path):
-    path = write_lut(tmp_path, "mha", [0, 1, 2], [0.0, 1.0, 1.5], SHAPE, 4, 16, "CPU")
-    assert read_lut(path, "mha", SHAPE)["latency_ms"] == [0.0, 1.0, 1.5]
+    path = write_lut(tmp_path, "head", [0, 1, 2], [0.0, 1.0, 1.5], SHAPE, 4, 16, "CPU")
+    assert path == str(tmp_path / "head_lut.json")
+    assert read_lut(path, "head", SHAPE)["latency_ms"] == [0.0, 1.0, 1.5]
     with pytest.raises(LutError, match="another shape .*dff: LUT 6, model 12"):
-        read_lut(path, "mha", {**SHAPE, "dff": 12})
-    with pytest.raises(LutError, match="is not a ffn LUT"):
-        read_lut(path, "ffn")
+        read_lut(path, "head", {**SHAPE, "dff": 12})
+    with pytest.raises(LutError, match="is not a neuron LUT"):
+        read_lut(path, "neuron")
     with pytest.raises(LutError, match="LUT not found"):
-        read_lut(tmp_path / "missing.json", "mha")
-    (tmp_path / "short.json").write_text(json.dumps({"kind": "ffn", "counts": [0], "latency_ms": [0.0]}))
+        read_lut(tmp_path / "missing.json", "head")
+    (tmp_path / "short.json").write_text(json.dumps({"kind": "neuron", "counts": [0], "latency_ms": [0.0]}))
     with pytest.raises(LutError, match="2 or more entries"):
-        read_lut(tmp_path / "short.json", "ffn")
+        read_lut(tmp_path / "short.json", "neuron")
+
+
+def test_luts_written_before_the_unit_kinds_were_unified_still_read(tmp_path):
+    for old, kind in (("mha", "head"), ("ffn", "neuron")):
+        path = tmp_path / f"{old}_lut.json"
+        path.write_text(json.dumps({"kind": old, "shape": SHAPE, "counts": [0, 1, 2], "latency_ms": [0.0, 1.0, 1.5]}))
+        assert read_lut(path, kind, SHAPE)["kind"] == kind
+        with pytest.raises(LutError, match=f"is not a {'neuron' if kind == 'head' else 'head'} LUT"):
+            read_lut(path, "neuron" if kind == "head" else "head")
 
 
 def test_generate_lut_times_every_head_count_and_a_neuron_grid(tmp_path):
     from efficiency import generate_lut
 
+    # --bs and --seq_len: the earlier names of --batch_size and --max_len, still accepted.
     assert generate_lut.main(["--d_model", "8", "--num_heads", "2", "--dff", "6", "--bs", "2", "--seq_len", "4",
                               "--ffn_points", "3", "--repeats", "1", "--output_dir", str(tmp_path)]) == 0
-    mha = read_lut(tmp_path / "mha_lut.json", "mha", SHAPE)
-    ffn = read_lut(tmp_path / "ffn_lut.json", "ffn", SHAPE)
+    mha = read_lut(tmp_path / "head_lut.json", "head", SHAPE)
+    ffn = read_lut(tmp_path / "neuron_lut.json", "neuron", SHAPE)
     assert mha["counts"] == [0, 1, 2] and ffn["counts"] == [0, 2, 4, 6]
     assert mha["latency_ms"][0] == 0 and all(t > 0 for t in mha["latency_ms"][1:] + ffn["latency_ms"][1:])
     assert mha["batch_size"] == 2 and mha["seq_len"] == 4 and mha["device"].startswith(("CPU", "GPU"))

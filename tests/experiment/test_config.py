@@ -199,18 +199,18 @@ GUMBEL = ["--enable_pruning", "true", "--pruning_method", "gumbel"]
 
 def test_gumbel_fields_defaults_and_parsing(tmp_path):
     config = resolve(GUMBEL + ["--epochs", "2"])  # the pruning window does not apply to learned masks
-    assert config.method == "gumbel" and config.learn_masks == ("head", "ffn_int")
+    assert config.method == "gumbel" and config.learn_masks == ("head", "neuron")
     assert (config.gumbel_temp_start, config.gumbel_temp_end, config.gumbel_temp_anneal) == (5.0, 0.1, "exponential")
     assert (config.sparsity_loss, config.quantization_loss, config.log_loss_every) == (0.1, 0.01, 5)
     assert (config.target_sparsity, config.masks_lr, config.freeze) == (None, 0.01, False)
     assert resolve(["--learn_masks", "ffn_out,head"]).learn_masks == ("head", "ffn_out")
-    assert resolve(env={"LEARN_MASKS": "all"}).learn_masks == ("head", "ffn_int", "ffn_out")
+    assert resolve(env={"LEARN_MASKS": "all"}).learn_masks == ("head", "neuron", "ffn_out")
     config = resolve(GUMBEL + ["--target_sparsity", "0.5", "--freeze", "true"])
     assert (config.target_sparsity, config.freeze) == (0.5, True)
     path = tmp_path / "run.json"
-    path.write_text(json.dumps({"learn_masks": ["ffn_int"]}))
+    path.write_text(json.dumps({"learn_masks": ["ffn_int"]}))  # the earlier name of the neuron kind
     config = resolve(["--config", str(path)])
-    assert config.learn_masks == ("ffn_int",)
+    assert config.learn_masks == ("neuron",)
     assert GatedBertConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
@@ -221,7 +221,7 @@ def test_run_name_comes_from_run_name_not_name():
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--learn_masks", "heads"], "learn_masks: unknown mask kind(s) ['heads']"),
+    (["--learn_masks", "heads"], "learn_masks: unknown unit kind(s) ['heads']"),
     (["--target_sparsity", "0.5"], "target_sparsity is used by learned masks only"),
     (["--freeze", "true"], "freeze is used by learned masks only"),
     (GUMBEL + ["--target_sparsity", "1"], "target_sparsity must be in [0.0, 1.0), got target_sparsity=1.0"),

@@ -3,13 +3,16 @@
 import importlib
 import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from efficiency import generate_lut
 from experiment import evaluate, prune, train
-from experiment.checkpoints import current_masks, find_checkpoint, load_checkpoint
+from experiment.checkpoints import find_checkpoint, load_checkpoint
+from gated import structured_gates
+from gated_bert.mask_folders import read_mask_folder
 
 MICRO_FLAGS = ["--num_layers", "2", "--d_model", "32", "--num_heads", "2", "--dff", "64", "--max_len", "64",
                "--batch_size", "32", "--learning_rate", "1e-3", "--verbose", "0"]
@@ -39,7 +42,7 @@ def test_prune_writes_every_output_and_evaluate_reproduces_its_metric(checkpoint
     env = _env(glue_dir, bert_tokenizer_dir)
     assert run_prune(checkpoint, tmp_path, env, "--constraint", "0.6", "--seed", "3") == 0
     folder = tmp_path / "L2_D32_H2_F64" / "sst2" / "mac" / "0.6" / "seed_3"
-    assert sorted(p.name for p in folder.iterdir()) == ["head_mask.npy", "log.txt", "metrics.json",
+    assert sorted(p.name for p in folder.iterdir()) == ["head_mask.npy", "log.txt", "masks.json", "metrics.json",
                                                         "neuron_mask.npy"]
     assert [p.name for p in folder.parent.iterdir()] == ["seed_3"]  # no partial folder left
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -49,17 +52,24 @@ def test_prune_writes_every_output_and_evaluate_reproduces_its_metric(checkpoint
     macs = metrics["macs"]
     assert macs["after"] <= 0.6 * macs["dense"] and macs["before"] == macs["dense"]
     assert macs["kept_fraction"] == pytest.approx(macs["after"] / macs["dense"])
-    heads, neurons = np.load(folder / "head_mask.npy"), np.load(folder / "neuron_mask.npy")
+    masks = read_mask_folder(folder)
+    heads, neurons = masks.masks["head"], masks.masks["neuron"]
     assert heads.shape == (2, 2) and neurons.shape == (2, 64)
+    assert masks.source["stage"] == "rescale" and masks.source["method"] == "fisher"
     assert metrics["kept"]["neurons"] == np.count_nonzero(neurons) < 128
     log = (folder / "log.txt").read_text()
     assert "keep 0.6 of its MACs (remove 0.4)" in log and "removed" in log and "rescale: dev accuracy" in log
 
-    # The saved masks score the same again, on the gated model and on the physically smaller one.
+    # The saved masks score the same again: on the gated model, on the physically smaller one, and from a copy
+    # of the folder in prune.py's earlier format (the two .npy files, no masks.json).
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    for name in ("head_mask.npy", "neuron_mask.npy"):
+        shutil.copy(folder / name, legacy / name)
     scored = []
-    for extra in ([], ["--slice"]):
+    for masks_dir, extra in ((folder, []), (folder, ["--slice"]), (legacy, [])):
         capsys.readouterr()
-        assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(folder), "--max_eval_samples",
+        assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(masks_dir), "--max_eval_samples",
                               "100", *extra], env) == 0
         scored.append(json.loads(capsys.readouterr().out))
     for result in scored:
@@ -72,11 +82,11 @@ def test_prune_writes_every_output_and_evaluate_reproduces_its_metric(checkpoint
 def test_prune_under_a_latency_budget_with_luts_from_this_machine(checkpoint, tmp_path, glue_dir,
                                                                   bert_tokenizer_dir):
     luts = tmp_path / "luts"
-    assert generate_lut.main(["--d_model", "32", "--num_heads", "2", "--dff", "64", "--bs", "2", "--seq_len", "8",
-                              "--ffn_points", "4", "--repeats", "2", "--output_dir", str(luts)]) == 0
+    assert generate_lut.main(["--d_model", "32", "--num_heads", "2", "--dff", "64", "--batch_size", "2", "--max_len",
+                              "8", "--ffn_points", "4", "--repeats", "2", "--output_dir", str(luts)]) == 0
     env = _env(glue_dir, bert_tokenizer_dir)
-    assert run_prune(checkpoint, tmp_path / "out", env, "--constraint", "0.5", "--metric", "latency", "--mha_lut",
-                     str(luts / "mha_lut.json"), "--ffn_lut", str(luts / "ffn_lut.json")) == 0
+    assert run_prune(checkpoint, tmp_path / "out", env, "--constraint", "0.5", "--metric", "latency", "--head_lut",
+                     str(luts / "head_lut.json"), "--neuron_lut", str(luts / "neuron_lut.json")) == 0
     (metrics_path,) = (tmp_path / "out").glob("*/sst2/latency/0.5/seed_0/metrics.json")
     latency = json.loads(metrics_path.read_text())["latency_ms"]
     assert latency["estimated"] <= latency["budget"] == pytest.approx(0.5 * latency["dense"])
@@ -89,7 +99,7 @@ def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint,
                      "--sublayerwise_tuning") == 0
     folder = tmp_path / "L2_D32_H2_F64" / "sst2" / "kprune_mac" / "0.4" / "seed_0"
     names = sorted(p.name for p in folder.iterdir())
-    assert names[2:] == ["head_mask.npy", "log.txt", "metrics.json", "neuron_mask.npy"]
+    assert names[2:] == ["head_mask.npy", "log.txt", "masks.json", "metrics.json", "neuron_mask.npy"]
     assert names[0].startswith("best_kprune_") and names[0].endswith(".keras")
     assert names[1] == names[0].replace("best_", "config_").replace(".keras", ".json")
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -118,7 +128,7 @@ def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint,
         assert result["macs"] == metrics["macs"]["after"]
     assert scored[1]["parameters"] < scored[0]["parameters"]
     tuned_model, original = (load_checkpoint(find_checkpoint(path)[0]) for path in (folder, checkpoint))
-    np.testing.assert_array_equal(current_masks(tuned_model)[0], np.load(folder / "head_mask.npy"))
+    np.testing.assert_array_equal(structured_gates(tuned_model)["head"], np.load(folder / "head_mask.npy"))
     changed = {a.path for a, b in zip(tuned_model.weights, original.weights, strict=True)
                if not np.allclose(a.numpy(), b.numpy())}
     tuned = {path for path in changed if path.endswith(("output/kernel", "output/bias"))}
@@ -129,7 +139,7 @@ def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint,
 @pytest.mark.parametrize("flags, message", [
     (["--constraint", "1.5"], "must be in (0, 1), got 1.5"),
     (["--constraint", "0"], "must be in (0, 1), got 0.0"),
-    (["--constraint", "0.5", "--metric", "latency"], "--metric latency needs --mha_lut and --ffn_lut"),
+    (["--constraint", "0.5", "--metric", "latency"], "--metric latency needs --head_lut and --neuron_lut"),
     (["--constraint", "0.5", "--task_name", "rte"], "does not match the checkpoint's task sst2"),
     (["--constraint", "0.5", "--num_samples", "0"], "--num_samples must be positive, got 0"),
     (["--constraint", "0.5", "--method", "kprune", "--metric", "latency"], "--method kprune supports --metric mac"),
@@ -154,10 +164,11 @@ def test_missing_checkpoint_files_and_foreign_luts_are_clear_errors(checkpoint, 
     assert prune.main(["--ckpt_dir", str(tmp_path / "empty"), "--constraint", "0.5"], env) == 2
     assert "holds no config_*.json" in capsys.readouterr().err
     luts = tmp_path / "luts"
-    assert generate_lut.main(["--model_size", "tiny", "--bs", "1", "--seq_len", "4", "--ffn_points", "1",
+    assert generate_lut.main(["--model_size", "tiny", "--batch_size", "1", "--max_len", "4", "--ffn_points", "1",
                               "--repeats", "1", "--output_dir", str(luts)]) == 0
+    # The earlier flag names still work (the seed tool's --mha_lut / --ffn_lut).
     assert run_prune(checkpoint, tmp_path / "out", env, "--constraint", "0.5", "--metric", "latency", "--mha_lut",
-                     str(luts / "mha_lut.json"), "--ffn_lut", str(luts / "ffn_lut.json")) == 2
+                     str(luts / "head_lut.json"), "--ffn_lut", str(luts / "neuron_lut.json")) == 2
     assert "measured for another shape (d_model: LUT 256, model 32" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -165,11 +176,13 @@ def test_missing_checkpoint_files_and_foreign_luts_are_clear_errors(checkpoint, 
 def test_evaluate_rejects_masks_it_cannot_use(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir, capsys):
     env = _env(glue_dir, bert_tokenizer_dir)
     assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(tmp_path)], env) == 2
-    assert "lacks head_mask.npy, neuron_mask.npy" in capsys.readouterr().err
+    assert f"mask folder {tmp_path} holds no masks" in capsys.readouterr().err
+    # A folder from before masks.json (prune.py's two files), made for another shape.
     np.save(tmp_path / "head_mask.npy", np.ones((2, 4), np.float32))
     np.save(tmp_path / "neuron_mask.npy", np.ones((2, 64), np.float32))
     assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(tmp_path)], env) == 2
-    assert "shapes (2, 4) and (2, 64), but the model's gates are (2, 2) and (2, 64)" in capsys.readouterr().err
+    assert ("do not fit this model: head masks have shape (2, 4), but the model's head gates are (2, 2); they were "
+            "made for another model") in capsys.readouterr().err
 
 
 def test_a_gumbel_checkpoint_keeps_its_learned_masks_off(tmp_path, glue_dir, bert_tokenizer_dir):
@@ -180,7 +193,7 @@ def test_a_gumbel_checkpoint_keeps_its_learned_masks_off(tmp_path, glue_dir, ber
             "--target_sparsity", "0.5", "--target_warmup", "0.1", "--masks_lr", "0.5"]
     assert train.main(argv) == 0
     (masks_dir,) = (out / "results_gumbel_sst2").glob("masks_gumbel_*")
-    learned = np.load(masks_dir / "ffn_intermediate_mask.npy")
+    learned = read_mask_folder(masks_dir).masks["neuron"]
     assert 0 < learned.sum() < learned.size  # the learned masks did switch some neurons off
     env = _env(glue_dir, bert_tokenizer_dir)
     assert run_prune(out / "checkpoints_gumbel_sst2", tmp_path / "pruned", env, "--constraint", "0.9") == 0

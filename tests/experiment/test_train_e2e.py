@@ -168,11 +168,12 @@ def test_micro_pruning_run_records_rising_sparsity(tmp_path, glue_dir, bert_toke
     assert sparsity_stats(best)["global_sparsity"] == pytest.approx(0.8, abs=1 / total)
 
 
-def test_micro_gumbel_run_saves_the_masks_it_evaluated_with(tmp_path, glue_dir, bert_tokenizer_dir):
+def test_micro_gumbel_run_saves_the_masks_it_evaluated_with(tmp_path, glue_dir, bert_tokenizer_dir, capsys):
     from callbacks import DevEvaluator
+    from experiment import evaluate
     from experiment.config import GatedBertConfig
     from gated import load_learned_masks, set_structured_masks, structured_masks, without_learned_masks
-    from gated.masks import MASK_FILE_STEMS
+    from gated_bert.mask_folders import write_mask_folder
     from tasks import get_task
 
     # 320 rows at batch 32: 10 steps per epoch, 80 in all; a fast mask optimizer so that masks move.
@@ -185,7 +186,7 @@ def test_micro_gumbel_run_saves_the_masks_it_evaluated_with(tmp_path, glue_dir, 
     assert meta["pruning"]["temperature"] == {"start": 5.0, "end": 0.1, "total_steps": 80, "mode": "linear"}
     (csv_path,) = (tmp_path / "out" / "results_gumbel_sst2").glob("results_*.csv")
     rows = list(csv.DictReader(csv_path.open()))
-    kinds = ("head", "ffn_int", "ffn_out")
+    kinds = ("head", "neuron", "ffn_out")
     assert {"temperature", "sparsity_loss", "quantization_loss", *(f"mask_sparsity/{k}" for k in kinds),
             *(f"expected_sparsity/{k}" for k in kinds), *(f"lagrange_l1/{k}" for k in kinds)} <= set(rows[0])
     assert [float(row["temperature"]) for row in rows] == pytest.approx([5 - 4.9 * s / 80 for s in range(9, 80, 10)])
@@ -193,12 +194,12 @@ def test_micro_gumbel_run_saves_the_masks_it_evaluated_with(tmp_path, glue_dir, 
 
     masks_dir = meta["pruning"]["masks_dir"]
     saved = load_learned_masks(masks_dir)
-    assert {kind: mask.shape for kind, mask in saved.items()} == {"head": (1, 2), "ffn_int": (1, 64),
+    assert {kind: mask.shape for kind, mask in saved.items()} == {"head": (1, 2), "neuron": (1, 64),
                                                                   "ffn_out": (1, 32)}
     for kind in kinds:
-        assert np.load(f"{masks_dir}/{MASK_FILE_STEMS[kind]}_logits.npy").shape == saved[kind].shape
+        assert np.load(f"{masks_dir}/{kind}_logits.npy").shape == saved[kind].shape
         assert 1 - saved[kind].mean() == pytest.approx(float(rows[-1][f"mask_sparsity/{kind}"]))
-    assert 0 < saved["ffn_int"].mean() < 1  # the masks moved and kept some neurons
+    assert 0 < saved["neuron"].mean() < 1  # the masks moved and kept some neurons
     learned = keras.saving.load_model(meta["paths"]["last_checkpoint"])
     for kind, mask in structured_masks(learned).items():
         np.testing.assert_array_equal(saved[kind], mask)
@@ -213,6 +214,21 @@ def test_micro_gumbel_run_saves_the_masks_it_evaluated_with(tmp_path, glue_dir, 
     evaluator = DevEvaluator(dev_ds, spec)
     evaluator.set_model(plain)
     assert evaluator.evaluate()["dev_accuracy"] == pytest.approx(meta["final"]["dev_accuracy"])
+
+    # evaluate.py scores the run's mask folder as the run did; an all-ones folder puts every unit back.
+    env = {"GLUE_DIR": str(glue_dir), "TOKENIZER": str(bert_tokenizer_dir)}
+    ckpt_dir = str(tmp_path / "out" / "checkpoints_gumbel_sst2")
+    write_mask_folder(tmp_path / "ones", {kind: np.ones_like(mask) for kind, mask in saved.items()}, {})
+    scored = []
+    for folder in (masks_dir, str(tmp_path / "ones")):
+        capsys.readouterr()
+        assert evaluate.main(["--ckpt_dir", ckpt_dir, "--checkpoint", "last", "--masks_dir", folder,
+                              "--max_eval_samples", "64"], env) == 0
+        scored.append(json.loads(capsys.readouterr().out))
+    assert scored[0]["dev_accuracy"] == meta["final"]["dev_accuracy"]
+    assert scored[0]["dev_loss"] == pytest.approx(meta["final"]["dev_loss"], abs=1e-5)
+    assert (scored[0]["kept_heads"], scored[0]["kept_neurons"]) == (saved["head"].sum(), saved["neuron"].sum())
+    assert (scored[1]["kept_heads"], scored[1]["kept_neurons"]) == (2, 64) and scored[1]["macs_kept_fraction"] == 1
 
 
 def test_wandb_offline_run_records_the_epoch_logs(tmp_path, glue_dir, bert_tokenizer_dir, monkeypatch):

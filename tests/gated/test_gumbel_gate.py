@@ -61,13 +61,13 @@ def test_gate_config_round_trips_and_bad_units_are_named():
         GumbelGate(0)
 
 
-def test_mask_kinds_expand_and_reject_unknown_names():
-    from gated import MASK_KINDS, expand_mask_kinds
+def test_a_block_saved_with_the_earlier_kind_name_still_learns_neuron_masks():
+    from gated import EncoderBlock
 
-    assert expand_mask_kinds(["ffn_out", "head"]) == ("head", "ffn_out")
-    assert expand_mask_kinds(["all"]) == MASK_KINDS
-    with pytest.raises(ValueError, match="'heads'"):
-        expand_mask_kinds(["heads"])
+    block = EncoderBlock.from_config({"num_heads": 4, "dff": 32, "learn_masks": ["head", "ffn_int"], "name": "b"})
+    block.build((None, None, 16))
+    assert block.learn_masks == ("head", "neuron") and block.get_config()["learn_masks"] == ["head", "neuron"]
+    assert block.ffn.neuron_mask is not None and block.ffn.output_mask is None
 
 
 @pytest.fixture
@@ -92,9 +92,9 @@ def test_model_learns_one_logit_per_head_neuron_and_output_unit(learned_model):
     from gated import learned_gates, mask_logits
 
     assert {kind: len(gates) for kind, gates in learned_gates(learned_model).items()} == {
-        "head": 2, "ffn_int": 2, "ffn_out": 2}
+        "head": 2, "neuron": 2, "ffn_out": 2}
     shapes = {kind: logits.shape for kind, logits in mask_logits(learned_model).items()}
-    assert shapes == {"head": (2, 4), "ffn_int": (2, 32), "ffn_out": (2, 16)}
+    assert shapes == {"head": (2, 4), "neuron": (2, 32), "ffn_out": (2, 16)}
     trainable = {variable.path for variable in learned_model.trainable_variables}
     assert "block_0/attention/head_mask/logits" in trainable
     assert "block_1/ffn/output_mask/logits" in trainable
@@ -142,10 +142,10 @@ def test_saved_masks_have_the_documented_shapes_and_reload(learned_model, tmp_pa
 
     _set_logits(learned_model)
     written = save_learned_masks(learned_model, tmp_path / "masks")
-    assert written == sorted(f"{stem}_{part}.npy" for stem in ("head", "ffn_intermediate", "ffn_output")
-                             for part in ("mask", "logits"))
+    assert sorted(written) == sorted([f"{kind}_{part}.npy" for kind in ("head", "neuron", "ffn_out")
+                                      for part in ("mask", "logits")] + ["masks.json"])
     loaded = load_learned_masks(tmp_path / "masks")
-    assert {kind: mask.shape for kind, mask in loaded.items()} == {"head": (2, 4), "ffn_int": (2, 32),
+    assert {kind: mask.shape for kind, mask in loaded.items()} == {"head": (2, 4), "neuron": (2, 32),
                                                                    "ffn_out": (2, 16)}
     for kind, mask in structured_masks(learned_model).items():
         np.testing.assert_array_equal(loaded[kind], mask)
@@ -155,5 +155,8 @@ def test_saved_masks_have_the_documented_shapes_and_reload(learned_model, tmp_pa
 def test_structured_masks_reject_a_wrong_layer_count(micro_model):
     from gated import set_structured_masks
 
-    with pytest.raises(ValueError, match=r"layers=2"):
+    with pytest.raises(ValueError, match=r"head masks have shape \(3, 4\), but the model's head gates are \(2, 4\)"):
         set_structured_masks(micro_model, {"head": np.ones((3, 4))})
+    with pytest.raises(ValueError, match=r"neuron masks have shape \(2, 31\).* are \(2, 32\)"):
+        set_structured_masks(micro_model, {"head": np.zeros((2, 4)), "neuron": np.ones((2, 31))})
+    assert np.all(micro_model.get_layer("block_0").attention.head_gate.numpy() == 1)  # nothing was written

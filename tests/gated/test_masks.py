@@ -79,3 +79,19 @@ def test_set_rejects_unknown_paths_and_wrong_shapes(micro_model):
         set_weight_masks(micro_model, {"block_0/ffn/output": np.ones((16, 32))})
     with pytest.raises(ValueError, match="head_gate"):
         set_head_gates(micro_model, {"block_0/attention": np.ones(3)})
+
+
+def test_masks_applied_sets_the_gates_only_inside_the_block(micro_model):
+    from gated import masks_applied, structured_gates
+
+    micro_model.get_layer("block_1").attention.head_gate.assign(np.array([1, 0.5, 1, 1], "float32"))
+    before = structured_gates(micro_model)
+    heads = np.array([[0, 1, 1, 1], [1, 1, 0, 0]], "float32")
+    with masks_applied(micro_model, {"head": heads}):
+        np.testing.assert_array_equal(structured_gates(micro_model)["head"], heads)
+    for kind, gates in structured_gates(micro_model).items():
+        np.testing.assert_array_equal(gates, before[kind])
+    with pytest.raises(RuntimeError, match="scoring failed"):
+        with masks_applied(micro_model, {"neuron": np.zeros((2, 32))}):
+            raise RuntimeError("scoring failed")
+    np.testing.assert_array_equal(structured_gates(micro_model)["neuron"], before["neuron"])

@@ -63,3 +63,22 @@ def test_read_json_object_names_what_is_wrong_with_the_file(tmp_path):
     (tmp_path / "list.json").write_text("[1]")
     with pytest.raises(LookupError, match=r"thing .*list.json must hold a JSON object, got list"):
         read_json_object(tmp_path / "list.json", "thing", LookupError)
+
+
+def test_a_staged_folder_replaces_the_old_one_only_when_complete(tmp_path):
+    from gated_bert.files import staged_folder
+
+    target = tmp_path / "out" / "run"
+    with staged_folder(target) as tmp:
+        (tmp_path / "out" / "run").mkdir()  # an older result
+        (target / "old.txt").write_text("old")
+        with open(f"{tmp}/new.txt", "w") as handle:
+            handle.write("new")
+        assert not (target / "new.txt").exists()  # not visible before the block ends
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    with pytest.raises(OSError, match="disk full"):
+        with staged_folder(target) as tmp:
+            (tmp_path / "out" / "half").write_text("")
+            raise OSError("disk full")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]  # the earlier result stands
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".partial")]

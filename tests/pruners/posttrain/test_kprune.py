@@ -158,13 +158,16 @@ def test_tuning_equals_the_closed_form_least_squares_solution():
 
 
 def test_kprune_meets_the_budget_and_tuning_lowers_each_sublayers_error():
-    model, batches = _model(), micro_sample_batches(3)
-    model.get_layer("block_1").attention.head_gate.assign(np.array([1, 1, 0, 1], np.float32))  # already pruned
-    dense = keras.models.clone_model(model)  # the teacher: the model as it was given
-    dense.set_weights(model.get_weights())
+    dense, batches = _model(), micro_sample_batches(3)
+    dense.get_layer("block_1").attention.head_gate.assign(np.array([1, 1, 0, 1], np.float32))  # already pruned
+    given = [variable.numpy() for variable in dense.weights]
     full = count_macs(np.ones((2, 4)), np.ones((2, 32)), **SHAPE)["total"]
-    heads, neurons, steps, seconds = kprune(model, batches, budget=0.45 * full, head_cost=HEAD_COST,
-                                            neuron_cost=NEURON_COST, tuning=True, backend="scipy", max_tokens=10**6)
+    result = kprune(dense, batches, budget=0.45 * full, head_cost=HEAD_COST, neuron_cost=NEURON_COST, tuning=True,
+                    backend="scipy", max_tokens=10**6)
+    heads, neurons, steps, seconds, model = result.head_mask, result.neuron_mask, result.steps, result.seconds, \
+        result.model
+    for before, variable in zip(given, dense.weights, strict=True):  # the model given is left as it was
+        np.testing.assert_array_equal(variable.numpy(), before, err_msg=variable.path)
     assert count_macs(heads, neurons, **SHAPE)["total"] <= 0.45 * full
     assert heads[1, 2] == 0  # a unit that was off stays off
     assert [(s["layer"], s["kind"]) for s in steps] == [(0, "head"), (0, "neuron"), (1, "head"), (1, "neuron")]
@@ -219,7 +222,7 @@ def test_kprune_refuses_models_with_learned_masks_or_scaled_gates():
 
 
 def test_sublayer_sample_goes_bottom_to_top_only():
-    sample = SublayerSample(_model(), micro_sample_batches(0, count=1), None, 0)
+    sample = SublayerSample(_model(), _model(), micro_sample_batches(0, count=1), None, 0)
     units, base, target = sample.sublayer(1)
     assert units.shape == (sample.tokens, MICRO["dff"], 1) and base.shape == target.shape == (sample.tokens, 16)
     np.testing.assert_allclose(target, base + _model().get_layer("block_0").ffn(base[None])[0], atol=1e-5)

@@ -69,8 +69,9 @@ def test_fisher_search_rearrange_and_rescale_are_unchanged():
 @pytest.mark.parametrize("tuning", [False, True])
 def test_kprune_masks_tuning_errors_and_pruned_model_are_unchanged(tuning):
     model, batches = _model(), _batches()
-    heads, neurons, steps, _ = kprune(model, batches, budget=0.4 * DENSE_MACS, head_cost=HEAD_COST,
-                                      neuron_cost=NEURON_COST, tuning=tuning, backend="scipy", seed=0)
+    result = kprune(model, batches, budget=0.4 * DENSE_MACS, head_cost=HEAD_COST, neuron_cost=NEURON_COST,
+                    tuning=tuning, backend="scipy", seed=0)
+    heads, neurons, steps, model = result.head_mask, result.neuron_mask, result.steps, result.model
     expected = REFERENCE[f"kprune_tuning_{tuning}"]
     np.testing.assert_array_equal(heads, expected["masks"][0])
     np.testing.assert_array_equal(neurons, expected["masks"][1])

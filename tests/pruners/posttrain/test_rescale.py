@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import MICRO, micro_sample_batches
-from experiment.checkpoints import apply_masks, current_masks
+from gated import set_structured_masks, structured_gates
 from pruners.posttrain.rescale import rescale
 
 
@@ -39,7 +39,7 @@ def test_rescale_lowers_every_sublayer_error_and_leaves_the_gates_alone(micro_mo
     # Pruned units stay pruned; kept ones get real-valued scales.
     assert np.all(new_heads[heads == 0] == 0) and np.all(new_neurons[neurons == 0] == 0)
     assert np.any(new_heads[heads == 1] != 1)
-    for mask in current_masks(micro_model):
+    for mask in structured_gates(micro_model).values():
         np.testing.assert_array_equal(mask, np.ones_like(mask))
     # Measured again through the model, independently of the solver's own numbers.
     binary = _first_attention_error(micro_model, batches, heads[0])
@@ -53,9 +53,9 @@ def test_rescaled_masks_bring_the_logits_closer_to_the_dense_model(micro_model):
     heads, neurons = _masks(1)
     dense = np.concatenate([micro_model(inputs).numpy() for inputs, _ in batches])
     new_heads, new_neurons, _ = rescale(micro_model, heads, neurons, batches, backend="scipy", max_scale=100.0)
-    apply_masks(micro_model, heads, neurons)
+    set_structured_masks(micro_model, {"head": heads, "neuron": neurons})
     binary = np.concatenate([micro_model(inputs).numpy() for inputs, _ in batches])
-    apply_masks(micro_model, new_heads, new_neurons)
+    set_structured_masks(micro_model, {"head": new_heads, "neuron": new_neurons})
     scaled = np.concatenate([micro_model(inputs).numpy() for inputs, _ in batches])
     assert np.mean(np.square(scaled - dense)) < np.mean(np.square(binary - dense))
 

@@ -54,7 +54,7 @@ def _data(rows=256, seed=0):
     return features, labels
 
 
-def _learning_model(learn_masks=("head", "ffn_int")):
+def _learning_model(learn_masks=("head", "neuron")):
     from gated import build_gated_encoder
 
     keras.utils.set_random_seed(0)
@@ -116,7 +116,7 @@ def test_fixed_sparsity_weight_pulls_keep_probabilities_down():
     for weight in (0.0, 1.0):
         model = _learning_model()
         history, _ = _fit(model, GumbelMaskLearner(sparsity_weight=weight, masks_lr=0.05), epochs=2)
-        means[weight] = history.history["expected_sparsity/ffn_int"][-1]
+        means[weight] = history.history["expected_sparsity/neuron"][-1]
     assert means[1.0] > means[0.0] + 0.05
 
 
@@ -136,7 +136,7 @@ def test_callback_anneals_logs_every_n_steps_and_resumes_across_fits(tmp_path):
     assert [int(row["step"]) for row in rows] == [5, 10, 15]
     assert {"task_loss", "sparsity_loss", "quantization_loss", "expected_sparsity/head"} <= set(rows[0])
     assert float(rows[0]["sparsity_loss"]) == pytest.approx(0.1 * (1 - float(rows[0]["expected_sparsity/head"])
-                                                                   + 1 - float(rows[0]["expected_sparsity/ffn_int"]))
+                                                                   + 1 - float(rows[0]["expected_sparsity/neuron"]))
                                                             / 2, rel=1e-4)
     history, _ = _fit(model, learner, epochs=1, total_steps=32, mode="linear", log_every=5,
                       step_log_path=tmp_path / "steps.csv")
@@ -156,11 +156,11 @@ def test_target_sparsity_controller_lands_the_binary_masks_at_the_target():
     learner = GumbelMaskLearner(target_sparsity=0.5, masks_lr=0.05, target_warmup_steps=480)
     history, _ = _fit(model, learner, epochs=30, rows=1024)
     masks = structured_masks(model)
-    for kind in ("head", "ffn_int"):
+    for kind in ("head", "neuron"):
         assert abs(1 - masks[kind].mean() - 0.5) <= 0.1, kind
         assert history.history[f"mask_sparsity/{kind}"][-1] == pytest.approx(1 - masks[kind].mean())
     # The multipliers ascended while the masks were too dense (the only way the logits could fall).
-    assert min(history.history["lagrange_l1/ffn_int"]) < 0
+    assert min(history.history["lagrange_l1/neuron"]) < 0
 
 
 def test_learner_needs_a_model_with_learned_masks(micro_model):
