@@ -12,11 +12,12 @@ SIZES=(tiny small base large)
 TASKS=(sst2 mnli qnli qqp rte wnli mrpc cola stsb)
 read -r -a AVAILABLE <<<"$("$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); from gated_bert.vocabulary import METHODS; print(*METHODS)' "$ROOT")"
 
-# Defaults: train.py's own, so that no flag means train.py's recipe for every method.
-EPOCHS=25 BATCH_SIZE=96 LEARNING_RATE=2e-5 MODEL_SIZE=tiny START_SPARSITY=0.0 END_SPARSITY=0.99
-PRUNING_START=4 PRUNING_END=23 SPARSITY_STEPS="" SPT_EXPLORE=false TASK=sst2 MAX_LEN=128
+# A flag that is not given is not passed: train.py's own defaults apply, and so do the values of a
+# `-- --config FILE`. The values shown by -h are train.py's defaults (kept equal by tests/test_run_experiments.py).
+EPOCHS="" BATCH_SIZE="" LEARNING_RATE="" MODEL_SIZE="" START_SPARSITY="" END_SPARSITY=""
+PRUNING_START="" PRUNING_END="" SPARSITY_STEPS="" SPT_EXPLORE="" TASK="" MAX_LEN="" TARGET_SPARSITY=""
 METHOD_LIST=$(IFS=,; echo "${AVAILABLE[*]}")
-PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=. TARGET_SPARSITY=""
+PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=.
 PASS=()
 
 usage() {
@@ -27,22 +28,22 @@ Train every chosen method with one recipe through train.py, sequentially or
 in parallel, show live progress, then print a summary table and write the
 comparison figures and tables (plot_comparison.py).
 
-  -e,  --epochs N            training epochs                              [$EPOCHS]
-  -b,  --batch-size N        examples per batch                           [$BATCH_SIZE]
-  -l,  --learning-rate X     peak learning rate                           [$LEARNING_RATE]
-  -m,  --model-size S        ${SIZES[*]}                       [$MODEL_SIZE]
+  -e,  --epochs N            training epochs                              [25]
+  -b,  --batch-size N        examples per batch                           [96]
+  -l,  --learning-rate X     peak learning rate                           [2e-05]
+  -m,  --model-size S        ${SIZES[*]}                       [tiny]
   -p,  --pruning-methods L   comma list of: ${AVAILABLE[*]}
                              [all: $METHOD_LIST]
-  -s,  --start-sparsity X    sparsity at the start of the pruning window  [$START_SPARSITY]
-  -f,  --end-sparsity X      final sparsity                               [$END_SPARSITY]
-  -ps, --pruning-start N     epochs trained before pruning begins         [$PRUNING_START]
-  -pe, --pruning-end N       epoch at whose end end sparsity is reached   [$PRUNING_END; capped at epochs]
+  -s,  --start-sparsity X    sparsity at the start of the pruning window  [0.0]
+  -f,  --end-sparsity X      final sparsity                               [0.99]
+  -ps, --pruning-start N     epochs trained before pruning begins         [4]
+  -pe, --pruning-end N       epoch at whose end end sparsity is reached   [23; capped at epochs]
   -ss, --sparsity-steps "L"  space-separated percentages walked by magnitude and spt [train.py's]
-  -se, --spt-explore B       SPT explores each layer on its own: true|false [$SPT_EXPLORE]
+  -se, --spt-explore B       SPT explores each layer on its own: true|false [false]
   -ts, --target-sparsity X   gumbel only: fraction of heads/neurons to remove [none: fixed weight]
-  -t,  --task T              ${TASKS[*]} [$TASK]
-  -ml, --max-len N           longest sequence in tokens                   [$MAX_LEN]
-  -d,  --output-dir DIR      where results_*/, checkpoints_*/ and experiment_logs/ go [$OUTPUT_DIR]
+  -t,  --task T              ${TASKS[*]} [sst2]
+  -ml, --max-len N           longest sequence in tokens                   [128]
+  -d,  --output-dir DIR      where results_*/, checkpoints_*/ and experiment_logs/ go [.]
   -parallel                  run methods at the same time (default: one after the other)
   -max-parallel-jobs N       most jobs at once with -parallel [CPU cores, at most one per method]
   -o,  --output-mode M       bars (one live bar per job), logs (every log line, prefixed by its
@@ -50,10 +51,17 @@ comparison figures and tables (plot_comparison.py).
                              [asked on a terminal, else bars]
   -h,  --help                this help
 
-Anything after -- goes to every train.py run (e.g. -- --max_train_samples 2000).
-Each job runs in experiment_logs/work_<method>_<task>/ and logs to
-experiment_logs/run_experiments_<method>_<task>_<timestamp>.log. The exit status is non-zero
-when any job failed.
+The values in brackets are train.py's defaults: a flag not given is not
+passed, so train.py's defaults, its environment variables and the values of
+a --config file given after -- apply (e.g. -- --config recipe.json
+--max_train_samples 2000). The script sets each job's --pruning_method,
+--output_dir, --progress_file, --verbose and thread counts itself. Before
+any job starts, every job's settings are resolved and checked
+(train.py --dry_run): a job that would fail is reported, with every other
+problem, and nothing runs. Each job runs in experiment_logs/work_<method>_<task>/
+(relative paths inside a --config file are read from there: use absolute
+ones) and logs to experiment_logs/run_experiments_<method>_<task>_<timestamp>.log.
+The exit status is non-zero when any job failed.
 EOF
 }
 
@@ -85,11 +93,12 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-# -- Validation: every problem, one message each, before any job starts ------
+# -- Validation 1: this script's flags, every problem one message, before anything runs -------------
 is_in() { local item=$1; shift; local x; for x in "$@"; do [[ $x == "$item" ]] && return 0; done; return 1; }
 is_number() { [[ $1 =~ ^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$ ]]; }
-check_positive_int() { [[ $2 =~ ^[1-9][0-9]*$ ]] || ERRORS+=("$1 must be a positive integer, got '$2'"); }
+check_positive_int() { [[ -z $2 || $2 =~ ^[1-9][0-9]*$ ]] || ERRORS+=("$1 must be a positive integer, got '$2'"); }
 check_fraction() {
+    [[ -n $2 ]] || return 0
     if ! is_number "$2" || ! awk -v x="$2" 'BEGIN { exit !(x >= 0 && x <= 1) }'; then
         ERRORS+=("$1 must be a number in [0, 1], got '$2'")
     fi
@@ -98,16 +107,20 @@ check_positive_int --epochs "$EPOCHS"
 check_positive_int --batch-size "$BATCH_SIZE"
 check_positive_int --max-len "$MAX_LEN"
 check_positive_int --pruning-end "$PRUNING_END"
-[[ $PRUNING_START =~ ^[0-9]+$ ]] || ERRORS+=("--pruning-start must be a non-negative integer, got '$PRUNING_START'")
-if ! is_number "$LEARNING_RATE" || awk -v x="$LEARNING_RATE" 'BEGIN { exit !(x <= 0) }'; then
+[[ -z $PRUNING_START || $PRUNING_START =~ ^[0-9]+$ ]] ||
+    ERRORS+=("--pruning-start must be a non-negative integer, got '$PRUNING_START'")
+if [[ -n $LEARNING_RATE ]] && { ! is_number "$LEARNING_RATE" || awk -v x="$LEARNING_RATE" 'BEGIN { exit !(x <= 0) }'; }
+then
     ERRORS+=("--learning-rate must be a positive number (e.g. 1e-3), got '$LEARNING_RATE'")
 fi
-is_in "$MODEL_SIZE" "${SIZES[@]}" || ERRORS+=("unknown --model-size '$MODEL_SIZE'; choose one of: ${SIZES[*]}")
-is_in "$TASK" "${TASKS[@]}" || ERRORS+=("unknown --task '$TASK'; choose one of: ${TASKS[*]}")
+[[ -z $MODEL_SIZE ]] || is_in "$MODEL_SIZE" "${SIZES[@]}" ||
+    ERRORS+=("unknown --model-size '$MODEL_SIZE'; choose one of: ${SIZES[*]}")
+[[ -z $TASK ]] || is_in "$TASK" "${TASKS[@]}" || ERRORS+=("unknown --task '$TASK'; choose one of: ${TASKS[*]}")
 check_fraction --start-sparsity "$START_SPARSITY"
 check_fraction --end-sparsity "$END_SPARSITY"
-[[ -z $TARGET_SPARSITY ]] || check_fraction --target-sparsity "$TARGET_SPARSITY"
-is_in "$SPT_EXPLORE" true false || ERRORS+=("--spt-explore must be true or false, got '$SPT_EXPLORE'")
+check_fraction --target-sparsity "$TARGET_SPARSITY"
+[[ -z $SPT_EXPLORE ]] || is_in "$SPT_EXPLORE" true false ||
+    ERRORS+=("--spt-explore must be true or false, got '$SPT_EXPLORE'")
 for step in $SPARSITY_STEPS; do
     is_number "$step" || ERRORS+=("--sparsity-steps must be space-separated percentages, got '$step'")
 done
@@ -123,20 +136,8 @@ if [[ ${#ERRORS[@]} -gt 0 ]]; then
     printf 'error: %s\n' "${ERRORS[@]}" >&2
     exit 2
 fi
-if ((PRUNING_END > EPOCHS)); then
-    echo "note: --pruning-end $PRUNING_END is past --epochs $EPOCHS; capped at $EPOCHS"
-    PRUNING_END=$EPOCHS
-fi
-if [[ -z $OUTPUT_MODE ]]; then
-    OUTPUT_MODE=bars
-    if [[ -t 0 ]]; then
-        read -r -p "Output mode: bars, logs or both? [bars] " answer || true
-        is_in "${answer:-bars}" bars logs both || { echo "error: unknown output mode '$answer'" >&2; exit 2; }
-        OUTPUT_MODE=${answer:-bars}
-    fi
-fi
 
-# -- Resolved configuration ---------------------------------------------------
+# -- Threads and paths ---------------------------------------------------------------
 CORES=$(nproc)
 JOBS=1
 if [[ $PARALLEL == true ]]; then
@@ -148,8 +149,8 @@ if ((JOBS > 1)); then
     THREADS=$((CORES / JOBS))
     ((THREADS >= 1)) || THREADS=1
 fi
-mkdir -p "$OUTPUT_DIR"
-OUTPUT_DIR=$(cd "$OUTPUT_DIR" && pwd)
+OUTPUT_DIR=$(realpath -m "$OUTPUT_DIR")  # created once every check has passed
+LOG_DIR=$OUTPUT_DIR/experiment_logs
 # Jobs run in their own folders: paths relative to here must become absolute.
 absolute() { if [[ -e $1 && $1 != /* ]]; then echo "$PWD/$1"; else echo "$1"; fi; }
 for name in GLUE_DIR TOKENIZER CACHE_DIR; do
@@ -160,14 +161,81 @@ for i in "${!PASS[@]}"; do
         PASS[i]=$(absolute "${PASS[i]}")
     fi
 done
-LOG_DIR=$OUTPUT_DIR/experiment_logs
+
+# A job's train.py flags: those the user set, then those this script decides.
+train_args() {
+    local method=$1 args=()
+    [[ -z $MODEL_SIZE ]] || args+=(--model_size "$MODEL_SIZE")
+    [[ -z $TASK ]] || args+=(--task "$TASK")
+    [[ -z $EPOCHS ]] || args+=(--epochs "$EPOCHS")
+    [[ -z $BATCH_SIZE ]] || args+=(--batch_size "$BATCH_SIZE")
+    [[ -z $LEARNING_RATE ]] || args+=(--learning_rate "$LEARNING_RATE")
+    [[ -z $MAX_LEN ]] || args+=(--max_len "$MAX_LEN")
+    [[ -z $START_SPARSITY ]] || args+=(--start_sparsity "$START_SPARSITY")
+    [[ -z $END_SPARSITY ]] || args+=(--end_sparsity "$END_SPARSITY")
+    [[ -z $PRUNING_START ]] || args+=(--pruning_start_epoch "$PRUNING_START")
+    [[ -z $PRUNING_END ]] || args+=(--pruning_end_epoch "$PRUNING_END")
+    [[ -z $SPARSITY_STEPS ]] || args+=(--sparsity_steps "$SPARSITY_STEPS")
+    [[ -z $SPT_EXPLORE ]] || args+=(--spt_explore_per_layer "$SPT_EXPLORE")
+    [[ $method != gumbel || -z $TARGET_SPARSITY ]] || args+=(--target_sparsity "$TARGET_SPARSITY")
+    local pruning=$method
+    [[ $method != baseline ]] || pruning=none
+    args+=(--pruning_method "$pruning" --output_dir "$OUTPUT_DIR" --verbose 2 --intra_op_threads "$THREADS"
+        --inter_op_threads "$THREADS")
+    printf '%s\n' "${args[@]}"
+}
+
+# -- Validation 2: every job's settings, resolved and checked by train.py --dry_run --------------
+declare -A CONFIG=()
+CHECK_ERR=$(mktemp)
+for method in "${METHODS[@]}"; do
+    mapfile -t args < <(train_args "$method")
+    if ! CONFIG[$method]=$("$PYTHON" "$ROOT/train.py" --dry_run "${args[@]}" "${PASS[@]}" 2>"$CHECK_ERR"); then
+        ERRORS+=("$method: $(sed 's/^error: //; s/^train.py: error: //' "$CHECK_ERR" | tail -n 1)")
+    fi
+done
+rm -f "$CHECK_ERR"
+if [[ ${#ERRORS[@]} -gt 0 ]]; then
+    printf 'error: %s\n' "${ERRORS[@]}" >&2
+    echo "no job was started. train.py's names for this script's flags: --epochs -e, --batch_size -b," \
+        "--learning_rate -l, --model_size -m, --start_sparsity -s, --end_sparsity -f, --pruning_start_epoch -ps," \
+        "--pruning_end_epoch -pe, --sparsity_steps -ss, --task -t, --max_len -ml" >&2
+    exit 2
+fi
+
+# -- Resolved configuration: the first job's (the jobs differ in their method only) -------------
+RESOLVED=$("$PYTHON" - "${CONFIG[${METHODS[0]}]}" <<'PY'
+import json, sys
+
+c = json.loads(sys.argv[1])
+print(c["task"], c["epochs"])
+shape = "/".join(str(c[key]) for key in ("num_layers", "d_model", "num_heads", "dff"))
+steps = " ".join(f"{step:g}" for step in c["sparsity_steps"])
+last = min(c["pruning_end_epoch"], c["epochs"])
+print(f"model / task:   {c['model_size']} ({shape}) / {c['task']}, max_len {c['max_len']}")
+print(f"training:       {c['epochs']} epochs, batch {c['batch_size']}, learning rate {c['learning_rate']:g}")
+print(f"pruning:        sparsity {c['start_sparsity']} -> {c['end_sparsity']} over epochs {c['pruning_start_epoch']}"
+      f" -> {last}, steps [{steps}], spt explore per layer {str(c['spt_explore_per_layer']).lower()}")
+if c["pruning_end_epoch"] > c["epochs"]:
+    print(f"note:           --pruning-end {c['pruning_end_epoch']} is past --epochs {c['epochs']}; capped at {last}")
+PY
+)
+read -r TASK EPOCHS <<<"$(head -n 1 <<<"$RESOLVED")"
+if [[ -z $OUTPUT_MODE ]]; then
+    OUTPUT_MODE=bars
+    if [[ -t 0 ]]; then
+        read -r -p "Output mode: bars, logs or both? [bars] " answer || true
+        is_in "${answer:-bars}" bars logs both || { echo "error: unknown output mode '$answer'" >&2; exit 2; }
+        OUTPUT_MODE=${answer:-bars}
+    fi
+fi
+mkdir -p "$OUTPUT_DIR"
 STAMP=$(date +%Y%m%d_%H%M%S)
 cat <<EOF
 methods:        ${METHODS[*]}
 mode:           $([[ $PARALLEL == true ]] && echo "parallel, up to $JOBS jobs, $THREADS CPU thread(s) each ($CORES cores)" || echo "sequential")
-model / task:   $MODEL_SIZE / $TASK, max_len $MAX_LEN
-training:       $EPOCHS epochs, batch $BATCH_SIZE, learning rate $LEARNING_RATE
-pruning:        sparsity $START_SPARSITY -> $END_SPARSITY over epochs $PRUNING_START -> $PRUNING_END, steps [${SPARSITY_STEPS:-train.py default}], spt explore per layer $SPT_EXPLORE, gumbel target ${TARGET_SPARSITY:-none}
+$(tail -n +2 <<<"$RESOLVED")
+gumbel target:  ${TARGET_SPARSITY:-train.py default}
 pass-through:   ${PASS[*]:-none}
 outputs:        $OUTPUT_DIR (logs in $LOG_DIR)
 output mode:    $OUTPUT_MODE
@@ -175,19 +243,6 @@ EOF
 
 # -- Jobs ---------------------------------------------------------------------
 declare -A PID=() STATUS=() STARTED=() SECONDS_TAKEN=() LOG=() PROGRESS=() OFFSET=()
-train_args() {
-    local method=$1
-    local args=(--model_size "$MODEL_SIZE" --task "$TASK" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE"
-        --learning_rate "$LEARNING_RATE" --max_len "$MAX_LEN" --start_sparsity "$START_SPARSITY"
-        --end_sparsity "$END_SPARSITY" --pruning_start_epoch "$PRUNING_START" --pruning_end_epoch "$PRUNING_END"
-        --spt_explore_per_layer "$SPT_EXPLORE" --output_dir "$OUTPUT_DIR" --verbose 2
-        --intra_op_threads "$THREADS" --inter_op_threads "$THREADS" --progress_file "${PROGRESS[$method]}")
-    [[ -z $SPARSITY_STEPS ]] || args+=(--sparsity_steps "$SPARSITY_STEPS")
-    [[ $method == baseline ]] || args+=(--enable_pruning true --pruning_method "$method")
-    [[ $method != gumbel || -z $TARGET_SPARSITY ]] || args+=(--target_sparsity "$TARGET_SPARSITY")
-    printf '%s\n' "${args[@]}"
-}
-
 start_job() {
     local method=$1 work=$LOG_DIR/work_${1}_$TASK
     mkdir -p "$work"
@@ -197,7 +252,8 @@ start_job() {
     rm -f "${PROGRESS[$method]}"
     local args
     mapfile -t args < <(train_args "$method")
-    (cd "$work" && exec "$PYTHON" "$ROOT/train.py" "${args[@]}" "${PASS[@]}") >"${LOG[$method]}" 2>&1 &
+    (cd "$work" && exec "$PYTHON" "$ROOT/train.py" "${args[@]}" --progress_file "${PROGRESS[$method]}" "${PASS[@]}") \
+        >"${LOG[$method]}" 2>&1 &
     PID[$method]=$!
     STATUS[$method]=running
     STARTED[$method]=$SECONDS

@@ -9,17 +9,17 @@ up to dff), which `prune.py --metric latency --head_lut ... --neuron_lut ...` re
 
 import argparse
 import logging
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from gated_bert import progress
+from gated_bert.cli import add_verbose_flag, quiet_start
+from gated_bert.logs import setup_console_logging
+from gated_bert.vocabulary import PRESETS
 
 log = logging.getLogger("generate_lut")
 
 
 def parse_args(argv):
-    from gated_bert.vocabulary import PRESETS
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--model_size", default="tiny", choices=tuple(PRESETS), help="shape preset [tiny]")
     for name in ("d_model", "num_heads", "dff"):
@@ -33,6 +33,7 @@ def parse_args(argv):
                         help="FFN widths timed: this many evenly spaced counts up to dff [32]")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per point (median kept) [20]")
     parser.add_argument("--output_dir", default="luts", help="folder for head_lut.json and neuron_lut.json [luts]")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
     shape = {**PRESETS[args.model_size]}
     shape.update({name: getattr(args, name) for name in ("d_model", "num_heads", "dff") if getattr(args, name)})
@@ -68,7 +69,9 @@ def time_ffn(neurons, inputs, repeats):
 
 def main(argv=None):
     args, shape = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup_console_logging(args.verbose)
+    progress.set_verbosity(args.verbose)
+    quiet_start()
     import numpy as np
     import tensorflow as tf
 
@@ -82,18 +85,20 @@ def main(argv=None):
     mask = tf.ones((args.batch_size, args.max_len), tf.int32)
     device = device_name()
     log.info("timing on %s at batch %d x %d tokens, shape %s", device, args.batch_size, args.max_len, lut_shape)
-    head_counts = list(range(shape["num_heads"] + 1))
-    mha = [0.0] + [time_attention(h, head_dim, inputs, mask, args.repeats) for h in head_counts[1:]]
-    log.info("mha: %s", ", ".join(f"{h} heads {t:.2f} ms" for h, t in zip(head_counts, mha, strict=True)))
-    neuron_counts = sorted({0, *np.linspace(0, shape["dff"], args.ffn_points + 1).round().astype(int).tolist()})
-    ffn = []
-    for index, count in enumerate(neuron_counts):
-        ffn.append(time_ffn(count, inputs, args.repeats) if count else 0.0)
-        log.info("ffn %d/%d: %d neurons %.2f ms", index + 1, len(neuron_counts), count, ffn[-1])
-    for kind, counts, latency in (("head", head_counts, mha), ("neuron", neuron_counts, ffn)):
-        path = write_lut(args.output_dir, kind, counts, latency, lut_shape, args.batch_size, args.max_len, device)
-        intercept, slope = fit_lut(counts, latency)
-        log.info("wrote %s; fit: %.3f ms + %.5f ms per unit", path, intercept, slope)
+    counts = {"head": list(range(shape["num_heads"] + 1)),
+              "neuron": sorted({0, *np.linspace(0, shape["dff"], args.ffn_points + 1).round().astype(int).tolist()})}
+    timers = {"head": lambda count: time_attention(count, head_dim, inputs, mask, args.repeats),
+              "neuron": lambda count: time_ffn(count, inputs, args.repeats)}
+    points = [(kind, count) for kind, values in counts.items() for count in values if count]  # 0 units cost 0
+    latency = {kind: {0: 0.0} for kind in counts}
+    for kind, count in progress.track(points, "generate_lut", unit="point", logger=log):
+        latency[kind][count] = timers[kind](count)
+    for kind, values in counts.items():
+        measured = [latency[kind][count] for count in values]
+        log.info("%s: %s", kind, ", ".join(f"{count} {t:.2f} ms" for count, t in zip(values, measured, strict=True)))
+        path = write_lut(args.output_dir, kind, values, measured, lut_shape, args.batch_size, args.max_len, device)
+        intercept, slope = fit_lut(values, measured)
+        log.info("wrote %s; fit: %.3f ms + %.5f ms per %s", path, intercept, slope, kind)
     return 0
 
 

@@ -38,14 +38,18 @@ def find_checkpoint(ckpt_dir, which="best"):
     return model_path, config_path
 
 
-def checkpoint_config(config_path, environ, data_dir=None, tokenizer=None, max_eval_samples=None):
+def checkpoint_config(config_path, environ, data_dir=None, tokenizer=None, max_eval_samples=None, task=None):
     """The run's saved config, with data and tokenizer from the flags, else `GLUE_DIR` / `TOKENIZER`, else as saved.
 
-    The task's files must exist there (`ConfigError` otherwise).
+    The task's files must exist there, and `task`, when given, must be the checkpoint's (`ConfigError`
+    otherwise: its classifier was trained for its own task).
     """
-    from experiment.config import GatedBertConfig, check_data_dir
+    from experiment.config import ConfigError, GatedBertConfig, check_data_dir
 
     saved = GatedBertConfig.load(config_path)
+    if task and task != saved.task:
+        raise ConfigError(f"--task {task} does not match the checkpoint's task {saved.task}; its classifier was "
+                          "trained for that task (drop --task or pick another checkpoint)")
     config = GatedBertConfig(**{**saved.to_dict(),
                                 "data_dir": data_dir or environ.get("GLUE_DIR") or saved.data_dir,
                                 "tokenizer": tokenizer or environ.get("TOKENIZER") or saved.tokenizer,

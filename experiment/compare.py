@@ -19,6 +19,7 @@ import json
 import os
 import sys
 
+from gated_bert.cli import add_bool_flag
 from gated_bert.files import atomic_path
 
 SUMMARY_COLUMNS = ("method", "run", "best_dev", "final_dev", "final_sparsity", "parameters_remaining",
@@ -157,7 +158,7 @@ def parse_args(argv):
     parser.add_argument("--results_dir", default=".", help="folder holding results_<method>_<task>/ [.]")
     parser.add_argument("--task", default="sst2", help="GLUE task whose runs to compare [sst2]")
     parser.add_argument("--methods", nargs="+", help="only these methods [all found]")
-    parser.add_argument("--all", action="store_true", help="every run, not only the latest per method")
+    add_bool_flag(parser, "all", "every run, not only the latest per method")
     parser.add_argument("--formats", nargs="+", default=["png"], choices=("png", "pdf", "svg"),
                         help="figure formats [png]")
     parser.add_argument("--output_dir", help="where figures and tables go [results_dir]")

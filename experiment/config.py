@@ -5,7 +5,9 @@ Values are layered, later layers winning:
     < environment variables (upper-case field names, `RUN_NAME` for
       `name`; `GLUE_DIR`, `BENCHMARK_EPOCHS`) < command-line flags (`--task rte`).
 Every override is generated from the dataclass fields and type-checked;
-unknown keys and bad values stop the run before any work.
+unknown keys and bad values stop the run before any work. `pruning_method`
+alone enables pruning: `enable_pruning` is derived from it (kept for config
+files), and a value given beside it that contradicts it is an error.
 """
 
 import argparse
@@ -17,6 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 
+from gated_bert.cli import FALSE, TRUE
 from gated_bert.files import read_json_object, write_json_atomic
 from gated_bert.vocabulary import (
     ANNEALING,
@@ -39,8 +42,6 @@ ENV_NAMES = {"name": "RUN_NAME"}
 # Percentages walked by the magnitude and SPT schedules (clipped to [start_sparsity, end_sparsity]).
 DEFAULT_SPARSITY_STEPS = (10.0, 25.0, 50.0, 70.0, 75.0, 80.0, 84.0, 88.0, 90.0, 92.0, 93.0, 94.0, 95.0, 96.0,
                           97.0, 97.5, 98.0, 98.5, 99.0, 99.5)
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 class ConfigError(ValueError):
@@ -88,9 +89,10 @@ class GatedBertConfig:
     intra_op_threads: int = _field(0, "CPU threads inside one op (0: TensorFlow decides)", non_negative=True)
     inter_op_threads: int = _field(0, "CPU threads across ops (0: TensorFlow decides)", non_negative=True)
     # Pruning during training.
-    enable_pruning: bool = _field(False, "prune while training, with pruning_method")
-    pruning_method: str = _field("none", "none, magnitude, movement, spt or gumbel (any but none needs "
-                                 "enable_pruning)", choices=PRUNING_METHODS)
+    enable_pruning: bool | None = _field(None, "whether pruning_method prunes; derived from it (true for any method "
+                                         "but none), kept for config files; a value that contradicts it is an error")
+    pruning_method: str = _field("none", "none, magnitude, movement, spt or gumbel (any but none "
+                                 "enables pruning)", choices=PRUNING_METHODS)
     start_sparsity: float = _field(0.0, "sparsity at the start of the pruning window", fraction=(0.0, 1.0, True))
     end_sparsity: float = _field(0.99, "final sparsity, reached at the end of pruning_end_epoch",
                                  fraction=(0.0, 1.0, True))
@@ -147,6 +149,7 @@ class GatedBertConfig:
         except ValueError as error:
             raise ConfigError(f"learn_masks: {error}") from None
         _check_rules(self)
+        self.enable_pruning = _enable_pruning(self.enable_pruning, self.pruning_method)
         for name, value in PRESETS[self.model_size].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -239,8 +242,8 @@ def _parse_string(name, raw, type_, source):
             item_type = typing.get_args(base)[0]
             return tuple(item_type(item) for item in text.replace(",", " ").split())
         if base is bool:
-            if text.lower() in _TRUE | _FALSE:
-                return text.lower() in _TRUE
+            if text.lower() in TRUE | FALSE:
+                return text.lower() in TRUE
             raise ValueError
         return base(text)
     except ValueError:
@@ -268,12 +271,6 @@ def _check_rules(config):
 
 def _check_pruning(config):
     """Rules that tie the pruning fields together."""
-    if config.enable_pruning and config.pruning_method == "none":
-        raise ConfigError("enable_pruning is true but pruning_method is 'none'; choose --pruning_method "
-                          "magnitude, movement, spt or gumbel")
-    if not config.enable_pruning and config.pruning_method != "none":
-        raise ConfigError(f"pruning_method={config.pruning_method!r} needs --enable_pruning true "
-                          "(or set --pruning_method none)")
     if config.start_sparsity > config.end_sparsity:
         raise ConfigError(f"start_sparsity must not exceed end_sparsity, got start_sparsity={config.start_sparsity}"
                           f", end_sparsity={config.end_sparsity}")
@@ -284,8 +281,11 @@ def _check_pruning(config):
     gumbel_only = {"target_sparsity": config.target_sparsity is not None, "freeze": config.freeze}
     for name, is_set in gumbel_only.items():
         if is_set and config.method != "gumbel":
-            raise ConfigError(f"{name} is used by learned masks only; add --enable_pruning true --pruning_method "
-                              f"gumbel, or drop --{name} (magnitude, movement and spt use end_sparsity)")
+            raise ConfigError(f"{name} is used by learned masks only; add --pruning_method gumbel, or drop "
+                              f"--{name} (magnitude, movement and spt use end_sparsity)")
+    if config.method == "gumbel" and not config.learn_masks:
+        raise ConfigError("pruning_method gumbel learns masks of the learn_masks kinds, but learn_masks is empty; "
+                          "set --learn_masks to head, neuron, ffn_out (several) or all")
     last = min(config.pruning_end_epoch, config.epochs)
     if config.method in SCHEDULED_METHODS and config.pruning_start_epoch >= last:
         raise ConfigError(
@@ -293,6 +293,18 @@ def _check_pruning(config):
             f"pruning_end_epoch={config.pruning_end_epoch} and epochs={config.epochs}; lower --pruning_start_epoch "
             "or raise --epochs"
         )
+
+
+def _enable_pruning(given, method):
+    """`enable_pruning` follows from the method; a given value must agree with it."""
+    derived = method != "none"
+    if given is None or given == derived:
+        return derived
+    if given:
+        raise ConfigError("enable_pruning is true but pruning_method is 'none'; choose --pruning_method "
+                          "magnitude, movement, spt or gumbel (the method alone enables pruning)")
+    raise ConfigError(f"enable_pruning is false but pruning_method is {method!r}; drop enable_pruning (the method "
+                      "alone enables pruning) or set --pruning_method none")
 
 
 def _read_json(path):
@@ -324,12 +336,15 @@ def build_parser():
         allow_abbrev=False,
     )
     parser.add_argument("--config", metavar="JSON", help="JSON file of config values")
+    hints = typing.get_type_hints(GatedBertConfig)
     for f in dataclasses.fields(GatedBertConfig):
         default = "the model_size preset" if f.name in SHAPE_FIELDS else f.default
         if isinstance(default, tuple):
             default = " ".join(f"{value:g}" if isinstance(value, float) else value for value in default)
+        # A boolean flag alone means true, as in every driver (gated_bert.cli); it also takes a value.
+        boolean = {"nargs": "?", "const": "true"} if bool in _base_types(hints[f.name]) else {}
         parser.add_argument(
-            f"--{f.name}", metavar=f.name.upper(),
+            f"--{f.name}", metavar="BOOL" if boolean else f.name.upper(), **boolean,
             help=f"{f.metadata['help']} [default: {default}; env {env_name(f.name)}]",
         )
     return parser
@@ -341,8 +356,14 @@ def resolve_config(argv=(), environ=None):
     Raises `ConfigError` for any unknown key, bad value or missing data;
     `argparse` exits for unknown flags.
     """
+    return config_from_flags(vars(build_parser().parse_args(list(argv))), environ)
+
+
+def config_from_flags(flags, environ=None):
+    """The final config from parsed flags (`build_parser`'s, as strings) over a `--config` file and the
+    environment; checks the data folder and tracking as `resolve_config` does."""
     environ = os.environ if environ is None else environ
-    flags = vars(build_parser().parse_args(list(argv)))
+    flags = dict(flags)
     file_values = {}
     if "config" in flags:
         path = flags.pop("config")
@@ -350,10 +371,22 @@ def resolve_config(argv=(), environ=None):
         _reject_unknown(file_values, path)
     hints = typing.get_type_hints(GatedBertConfig)
     cli_values = {name: _parse_string(name, raw, hints[name], f"flag --{name}") for name, raw in flags.items()}
-    config = GatedBertConfig(**{**file_values, **env_overrides(environ), **cli_values})
+    config = GatedBertConfig(**_layered([file_values, env_overrides(environ), cli_values]))
     check_data_dir(config)
     check_tracking(config)
     return config
+
+
+def _layered(layers):
+    """Field values of `layers`, later layers winning. A layer that sets `pruning_method` also decides
+    `enable_pruning` (derived from it), so a saved config's `enable_pruning` never contradicts a method chosen
+    over it; the two are checked against each other only when one layer gives both."""
+    values = {}
+    for layer in layers:
+        if "pruning_method" in layer and "enable_pruning" not in layer:
+            values.pop("enable_pruning", None)
+        values.update(layer)
+    return values
 
 
 def check_tracking(config):

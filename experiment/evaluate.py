@@ -17,12 +17,13 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from experiment.checkpoints import CheckpointError, find_checkpoint  # noqa: E402
-from experiment.config import ConfigError  # noqa: E402
-from gated_bert.mask_folders import MaskFolderError, read_mask_folder  # noqa: E402
-from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
+from experiment.checkpoints import CheckpointError, find_checkpoint
+from experiment.config import ConfigError
+from gated_bert import progress
+from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
+from gated_bert.logs import setup_console_logging
+from gated_bert.mask_folders import MaskFolderError, read_mask_folder
+from tasks import TASKS, DataUnavailableError, GlueFormatError
 
 
 def build_parser():
@@ -30,26 +31,37 @@ def build_parser():
     parser.add_argument("--ckpt_dir", required=True, help="checkpoint folder written by train.py")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which saved model [best]")
     parser.add_argument("--masks_dir", help="a mask folder (from prune.py or a gumbel run) to put on the gates")
-    parser.add_argument("--slice", action="store_true", help="remove pruned heads and neurons before scoring")
+    add_bool_flag(parser, "slice", "remove pruned heads and neurons before scoring")
+    parser.add_argument("--task", "--task_name", dest="task", choices=tuple(TASKS),
+                        help="GLUE task, must be the checkpoint's [the checkpoint's task]")
     parser.add_argument("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's]")
     parser.add_argument("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
     parser.add_argument("--max_eval_samples", type=int, help="score only the first N dev rows [all]")
+    add_verbose_flag(parser)
     return parser
 
 
 def evaluate(args, environ):
-    """The JSON-ready result for `args`."""
+    """The JSON-ready result for `args`: the inputs are checked first, then TensorFlow is started."""
+    from experiment.checkpoints import checkpoint_config
+
+    model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
+    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples, args.task)
+    masks = read_mask_folder(args.masks_dir).masks if args.masks_dir else {}
+    quiet_start()
+    return score_checkpoint(args, model_path, config, masks)
+
+
+def score_checkpoint(args, model_path, config, masks):
+    """Load the checkpoint, put `masks` on its gates (and slice it with `--slice`), score it on the dev set."""
     import numpy as np
 
     from efficiency import count_macs, mac_shape
-    from experiment.checkpoints import checkpoint_config, dev_dataset, load_checkpoint
+    from experiment.checkpoints import dev_dataset, load_checkpoint
     from gated import set_structured_masks, structured_gates
     from gated.slicing import slice_pruned
     from tasks import get_task, load_tokenizer, score_model
 
-    model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
-    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples)
-    masks = read_mask_folder(args.masks_dir).masks if args.masks_dir else {}
     model = load_checkpoint(model_path)
     try:
         set_structured_masks(model, masks)
@@ -72,6 +84,8 @@ def evaluate(args, environ):
 def main(argv=None, environ=None):
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_console_logging(args.verbose)  # logs (tokenization, ...) go to stderr; the result is stdout's JSON
+    progress.set_verbosity(args.verbose)
     try:
         result = evaluate(args, os.environ if environ is None else environ)
     except (ConfigError, CheckpointError, MaskFolderError) as error:

@@ -32,15 +32,15 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from efficiency.latency import LutError, read_lut  # noqa: E402
-from experiment.checkpoints import CheckpointError, checkpoint_config, find_checkpoint  # noqa: E402
-from experiment.config import ConfigError  # noqa: E402
-from experiment.logs import log_file, setup_console_logging  # noqa: E402
-from gated_bert.files import staged_folder  # noqa: E402
-from gated_bert.vocabulary import POSTTRAIN_METHODS, PRESETS  # noqa: E402
-from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
+from efficiency.latency import LutError, read_lut
+from experiment.checkpoints import CheckpointError, checkpoint_config, find_checkpoint
+from experiment.config import ConfigError
+from gated_bert import progress
+from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
+from gated_bert.files import staged_folder
+from gated_bert.logs import log_file, setup_console_logging
+from gated_bert.vocabulary import POSTTRAIN_METHODS, PRESETS
+from tasks import TASKS, DataUnavailableError, GlueFormatError
 
 log = logging.getLogger("prune")
 
@@ -50,7 +50,8 @@ def build_parser():
     add = parser.add_argument
     add("--ckpt_dir", required=True, help="checkpoint folder written by train.py (checkpoints_<method>_<task>/)")
     add("--checkpoint", default="best", choices=("best", "last"), help="which saved model to prune [best]")
-    add("--task_name", help="GLUE task (must be the checkpoint's) [the checkpoint's task]")
+    add("--task", "--task_name", dest="task", choices=tuple(TASKS),
+        help="GLUE task, must be the checkpoint's (--task_name: the seed tool's name) [the checkpoint's task]")
     add("--method", default="fisher", choices=POSTTRAIN_METHODS, help="pruning method [fisher]")
     add("--constraint", type=float, required=True,
         help="fraction of the dense model's MACs (or latency) to KEEP, 0 < c < 1")
@@ -67,8 +68,7 @@ def build_parser():
     add("--lam_rep", type=float, default=2.5e-4, help="kprune: weight of representational knowledge [2.5e-4]")
     add("--mu", type=float, default=64.0, help="kprune: multiplier of head importance against neurons [64]")
     add("--T", type=float, default=2.0, help="kprune: softmax temperature of predictive knowledge [2]")
-    add("--sublayerwise_tuning", action="store_true",
-        help="kprune: refit each pruned sublayer's output weights by least squares [off]")
+    add_bool_flag(parser, "sublayerwise_tuning", "kprune: refit each pruned sublayer's output weights by least squares")
     add("--sample_batch_size", type=int, default=32, help="rows per gradient batch [32]")
     add("--seed", type=int, default=0, help="seed of the sample [0]")
     add("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's data_dir]")
@@ -79,6 +79,7 @@ def build_parser():
     add("--backend", default="auto", choices=("auto", "scipy", "cupy"),
         help="least-squares backend: SciPy (CPU), CuPy (GPU) or auto [auto]")
     add("--output_dir", default="outputs", help="root of the output folders [outputs]")
+    add_verbose_flag(parser)
     return parser
 
 
@@ -105,6 +106,7 @@ def check_args(args, environ):
     if args.method == "kprune" and args.metric != "mac":
         raise ConfigError("--method kprune supports --metric mac only; use --method fisher for a latency budget")
     if args.backend == "cupy":
+        quiet_start()
         from pruners.posttrain.lstsq import resolve_backend
 
         try:
@@ -112,10 +114,7 @@ def check_args(args, environ):
         except RuntimeError as error:
             raise ConfigError(f"--backend cupy: {error}") from None
     model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
-    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples)
-    if args.task_name and args.task_name != config.task:
-        raise ConfigError(f"--task_name {args.task_name} does not match the checkpoint's task {config.task}; its "
-                          "classifier was trained for that task (drop --task_name or pick another checkpoint)")
+    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples, args.task)
     luts = None
     if args.metric == "latency":
         if not (args.head_lut and args.neuron_lut):
@@ -237,13 +236,7 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
     from pruners.posttrain.rearrange import rearrange
     from pruners.posttrain.rescale import rescale
 
-    every = max(1, len(sample) // 10)
-
-    def progress(batches, samples):
-        if batches % every == 0 or batches == len(sample):
-            log.info("fisher: %d/%d batches (%d samples)", batches, len(sample), samples)
-
-    head_grads, neuron_grads, fisher = collect_gate_gradients(model, sample, build_loss(spec), progress)
+    head_grads, neuron_grads, fisher = collect_gate_gradients(model, sample, build_loss(spec))
     head_grads *= alive_heads[None]  # gated-off units carry no information and are pruned first
     neuron_grads *= alive_neurons[None]
     log.info("fisher: %d samples in %.1f s (%.1f samples/s)", fisher["samples"], fisher["seconds"],
@@ -357,12 +350,14 @@ def run_summary(config, stages, budget, alive, heads, neurons):
 def main(argv=None, environ=None):
     """Command-line entry point; returns the exit status."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    setup_console_logging(1)
+    setup_console_logging(args.verbose)
+    progress.set_verbosity(args.verbose)
     try:
         config, model_path, luts, folder = check_args(args, os.environ if environ is None else environ)
     except (ConfigError, CheckpointError, LutError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    quiet_start()
     start = time.perf_counter()
     try:
         with staged_folder(folder) as tmp, log_file(os.path.join(tmp, "log.txt")):

@@ -2,6 +2,7 @@
 
     python train.py --task rte --epochs 3
     TASK=rte EPOCHS=3 MODEL_SIZE=tiny python train.py
+    python train.py --pruning_method movement --end_sparsity 0.9 --dry_run   # check and print the config only
 
 Outputs (under --output_dir): results_{method}_{task}/ (per-epoch CSV,
 metadata JSON, plots), checkpoints_{method}_{task}/ (best and last model plus
@@ -9,16 +10,16 @@ the resolved config) and experiment_logs/.
 """
 
 import datetime
+import json
 import logging
-import os
 import signal
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from experiment.config import ConfigError, resolve_config  # noqa: E402
-from experiment.logs import setup_console_logging  # noqa: E402
-from tasks import DataUnavailableError, GlueFormatError  # noqa: E402
+from experiment.config import ConfigError, build_parser, config_from_flags
+from gated_bert import progress
+from gated_bert.cli import add_bool_flag, quiet_start
+from gated_bert.logs import setup_console_logging
+from tasks import DataUnavailableError, GlueFormatError
 
 log = logging.getLogger("train")
 
@@ -137,11 +138,11 @@ def run(config):
         WandbLogger,
         start_wandb_run,
     )
-    from experiment.logs import log_file
     from experiment.outputs import RunPaths
     from experiment.plots import plot_run
     from experiment.recipe import build_loss, build_optimizer
     from gated import sparsity_stats
+    from gated_bert.logs import log_file
     from tasks import get_task
 
     # -- Data ---------------------------------------------------------------
@@ -216,15 +217,30 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def parse_args(argv):
+    """`(config, dry_run)`: the config's flags plus `--dry_run`, resolved (`ConfigError` for a bad value)."""
+    parser = build_parser()
+    add_bool_flag(parser, "dry_run", "check the config and the data folder, print the resolved config as JSON and "
+                  "exit without training")
+    flags = vars(parser.parse_args(argv))
+    dry_run = flags.pop("dry_run")
+    return config_from_flags(flags), dry_run
+
+
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     try:
-        config = resolve_config(sys.argv[1:] if argv is None else argv)
+        config, dry_run = parse_args(sys.argv[1:] if argv is None else argv)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if dry_run:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
     setup_console_logging(config.verbose)
+    progress.set_verbosity(config.verbose)
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped run records itself like Ctrl-C does
+    quiet_start()
     configure_tensorflow(config)
     try:
         run(config)

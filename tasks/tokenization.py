@@ -1,5 +1,6 @@
 """Tokenize GLUE splits with a transformers tokenizer, cached on disk."""
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gated_bert.files import atomic_path
+from gated_bert.progress import Progress
 from tasks.loaders import load_hub_split, read_glue_tsv
 from tasks.registry import HUB_DATASET
 
@@ -87,21 +89,23 @@ def cache_path(cache_dir, spec, split, data_dir, tokenizer, max_len, limit):
     return os.path.join(os.path.expanduser(cache_dir), f"{spec.name}_{split}_{max_len}_{digest}.npz")
 
 
-def tokenize_examples(examples, tokenizer, max_len, chunk_size=50_000):
+def tokenize_examples(examples, tokenizer, max_len, chunk_size=4096):
     """Tokenize raw examples (pairs get `token_type_ids` 0/1) into a `TokenizedSplit`.
 
-    Large splits are tokenized in chunks, logging progress after each.
+    Splits are tokenized in chunks; those of more than one chunk report their progress (rate and ETA).
     """
     ids, types = [], []
-    for start in range(0, len(examples), chunk_size):
-        stop = min(start + chunk_size, len(examples))
-        text_b = examples.text_b[start:stop] if examples.text_b is not None else None
-        encoded = tokenizer(examples.text_a[start:stop], text_b, truncation=True, max_length=max_len,
-                            return_token_type_ids=True)
-        ids.extend(encoded["input_ids"])
-        types.extend(encoded["token_type_ids"])
-        if len(examples) > chunk_size:
-            log.info("tokenized %d/%d rows", stop, len(examples))
+    with Progress(len(examples), "tokenization", unit="row", logger=log) if len(examples) > chunk_size \
+            else contextlib.nullcontext() as progress:
+        for start in range(0, len(examples), chunk_size):
+            stop = min(start + chunk_size, len(examples))
+            text_b = examples.text_b[start:stop] if examples.text_b is not None else None
+            encoded = tokenizer(examples.text_a[start:stop], text_b, truncation=True, max_length=max_len,
+                                return_token_type_ids=True)
+            ids.extend(encoded["input_ids"])
+            types.extend(encoded["token_type_ids"])
+            if progress:
+                progress.update(stop - start)
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
 

@@ -101,20 +101,59 @@ def test_parallel_micro_run_of_two_methods(tmp_path, glue_dir, bert_tokenizer_di
     assert float(rows[1]["final_sparsity"]) == pytest.approx(0.5, abs=1e-3)
 
 
+def test_a_job_that_would_fail_stops_the_run_before_any_job_starts(tmp_path, glue_dir, bert_tokenizer_dir):
+    out = tmp_path / "out"
+    # -e 1 with train.py's default pruning window (pruning starts after epoch 4): magnitude cannot prune.
+    result = run_script("-p", "baseline,magnitude", "-e", "1", "-d", str(out))
+    assert result.returncode == 2
+    assert ("error: magnitude: pruning_start_epoch=4 leaves no epoch to prune in: it must be below "
+            "pruning_end_epoch=23 and epochs=1") in result.stderr
+    assert "no job was started" in result.stderr and "--pruning_start_epoch -ps" in result.stderr
+    assert not out.exists()
+    # Every job's problem is reported at once: target_sparsity is a gumbel setting, which the others refuse.
+    result = run_script("-p", "baseline,movement,gumbel", "-d", str(out), "--", "--target_sparsity", "0.5")
+    assert result.returncode == 2
+    assert result.stderr.count("target_sparsity is used by learned masks only") == 2
+    assert "error: baseline: " in result.stderr and "error: movement: " in result.stderr
+    assert "gumbel:" not in result.stderr and not out.exists()
+
+
+def test_values_of_a_config_file_after_the_double_dash_reach_train_py(tmp_path, glue_dir, bert_tokenizer_dir):
+    out, recipe = tmp_path / "out", tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"epochs": 2, "learning_rate": 5e-4, "max_len": 48, "batch_size": 64,
+                                  "max_train_samples": 128, "max_eval_samples": 32, "num_layers": 1, "d_model": 32,
+                                  "num_heads": 2, "dff": 64, "task": "sst2"}))
+    result = run_script("-p", "baseline", "-o", "bars", "-d", str(out), "--", "--config", str(recipe),
+                        env=data_env(glue_dir, bert_tokenizer_dir, tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "training:       2 epochs, batch 64, learning rate 0.0005" in result.stdout  # resolved, not the defaults
+    (metadata,) = (out / "results_baseline_sst2").glob("metadata_*.json")
+    config = json.loads(metadata.read_text())["config"]
+    assert (config["epochs"], config["learning_rate"], config["max_len"], config["batch_size"]) == (2, 5e-4, 48, 64)
+    assert config["max_train_samples"] == 128 and config["d_model"] == 32
+    assert re.search(r"^baseline +\[#{30}\] +100.0%  epoch 2/2", result.stdout, re.M)
+
+
 def test_a_failed_job_leaves_the_other_complete(tmp_path, glue_dir, bert_tokenizer_dir):
     out = tmp_path / "out"
-    # target_sparsity is a gumbel setting: train.py refuses it for the baseline, the gumbel job uses it.
-    result = run_script("-parallel", "-p", "baseline,gumbel", "-e", "1", "-o", "logs", "-d", str(out), "--", *MICRO,
-                        "--target_sparsity", "0.5", env=data_env(glue_dir, bert_tokenizer_dir, tmp_path))
-    assert result.returncode == 1
-    assert "failed jobs: baseline" in result.stderr
-    assert "FAILED: baseline, failed (exit 2)" in result.stdout
-    assert "target_sparsity is used by learned masks only" in result.stdout  # the tail of its log
-    assert "[gumbel] " in result.stdout  # logs mode streams each job's lines with its method
-    (metadata,) = (out / "results_gumbel_sst2").glob("metadata_*.json")
+    environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
+    script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", "baseline,gumbel", "-e", "4", "-o", "logs",
+                               "-d", str(out), "--", *MICRO], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=environment)
+    progress = out / "experiment_logs" / "work_gumbel_sst2" / "progress"
+    deadline = time.monotonic() + 120
+    while not progress.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (gumbel,) = [pid for pid in _processes_mentioning("--pruning_method\0gumbel") if pid != script.pid]
+    os.kill(gumbel, signal.SIGKILL)  # the gumbel job dies mid-run; the baseline goes on
+    stdout, stderr = script.communicate(timeout=300)
+    assert script.returncode == 1
+    assert "failed jobs: gumbel" in stderr
+    assert "FAILED: gumbel, failed (exit 137)" in stdout
+    assert "[baseline] " in stdout  # logs mode streams each job's lines with its method
+    (metadata,) = (out / "results_baseline_sst2").glob("metadata_*.json")
     assert json.loads(metadata.read_text())["status"] == "completed"
-    assert not (out / "results_baseline_sst2").exists()
-    assert re.search(r"^baseline +failed \(exit 2\) +- +-", result.stdout, re.M)
+    assert re.search(r"^gumbel +failed \(exit 137\)", stdout, re.M)
 
 
 def _processes_mentioning(text):

@@ -7,6 +7,7 @@ and the per-batch gradients themselves give each layer's Fisher block for
 rearrangement (`pruners.rearrange`).
 """
 
+import logging
 import time
 
 import numpy as np
@@ -15,6 +16,9 @@ import tensorflow as tf
 from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
 from gated.masks import collect_gated_layers
+from gated_bert.progress import track
+
+log = logging.getLogger(__name__)
 
 
 def gate_variables(model):
@@ -44,14 +48,13 @@ def gate_gradient_fn(model, loss_fn):
     return gradients
 
 
-def collect_gate_gradients(model, batches, loss_fn, progress=None):
-    """Gate gradients of the mean loss for every batch of `batches` (`(inputs, labels)` pairs).
+def collect_gate_gradients(model, batches, loss_fn):
+    """Gate gradients of the mean loss for every batch of `batches` (`(inputs, labels)` pairs), with progress.
 
     Args:
         model: a gated encoder.
-        batches: an iterable of `(inputs, labels)`, e.g. a `tf.data.Dataset`.
+        batches: an iterable of `(inputs, labels)`, e.g. a list or a `tf.data.Dataset`.
         loss_fn: `loss_fn(labels, outputs)` -> scalar mean loss (a Keras loss).
-        progress: optional `progress(done_batches, done_samples)` called after each batch.
 
     Returns:
         `(head_grads [batches, L, H], neuron_grads [batches, L, F], stats)` as
@@ -61,13 +64,11 @@ def collect_gate_gradients(model, batches, loss_fn, progress=None):
     gradients = gate_gradient_fn(model, loss_fn)
     head_grads, neuron_grads, samples = [], [], 0
     start = time.perf_counter()
-    for inputs, labels in batches:
+    for inputs, labels in track(batches, "fisher", unit="batch", logger=log):
         head, neuron, _ = gradients(inputs, labels)
         head_grads.append(head.numpy())
         neuron_grads.append(neuron.numpy())
         samples += int(labels.shape[0])
-        if progress:
-            progress(len(head_grads), samples)
     if not head_grads:
         raise ValueError("no sample batches to collect gate gradients from; check num_samples and the data")
     seconds = time.perf_counter() - start

@@ -47,6 +47,7 @@ import tensorflow as tf
 
 from gated.encoder import EncoderBlock
 from gated.masks import collect_gated_layers, copy_model, learned_gates
+from gated_bert.progress import track
 from pruners.posttrain.lstsq import SharedDesign, qr_reduce, resolve_backend, solve_lstsq
 from pruners.posttrain.sublayers import SublayerSample
 
@@ -152,12 +153,15 @@ class KnowledgeProbe:
         return predictive, representational
 
 
-def measure_knowledge(probe, batches):
+def measure_knowledge(probe, batches, desc="knowledge"):
     """`(predictive, representational)`: per sublayer, the mean predictive (per row) and representational
-    (per non-padding token and output feature) knowledge of each unit, as float64 numpy arrays."""
+    (per non-padding token and output feature) knowledge of each unit, as float64 numpy arrays.
+
+    `desc` names the measurement in its progress lines.
+    """
     predictive = representational = None
     rows = tokens = 0
-    for inputs, _ in batches:
+    for inputs, _ in track(batches, desc, unit="batch", logger=log):
         pred, rep = probe.measure(inputs)
         pred, rep = [p.numpy().astype(np.float64) for p in pred], [r.numpy().astype(np.float64) for r in rep]
         predictive = pred if predictive is None else [a + b for a, b in zip(predictive, pred, strict=True)]
@@ -349,7 +353,8 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
     steps, left, removed = [], float(budget), False
     for index, (layer, kind) in enumerate(sublayers):
         started = tick = time.perf_counter()
-        predictive, representational = measure_knowledge(probe, batches)
+        predictive, representational = measure_knowledge(
+            probe, batches, f"kprune {index + 1}/{len(sublayers)} (layer {layer} {kind}): knowledge")
         seconds["measure"] += time.perf_counter() - tick
         tick = time.perf_counter()
         scores = importance_scores(predictive[index:], representational[index:], head_cost, neuron_cost,

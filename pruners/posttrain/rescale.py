@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from gated.encoder import EncoderBlock
 from gated.masks import collect_gated_layers, copy_model
+from gated_bert.progress import track
 from pruners.posttrain.lstsq import UnitContributions, solve_lstsq
 from pruners.posttrain.sublayers import SublayerSample
 
@@ -92,7 +93,7 @@ def rescale(model, head_mask, neuron_mask, batches, *, backend="auto", max_token
     sample = SublayerSample(student, model, batches, max_tokens, seed)
     masks = [np.asarray(head_mask, np.float32).copy(), np.asarray(neuron_mask, np.float32).copy()]
     solver = _Solver(backend, max_scale)
-    for index in range(2 * len(blocks)):
+    for index in track(range(2 * len(blocks)), "rescale", unit="sublayer", logger=log):
         layer, attention = index // 2, index % 2 == 0
         block, row = blocks[layer], masks[0 if attention else 1][layer]
         # Unit outputs (contexts or activations) and input in the rescaled student; the teacher's output.

@@ -46,7 +46,10 @@ class SublayerSample:
         """`function(block, attention, x, mask)` compiled, on every batch's state for sublayer `index`
         (`attention`: whether it is the block's attention sublayer, else its FFN)."""
         block, attention = self.blocks[which][index // 2], index % 2 == 0
-        compiled = tf.function(lambda x, mask: function(block, attention, x, mask), reduce_retracing=True)
+        x, mask = self.states[which][0], tf.convert_to_tensor(self.masks[0])
+        # Any batch size and length: one trace for all the batches, whatever their padding.
+        signature = [tf.TensorSpec([None, None, x.shape[-1]], x.dtype), tf.TensorSpec([None, None], mask.dtype)]
+        compiled = tf.function(lambda x, mask: function(block, attention, x, mask), input_signature=signature)
         return [compiled(x, mask) for x, mask in zip(self.states[which], self.masks, strict=True)]
 
     def sublayer(self, index):

@@ -164,6 +164,29 @@ def test_pruning_fields_defaults_and_method_name():
     assert config.method == "spt"
 
 
+def test_the_pruning_method_alone_enables_pruning(tmp_path):
+    for method in ("magnitude", "movement", "spt", "gumbel"):
+        config = resolve(["--pruning_method", method])
+        assert (config.enable_pruning, config.method) == (True, method)
+    assert resolve(env={"PRUNING_METHOD": "movement"}).enable_pruning is True
+    assert resolve(["--pruning_method", "movement"]).to_dict()["enable_pruning"] is True  # saved resolved
+    # A saved config holds both fields; a method chosen over it decides enable_pruning anew.
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps({"enable_pruning": False, "pruning_method": "none"}))
+    assert resolve(["--config", str(path)]).method == "baseline"
+    assert resolve(["--config", str(path), "--pruning_method", "gumbel"]).method == "gumbel"
+    path.write_text(json.dumps({"enable_pruning": True, "pruning_method": "movement"}))
+    assert resolve(["--config", str(path)], {"PRUNING_METHOD": "none"}).method == "baseline"
+    with pytest.raises(ConfigError, match="enable_pruning is true but pruning_method is 'none'"):
+        resolve(["--config", str(path), "--enable_pruning", "--pruning_method", "none"])
+
+
+def test_boolean_flags_alone_mean_true():
+    config = resolve(["--pruning_method", "gumbel", "--freeze", "--wandb", "false", "--dynamic_padding", "no"])
+    assert (config.freeze, config.wandb, config.dynamic_padding) == (True, False, False)
+    assert "--freeze [BOOL]" in build_parser().format_help()
+
+
 def test_sparsity_steps_from_flags_env_and_json(tmp_path):
     assert resolve(["--sparsity_steps", "10 50, 90"]).sparsity_steps == (10.0, 50.0, 90.0)
     assert resolve(env={"SPARSITY_STEPS": "20,40"}).sparsity_steps == (20.0, 40.0)
@@ -176,7 +199,9 @@ def test_sparsity_steps_from_flags_env_and_json(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--enable_pruning", "true"], "pruning_method is 'none'"),
-    (["--pruning_method", "movement"], "pruning_method='movement' needs --enable_pruning true"),
+    (["--enable_pruning", "false", "--pruning_method", "movement"],
+     "enable_pruning is false but pruning_method is 'movement'; drop enable_pruning"),
+    (["--enable_pruning"], "enable_pruning is true but pruning_method is 'none'"),
     (["--pruning_method", "random"], "unknown pruning_method 'random'"),
     (["--end_sparsity", "1.5"], "end_sparsity must be in [0.0, 1.0], got end_sparsity=1.5"),
     (["--start_sparsity", "0.5", "--end_sparsity", "0.4"], "start_sparsity must not exceed end_sparsity"),
@@ -228,6 +253,8 @@ def test_run_name_comes_from_run_name_not_name():
     (GUMBEL + ["--gumbel_temp_anneal", "cosine"], "unknown gumbel_temp_anneal 'cosine'"),
     (GUMBEL + ["--gumbel_temp_end", "0"], "gumbel_temp_end must be positive"),
     (GUMBEL + ["--log_loss_every", "0"], "log_loss_every must be positive"),
+    (GUMBEL + ["--learn_masks", ""], "pruning_method gumbel learns masks of the learn_masks kinds, but learn_masks is "
+                                     "empty"),
 ])
 def test_bad_gumbel_values_are_named(argv, message):
     with pytest.raises(ConfigError) as error:

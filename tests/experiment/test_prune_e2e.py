@@ -3,7 +3,10 @@
 import importlib
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -173,8 +176,27 @@ def test_missing_checkpoint_files_and_foreign_luts_are_clear_errors(checkpoint, 
     assert not (tmp_path / "out").exists()
 
 
+def test_runs_in_their_own_process_print_no_start_up_banners(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir):
+    from conftest import REPO
+
+    def run(script, *flags):
+        return subprocess.run([sys.executable, str(REPO / script), "--ckpt_dir", str(checkpoint), "--verbose", "0",
+                               *flags], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, **_env(glue_dir, bert_tokenizer_dir)})
+
+    # --verbose 0 shows warnings only: nothing at all is expected on stderr (no oneDNN, CUDA, absl or
+    # transformers start-up line, no TensorFlow retracing warning).
+    pruned = run("prune.py", "--constraint", "0.5", "--output_dir", str(tmp_path), *PRUNE_FLAGS)
+    assert pruned.returncode == 0 and pruned.stderr == "", pruned.stderr
+    scored = run("evaluate.py", "--max_eval_samples", "40")
+    assert scored.returncode == 0 and scored.stderr == "", scored.stderr
+    assert json.loads(scored.stdout)["dev_rows"] == 40
+
+
 def test_evaluate_rejects_masks_it_cannot_use(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir, capsys):
     env = _env(glue_dir, bert_tokenizer_dir)
+    assert evaluate.main(["--ckpt_dir", str(checkpoint), "--task", "rte"], env) == 2
+    assert "--task rte does not match the checkpoint's task sst2" in capsys.readouterr().err
     assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(tmp_path)], env) == 2
     assert f"mask folder {tmp_path} holds no masks" in capsys.readouterr().err
     # A folder from before masks.json (prune.py's two files), made for another shape.

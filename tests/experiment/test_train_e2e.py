@@ -83,6 +83,18 @@ def test_bad_input_stops_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_dry_run_prints_the_resolved_config_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert train.main(["--pruning_method", "movement", "--epochs", "6", "--output_dir", str(out), "--dry_run"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["pruning_method"], config["enable_pruning"], config["epochs"]) == ("movement", True, 6)
+    assert config["num_layers"] == 2  # the preset filled in
+    assert not out.exists()
+    # The checks a run would fail on fail the dry run too (the default pruning window starts after epoch 4).
+    assert train.main(["--pruning_method", "movement", "--epochs", "3", "--dry_run"]) == 2
+    assert "pruning_start_epoch=4 leaves no epoch to prune in" in capsys.readouterr().err
+
+
 def test_unavailable_tokenizer_fails_cleanly(tmp_path, glue_dir, capsys):
     out = tmp_path / "out"
     argv = ["--data_dir", str(glue_dir), "--tokenizer", str(tmp_path / "missing"), "--output_dir", str(out)]

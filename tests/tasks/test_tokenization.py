@@ -78,8 +78,12 @@ def test_real_bert_vocab_on_real_pairs(glue_dir, bert_tokenizer_dir, tmp_path):
     assert split.token_type_ids.any() and split.input_ids.max() < 30522
 
 
-def test_chunked_tokenization_matches_one_pass(wordpiece_dir, caplog):
+def test_chunked_tokenization_matches_one_pass(wordpiece_dir, caplog, monkeypatch):
     import logging
+
+    from gated_bert.progress import Progress
+
+    monkeypatch.setattr(Progress, "min_seconds", 0.0)  # a line at every tenth, however fast
 
     tokenizer = load_tokenizer(str(wordpiece_dir))
     texts = [" ".join(["the", "movie", "was", "not", "good"][: 1 + i % 5]) for i in range(23)]
@@ -89,4 +93,5 @@ def test_chunked_tokenization_matches_one_pass(wordpiece_dir, caplog):
         chunked = tokenize_examples(examples, tokenizer, 16, chunk_size=5)
     for key in ("input_ids", "token_type_ids", "offsets", "labels"):
         np.testing.assert_array_equal(getattr(chunked, key), getattr(whole, key))
-    assert "tokenized 23/23 rows" in caplog.text and "tokenized 5/23 rows" in caplog.text
+    assert "tokenization: 5/23 row (22%)" in caplog.text and "tokenization: 20/23 row (87%)" in caplog.text
+    assert "tokenization: done, 23 row in" in caplog.text

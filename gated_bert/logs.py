@@ -1,11 +1,24 @@
-"""Console and file logging of the drivers."""
+"""The drivers' logging: the console (its level set by `--verbose`) and a run's log file.
+
+Progress lines (`gated_bert.progress`) are logged like any record, so log files get them; the console
+leaves out the ones a progress bar is already showing.
+"""
 
 import contextlib
 import logging
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Set on the records of progress lines whose progress a bar on the terminal is already drawing.
+ON_BAR = "progress_on_bar"
+
+
+def _not_on_a_bar(record):
+    return not getattr(record, ON_BAR, False)
+
+
 _console = logging.StreamHandler()
 _console.setFormatter(logging.Formatter(LOG_FORMAT))
+_console.addFilter(_not_on_a_bar)
 
 
 def setup_console_logging(verbose):
