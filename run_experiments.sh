@@ -162,21 +162,18 @@ for i in "${!PASS[@]}"; do
     fi
 done
 
+# This script's settings and the train.py flag each one sets.
+FLAGS=(MODEL_SIZE:model_size TASK:task EPOCHS:epochs BATCH_SIZE:batch_size LEARNING_RATE:learning_rate
+    MAX_LEN:max_len START_SPARSITY:start_sparsity END_SPARSITY:end_sparsity PRUNING_START:pruning_start_epoch
+    PRUNING_END:pruning_end_epoch SPARSITY_STEPS:sparsity_steps SPT_EXPLORE:spt_explore_per_layer)
+
 # A job's train.py flags: those the user set, then those this script decides.
 train_args() {
-    local method=$1 args=()
-    [[ -z $MODEL_SIZE ]] || args+=(--model_size "$MODEL_SIZE")
-    [[ -z $TASK ]] || args+=(--task "$TASK")
-    [[ -z $EPOCHS ]] || args+=(--epochs "$EPOCHS")
-    [[ -z $BATCH_SIZE ]] || args+=(--batch_size "$BATCH_SIZE")
-    [[ -z $LEARNING_RATE ]] || args+=(--learning_rate "$LEARNING_RATE")
-    [[ -z $MAX_LEN ]] || args+=(--max_len "$MAX_LEN")
-    [[ -z $START_SPARSITY ]] || args+=(--start_sparsity "$START_SPARSITY")
-    [[ -z $END_SPARSITY ]] || args+=(--end_sparsity "$END_SPARSITY")
-    [[ -z $PRUNING_START ]] || args+=(--pruning_start_epoch "$PRUNING_START")
-    [[ -z $PRUNING_END ]] || args+=(--pruning_end_epoch "$PRUNING_END")
-    [[ -z $SPARSITY_STEPS ]] || args+=(--sparsity_steps "$SPARSITY_STEPS")
-    [[ -z $SPT_EXPLORE ]] || args+=(--spt_explore_per_layer "$SPT_EXPLORE")
+    local method=$1 args=() pair variable
+    for pair in "${FLAGS[@]}"; do
+        variable=${pair%%:*}
+        [[ -z ${!variable} ]] || args+=("--${pair#*:}" "${!variable}")
+    done
     [[ $method != gumbel || -z $TARGET_SPARSITY ]] || args+=(--target_sparsity "$TARGET_SPARSITY")
     local pruning=$method
     [[ $method != baseline ]] || pruning=none

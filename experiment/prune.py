@@ -20,7 +20,7 @@ stage's masks are put on them only while they are scored.
 `--method kprune` (Park et al., ICLR 2024; MAC budget only): sublayer by
 sublayer, bottom to top, knowledge measurement, a global mask search, and
 with `--sublayerwise_tuning` least-squares tuning of the kept units' output
-weights (see `pruners.kprune`). Writes the same files under
+weights (see `pruners.posttrain.kprune`). Writes the same files under
 `<task>/kprune_mac/...`, plus the tuned model as a train.py checkpoint
 (`config_kprune_<time>.json`, `best_kprune_<time>.keras`), which
 `evaluate.py --ckpt_dir` and `prune.py --ckpt_dir` load.

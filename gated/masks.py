@@ -241,7 +241,7 @@ def _rebuilt(model, config):
 def masks_applied(model, masks):
     """Set the static gates from `masks` (`{kind: array [layers, units]}`) while the block runs, then restore
     the gates the model had: how a candidate mask is scored without leaving it on the model."""
-    saved = structured_gates(model, masks)
+    saved = structured_gates(model, tuple(masks))
     set_structured_masks(model, masks)
     try:
         yield model

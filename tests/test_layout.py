@@ -118,3 +118,11 @@ def test_packages_import_only_the_layers_below_them():
     wrong = {owner: sorted(imported - ALLOWED[owner]) for owner, imported in found.items() if imported - ALLOWED[owner]}
     assert wrong == {}
     assert found["pruners"] == {"pruners.training", "pruners.posttrain"}  # the two families only meet here
+
+
+def test_the_root_config_module_is_the_experiment_config():
+    import config
+    import experiment.config
+
+    assert config.GatedBertConfig is experiment.config.GatedBertConfig
+    assert config.resolve_config is experiment.config.resolve_config

@@ -4,7 +4,7 @@ Every gate multiplies one unit's output, so `dL/dgate` at gate = 1 says how
 much the loss moves when the unit is scaled; the squared gradients summed
 over sample batches are the diagonal of the empirical Fisher information,
 and the per-batch gradients themselves give each layer's Fisher block for
-rearrangement (`pruners.rearrange`).
+rearrangement (`pruners.posttrain.rearrange`).
 """
 
 import logging

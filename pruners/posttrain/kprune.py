@@ -26,7 +26,7 @@ pruned model:
    only the target sublayer's part of that mask is applied.
 3. Knowledge-preserving weight tuning (`tuning=True`). The kept units'
    output-projection weights and the projection's bias are refitted by least
-   squares (`pruners.lstsq.solve_lstsq`, LSMR on SciPy or CuPy) so that the
+   squares (`pruners.posttrain.lstsq.solve_lstsq`, LSMR on SciPy or CuPy) so that the
    pruned sublayer reproduces the dense model's sublayer output on the
    sample's tokens, given the inputs that the already pruned (and tuned)
    sublayers below produce. Until a sublayer loses a unit, nothing changes
@@ -58,7 +58,7 @@ KINDS = ("head", "neuron")
 def _blocks(model):
     if learned_gates(model):
         raise ValueError("K-prune needs a model without learned Gumbel masks; bake them into the gates first "
-                         "(evaluation.load_checkpoint or gated.without_learned_masks)")
+                         "(experiment.checkpoints.load_checkpoint or gated.without_learned_masks)")
     return list(collect_gated_layers(model, EncoderBlock).values())
 
 

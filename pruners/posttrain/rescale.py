@@ -9,7 +9,7 @@ where `teacher(x_t)` is the dense model's sublayer output before its
 LayerNorm (residual included), and `x_s` the input of the partially pruned
 and already rescaled model, so each solve also absorbs the error that the
 layers below left. The problem is linear in `s` and solved with LSMR
-(`pruners.lstsq.solve_lstsq`). A scale set is kept only when it lowers the
+(`pruners.posttrain.lstsq.solve_lstsq`). A scale set is kept only when it lowers the
 sublayer's error; when a solve fails or a scale leaves `[-max_scale,
 max_scale]`, rescaling stops and that sublayer and those above keep their
 0/1 masks.

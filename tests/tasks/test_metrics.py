@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiment.recipe import WarmupLinearDecay
-from tasks import TASKS, compute_loss, compute_metrics
+from tasks import TASKS, compute_loss, compute_metrics, dataset_labels, score_model
 from tasks.metrics import f1, matthews_corr
 
 
@@ -41,11 +40,17 @@ def test_losses():
     assert compute_loss(TASKS["stsb"], np.array([[1.0], [3.0]]), np.array([2.0, 2.0])) == pytest.approx(1.0)
 
 
-def test_warmup_then_linear_decay():
-    schedule = WarmupLinearDecay(1e-3, total_steps=100, warmup_steps=10)
-    values = [float(schedule(step)) for step in (0, 5, 10, 55, 100, 150)]
-    assert values == pytest.approx([0.0, 5e-4, 1e-3, 5e-4, 0.0, 0.0])
-    assert WarmupLinearDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
-    assert float(WarmupLinearDecay(1.0, 10, 0)(0)) == 1.0
-    with pytest.raises(ValueError, match="warmup_steps=20, total_steps=10"):
-        WarmupLinearDecay(1.0, 10, 20)
+def test_score_model_scores_every_batch_in_order_with_the_task_metrics():
+    class Fixed:
+        """Stands in for a model: predicts the same logits whatever the input."""
+
+        def predict(self, dataset, verbose=0):
+            return np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0]])
+
+    dataset = [({"input_ids": np.zeros((2, 3))}, np.array([0, 0])), ({"input_ids": np.zeros((1, 3))}, np.array([1]))]
+    np.testing.assert_array_equal(dataset_labels(dataset), [0, 0, 1])
+    scores = score_model(Fixed(), dataset, TASKS["sst2"])
+    expected_loss = -np.mean([np.log(np.exp(2) / (np.exp(2) + 1)), np.log(1 / (1 + np.e)),
+                              np.log(np.exp(3) / (np.exp(1) + np.exp(3)))])
+    assert scores == {"dev_loss": pytest.approx(expected_loss), "dev_accuracy": pytest.approx(2 / 3)}
+    assert set(score_model(Fixed(), dataset, TASKS["sst2"], prefix="")) == {"loss", "accuracy"}
