@@ -183,11 +183,13 @@ train_args() {
 }
 
 # -- Validation 2: every job's settings, resolved and checked by train.py --dry_run --------------
-declare -A CONFIG=()
+FIRST_CONFIG=""  # the first job's resolved config (JSON), shown below
 CHECK_ERR=$(mktemp)
 for method in "${METHODS[@]}"; do
     mapfile -t args < <(train_args "$method")
-    if ! CONFIG[$method]=$("$PYTHON" "$ROOT/train.py" --dry_run "${args[@]}" "${PASS[@]}" 2>"$CHECK_ERR"); then
+    if resolved=$("$PYTHON" "$ROOT/train.py" --dry_run "${args[@]}" "${PASS[@]}" 2>"$CHECK_ERR"); then
+        [[ -n $FIRST_CONFIG ]] || FIRST_CONFIG=$resolved
+    else
         ERRORS+=("$method: $(sed 's/^error: //; s/^train.py: error: //' "$CHECK_ERR" | tail -n 1)")
     fi
 done
@@ -201,7 +203,7 @@ if [[ ${#ERRORS[@]} -gt 0 ]]; then
 fi
 
 # -- Resolved configuration: the first job's (the jobs differ in their method only) -------------
-RESOLVED=$("$PYTHON" - "${CONFIG[${METHODS[0]}]}" <<'PY'
+RESOLVED=$("$PYTHON" - "$FIRST_CONFIG" <<'PY'
 import json, sys
 
 c = json.loads(sys.argv[1])

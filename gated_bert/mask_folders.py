@@ -135,10 +135,5 @@ def _read_legacy(folder):
     return MaskFolder(masks, logits, {"format": "written before masks.json"})
 
 
-def describe(masks):
-    """One line for logs: each kind and how many of its units the masks keep, e.g. `head 6/8, neuron 120/1024`."""
-    return ", ".join(f"{kind} {int(np.count_nonzero(mask))}/{mask.size}" for kind, mask in masks.items())
-
-
-__all__ = ["MASKS_JSON", "MaskFolder", "MaskFolderError", "describe", "logits_file", "mask_file", "read_mask_folder",
+__all__ = ["MASKS_JSON", "MaskFolder", "MaskFolderError", "logits_file", "mask_file", "read_mask_folder",
            "write_mask_folder"]

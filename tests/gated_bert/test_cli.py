@@ -46,3 +46,18 @@ def test_tensorflow_starts_without_its_banners_unless_asked():
     assert loud.returncode == 0 and loud.stderr.endswith("imported\n")
     # The banners are TensorFlow's to choose; this checks that something was hidden, whatever it says.
     assert len(loud.stderr) > len(quiet.stderr)
+
+
+def test_what_a_quiet_block_printed_is_shown_when_it_fails():
+    code = ("import os, sys\n"
+            "from gated_bert.cli import _stderr_captured\n"
+            "with _stderr_captured():\n"
+            "    os.write(2, b'hidden\\n')\n"
+            "try:\n"
+            "    with _stderr_captured():\n"
+            "        os.write(2, b'shown because it failed\\n')\n"
+            "        raise RuntimeError('import failed')\n"
+            "except RuntimeError:\n"
+            "    print('after', file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0 and result.stderr == "shown because it failed\nafter\n"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from gated_bert.mask_folders import MaskFolderError, describe, read_mask_folder, write_mask_folder
+from gated_bert.mask_folders import MaskFolderError, read_mask_folder, write_mask_folder
 
 
 def test_masks_round_trip_with_their_description(tmp_path):
@@ -21,7 +21,6 @@ def test_masks_round_trip_with_their_description(tmp_path):
     np.testing.assert_array_equal(folder.masks["neuron"], neurons.astype(np.float32))
     assert folder.masks["neuron"].dtype == np.float32 and folder.logits == {}
     assert folder.source == {"written_by": "test"}
-    assert describe(folder.masks) == "head 5/8, neuron 4/6"
 
 
 def test_logits_and_the_earlier_kind_name(tmp_path):
