@@ -70,7 +70,7 @@ def measured(models, rounds=7):
 def main():
     from efficiency import generate_lut
     from experiment.checkpoints import find_checkpoint, load_checkpoint
-    from gated import load_learned_masks, set_structured_masks
+    from gated import count_parameters, load_learned_masks, set_structured_masks
     from gated.slicing import slice_pruned
 
     checkpoint = sst2_checkpoint(sys.argv)
@@ -95,7 +95,7 @@ def main():
           f"{latency['dense']:.2f} ms at batch {BATCH} x {LENGTH}); fit per head {latency['model']['head']}, "
           f"per neuron {latency['model']['neuron']}")
     print(f"kept heads {kept['heads_per_layer']}, neurons {kept['neurons_per_layer']}; MACs kept "
-          f"{metrics['macs']['kept_fraction']:.3f}; parameters {dense.count_params()} -> {small.count_params()}")
+          f"{metrics['macs']['kept_fraction']:.3f}; parameters {count_parameters(dense)} -> {count_parameters(small)}")
     for name in ("dense", "pruned"):
         t, estimate = timings[name], estimates[name]
         print(f"{name}: estimated {estimate:.2f} ms; measured sublayers {t['sublayers']:.2f} ms "

@@ -58,7 +58,7 @@ def score_checkpoint(args, model_path, config, masks):
 
     from efficiency import count_macs, mac_shape
     from experiment.checkpoints import dev_dataset, load_checkpoint
-    from gated import set_structured_masks, structured_gates
+    from gated import count_parameters, set_structured_masks, structured_gates
     from gated.slicing import slice_pruned
     from tasks import get_task, load_tokenizer, score_model
 
@@ -78,7 +78,7 @@ def score_checkpoint(args, model_path, config, masks):
     return {"checkpoint": model_path, "masks_dir": args.masks_dir, "task": spec.name, "dev_rows": len(dev),
             **score_model(model, dataset, spec), "kept_heads": int(np.count_nonzero(gates["head"])),
             "kept_neurons": int(np.count_nonzero(gates["neuron"])), "macs": macs, "macs_kept_fraction": macs / dense,
-            "parameters": model.count_params(), "sliced": args.slice}
+            "parameters": count_parameters(model), "sliced": args.slice}
 
 
 def main(argv=None, environ=None):

@@ -109,7 +109,7 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
     import numpy as np
 
     from experiment.outputs import package_versions
-    from gated import sparsity_stats
+    from gated import count_parameters, sparsity_stats
 
     return {
         "method": config.method,
@@ -121,7 +121,7 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
         "versions": package_versions(),
         "data": {"train_rows": len(train_split), "dev_rows": len(dev_split), "steps_per_epoch": steps_per_epoch,
                  "source": config.data_dir or "hub", "tokenizer": config.tokenizer},
-        "model": {"parameters": model.count_params(), "prunable_weights": sparsity_stats(model)["total"],
+        "model": {"parameters": count_parameters(model), "prunable_weights": sparsity_stats(model)["total"],
                   "trainable_parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables)},
         "paths": paths.as_dict(),
     }
@@ -141,7 +141,7 @@ def run(config):
     from experiment.outputs import RunPaths
     from experiment.plots import plot_run
     from experiment.recipe import build_loss, build_optimizer
-    from gated import sparsity_stats
+    from gated import count_parameters, sparsity_stats
     from gated_bert.logs import log_file
     from tasks import get_task
 
@@ -185,7 +185,7 @@ def run(config):
     # -- Train --------------------------------------------------------------
     with log_file(paths.log_file):
         log.info("%s: %d train rows (%d batches), %d dev rows; %d parameters, %d prunable kernel weights",
-                 spec.name, len(train_split), steps_per_epoch, len(dev_split), model.count_params(),
+                 spec.name, len(train_split), steps_per_epoch, len(dev_split), count_parameters(model),
                  metadata["model"]["prunable_weights"])
         log.info("training %s on %s for %d epochs (run %s); results in %s", config.method, spec.name,
                  config.epochs, name, paths.results_dir)

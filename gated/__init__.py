@@ -5,12 +5,13 @@
 
 from gated.attention import GatedMultiHeadAttention
 from gated.dense import GatedDense
-from gated.encoder import INPUT_NAMES, EncoderBlock, EncoderEmbeddings, build_gated_encoder
+from gated.encoder import INPUT_NAMES, EncoderBlock, EncoderEmbeddings, build_gated_encoder, last_hidden_state_model
 from gated.feed_forward import GatedFeedForward
 from gated.gumbel_gate import GumbelGate
 from gated.masks import (
     collect_gated_layers,
     copy_model,
+    count_parameters,
     effective_kernel_masks,
     get_head_gates,
     get_neuron_gates,
@@ -19,6 +20,7 @@ from gated.masks import (
     learned_gates,
     load_learned_masks,
     mask_logits,
+    mask_variables,
     masks_applied,
     save_learned_masks,
     set_head_gates,
@@ -32,6 +34,7 @@ from gated.masks import (
     without_learned_masks,
 )
 from gated.model import GatedModel
+from gated.pretrained import load_pretrained, save_pretrained
 from gated_bert.vocabulary import PRESETS, UNIT_KINDS, expand_unit_kinds
 
 __all__ = [
@@ -48,17 +51,22 @@ __all__ = [
     "build_gated_encoder",
     "collect_gated_layers",
     "copy_model",
+    "count_parameters",
     "effective_kernel_masks",
     "expand_unit_kinds",
     "get_head_gates",
     "get_neuron_gates",
     "get_output_gates",
     "get_weight_masks",
+    "last_hidden_state_model",
     "learned_gates",
+    "load_pretrained",
     "load_learned_masks",
     "mask_logits",
+    "mask_variables",
     "masks_applied",
     "save_learned_masks",
+    "save_pretrained",
     "set_head_gates",
     "set_neuron_gates",
     "set_output_gates",

@@ -31,11 +31,13 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         learn_head_mask: add a learnable Gumbel-Sigmoid mask over the heads.
         head_dim: width of each head (default `d_model // num_heads`); set it
             when heads were sliced away, so `num_heads * head_dim < d_model`.
+        kernel_masks: give the four projections per-weight kernel masks
+            (`GatedDense(use_kernel_mask=...)`; needed by weight-level pruning only).
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(self, num_heads, dropout_rate=0.0, kernel_initializer="glorot_uniform", learn_head_mask=False,
-                 head_dim=None, **kwargs):
+                 head_dim=None, kernel_masks=True, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 0:
             raise ValueError(f"num_heads must be a non-negative integer, got num_heads={num_heads!r}")
@@ -50,6 +52,7 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.learn_head_mask = learn_head_mask
         self.fixed_head_dim = head_dim
+        self.kernel_masks = kernel_masks
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
@@ -64,7 +67,7 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         init = self.kernel_initializer
 
         def projection(name, units, in_dim):
-            layer = GatedDense(units, kernel_initializer=init, name=name)
+            layer = GatedDense(units, kernel_initializer=init, use_kernel_mask=self.kernel_masks, name=name)
             layer.build((*input_shape[:-1], in_dim))
             return layer
 
@@ -123,4 +126,5 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "learn_head_mask": self.learn_head_mask,
             "head_dim": self.fixed_head_dim,
+            "kernel_masks": self.kernel_masks,
         }

@@ -11,7 +11,10 @@ class GatedDense(keras.layers.Layer):
     The mask is a non-trainable variable of the kernel's shape, all ones at
     start, so an untouched `GatedDense` equals `keras.layers.Dense`. Because
     the mask multiplies the kernel inside the forward pass, a zeroed entry
-    removes that weight's contribution and its gradient.
+    removes that weight's contribution and its gradient. Without
+    `use_kernel_mask` there is no mask (`kernel_mask` is None): the layer
+    holds one float per parameter, for models that no weight-level pruner
+    touches.
 
     Args:
         units: width of the output.
@@ -20,6 +23,7 @@ class GatedDense(keras.layers.Layer):
         use_unit_gate: add a non-trainable per-output-unit gate `[units]` that
             multiplies the activated output; a zero gate removes the unit
             (structured pruning).
+        use_kernel_mask: add the per-weight kernel mask (unstructured pruning).
         kernel_initializer: initializer for the kernel.
         bias_initializer: initializer for the bias.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
@@ -31,6 +35,7 @@ class GatedDense(keras.layers.Layer):
         activation=None,
         use_bias=True,
         use_unit_gate=False,
+        use_kernel_mask=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         **kwargs,
@@ -42,6 +47,7 @@ class GatedDense(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.use_bias = use_bias
         self.use_unit_gate = use_unit_gate
+        self.use_kernel_mask = use_kernel_mask
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.input_spec = keras.layers.InputSpec(min_ndim=2)
@@ -54,9 +60,11 @@ class GatedDense(keras.layers.Layer):
             )
         shape = (in_dim, self.units)
         self.kernel = self.add_weight(name="kernel", shape=shape, initializer=self.kernel_initializer)
-        self.kernel_mask = self.add_weight(
-            name="kernel_mask", shape=shape, initializer="ones", trainable=False
-        )
+        self.kernel_mask = None
+        if self.use_kernel_mask:
+            self.kernel_mask = self.add_weight(
+                name="kernel_mask", shape=shape, initializer="ones", trainable=False
+            )
         self.bias = None
         if self.use_bias:
             self.bias = self.add_weight(
@@ -69,9 +77,14 @@ class GatedDense(keras.layers.Layer):
             )
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: in_dim})
 
+    @property
+    def masked_kernel(self):
+        """`kernel * kernel_mask` (the kernel itself without a mask): the weights that act."""
+        return self.kernel if self.kernel_mask is None else self.kernel * self.kernel_mask
+
     def ungated(self, inputs):
         """`activation(x @ (kernel * kernel_mask) + bias)`: the output before the unit gate."""
-        outputs = ops.matmul(inputs, self.kernel * self.kernel_mask)
+        outputs = ops.matmul(inputs, self.masked_kernel)
         if self.bias is not None:
             outputs = outputs + self.bias
         return self.activation(outputs)
@@ -95,6 +108,7 @@ class GatedDense(keras.layers.Layer):
             "activation": keras.activations.serialize(self.activation),
             "use_bias": self.use_bias,
             "use_unit_gate": self.use_unit_gate,
+            "use_kernel_mask": self.use_kernel_mask,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "bias_initializer": keras.initializers.serialize(self.bias_initializer),
         }

@@ -3,12 +3,15 @@
 import keras
 from keras import ops
 
+from gated.activations import hidden_activation
 from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
 from gated.model import GatedModel
 from gated_bert.vocabulary import expand_unit_kinds
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+# The dense layer between [CLS] and the classifier, by its activation; None: there is none.
+POOLERS = ("tanh", "relu", None)
 
 
 def bert_initializer():
@@ -22,45 +25,56 @@ class EncoderEmbeddings(keras.layers.Layer):
 
     Args:
         vocab_size: number of token ids.
-        max_len: number of learned positions (longest sequence accepted).
+        max_len: number of learned position rows; a sequence may hold up to
+            `max_len - position_offset` tokens.
         d_model: embedding width.
-        type_vocab_size: number of segment ids (2 for sentence pairs).
+        type_vocab_size: number of segment ids (2 for sentence pairs); 0 for
+            models without segment embeddings (DistilBERT), which ignore
+            `token_type_ids`.
         dropout_rate: dropout after the LayerNorm.
+        position_offset: position row of the first token (RoBERTa: its
+            `padding_idx + 1`, i.e. 2; BERT: 0).
+        layer_norm_eps: epsilon of the LayerNorm.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, vocab_size, max_len, d_model, type_vocab_size=2, dropout_rate=0.0, **kwargs):
+    def __init__(self, vocab_size, max_len, d_model, type_vocab_size=2, dropout_rate=0.0, position_offset=0,
+                 layer_norm_eps=1e-12, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("vocab_size", vocab_size), ("max_len", max_len), ("d_model", d_model)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+        if not 0 <= position_offset < max_len:
+            raise ValueError(f"position_offset must be in [0, max_len), got position_offset={position_offset}, "
+                             f"max_len={max_len}")
         self.vocab_size = vocab_size
         self.max_len = max_len
         self.d_model = d_model
         self.type_vocab_size = type_vocab_size
         self.dropout_rate = dropout_rate
+        self.position_offset = position_offset
+        self.layer_norm_eps = layer_norm_eps
 
         def embedding(rows, name):
             return keras.layers.Embedding(rows, d_model, embeddings_initializer=bert_initializer(), name=name)
 
         self.token_embedding = embedding(vocab_size, "token")
         self.position_embedding = embedding(max_len, "position")
-        self.segment_embedding = embedding(type_vocab_size, "segment")
-        self.norm = keras.layers.LayerNormalization(epsilon=1e-12, name="norm")
+        self.segment_embedding = embedding(type_vocab_size, "segment") if type_vocab_size else None
+        self.norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm")
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
         for embedding in (self.token_embedding, self.position_embedding, self.segment_embedding):
-            embedding.build(input_shape)
+            if embedding is not None:
+                embedding.build(input_shape)
         self.norm.build((*input_shape, self.d_model))
 
     def call(self, input_ids, token_type_ids, training=None):
-        positions = ops.arange(ops.shape(input_ids)[1])[None, :]  # (1, T)
-        x = (
-            self.token_embedding(input_ids)
-            + self.position_embedding(positions)
-            + self.segment_embedding(token_type_ids)
-        )  # (B, T, D)
+        positions = self.position_offset + ops.arange(ops.shape(input_ids)[1])[None, :]  # (1, T)
+        x = self.token_embedding(input_ids) + self.position_embedding(positions)  # (B, T, D)
+        if self.segment_embedding is not None:
+            x = x + self.segment_embedding(token_type_ids)
         return self.dropout(self.norm(x), training=training)
 
     def compute_output_shape(self, input_shape):
@@ -74,6 +88,8 @@ class EncoderEmbeddings(keras.layers.Layer):
             "d_model": self.d_model,
             "type_vocab_size": self.type_vocab_size,
             "dropout_rate": self.dropout_rate,
+            "position_offset": self.position_offset,
+            "layer_norm_eps": self.layer_norm_eps,
         }
 
 
@@ -90,24 +106,34 @@ class EncoderBlock(keras.layers.Layer):
             `all`; the earlier name `ffn_int` still means `neuron`.
         head_dim: width of each head (default `d_model // num_heads`); set by
             physically pruned models, whose blocks keep fewer heads.
+        hidden_act: the FFN activation, a Hugging Face `hidden_act` name
+            (`gated.activations.HIDDEN_ACTS`: gelu, gelu_new, relu, ...).
+        layer_norm_eps: epsilon of both LayerNorms.
+        kernel_masks: give every `GatedDense` a per-weight kernel mask (weight-level pruning only).
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, num_heads, dff, dropout_rate=0.0, learn_masks=(), head_dim=None, **kwargs):
+    def __init__(self, num_heads, dff, dropout_rate=0.0, learn_masks=(), head_dim=None, hidden_act="gelu",
+                 layer_norm_eps=1e-12, kernel_masks=True, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.dff = dff
         self.dropout_rate = dropout_rate
         self.learn_masks = expand_unit_kinds(learn_masks)
         self.head_dim = head_dim
+        self.hidden_act = hidden_act
+        self.layer_norm_eps = layer_norm_eps
+        self.kernel_masks = kernel_masks
         init = bert_initializer()
         self.attention = GatedMultiHeadAttention(num_heads, dropout_rate, kernel_initializer=init,
                                                  learn_head_mask="head" in self.learn_masks, head_dim=head_dim,
-                                                 name="attention")
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="attention_norm")
-        self.ffn = GatedFeedForward(dff, kernel_initializer=init, learn_neuron_mask="neuron" in self.learn_masks,
-                                    learn_output_mask="ffn_out" in self.learn_masks, name="ffn")
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=1e-12, name="ffn_norm")
+                                                 kernel_masks=kernel_masks, name="attention")
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm")
+        self.ffn = GatedFeedForward(dff, activation=hidden_activation(hidden_act), kernel_initializer=init,
+                                    learn_neuron_mask="neuron" in self.learn_masks,
+                                    learn_output_mask="ffn_out" in self.learn_masks, kernel_masks=kernel_masks,
+                                    name="ffn")
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="ffn_norm")
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
@@ -138,6 +164,9 @@ class EncoderBlock(keras.layers.Layer):
             "dropout_rate": self.dropout_rate,
             "learn_masks": list(self.learn_masks),
             "head_dim": self.head_dim,
+            "hidden_act": self.hidden_act,
+            "layer_norm_eps": self.layer_norm_eps,
+            "kernel_masks": self.kernel_masks,
         }
 
 
@@ -154,6 +183,12 @@ def build_gated_encoder(
     type_vocab_size=2,
     learn_masks=(),
     head_dim=None,
+    hidden_act="gelu",
+    layer_norm_eps=1e-12,
+    num_positions=None,
+    position_offset=0,
+    pooler="tanh",
+    kernel_masks=True,
     name="gated_bert",
 ):
     """Build the gated encoder with a `[CLS]` head as a functional `GatedModel`.
@@ -165,27 +200,54 @@ def build_gated_encoder(
     Gumbel-Sigmoid masks of those kinds to every block (see `EncoderBlock`).
     `num_heads` and `dff` may be lists, one value per block, for physically
     pruned models; those need `head_dim`.
+
+    The BERT-family options: `hidden_act` (gelu, gelu_new, relu),
+    `layer_norm_eps`, `num_positions` position rows (default
+    `max_len + position_offset`) with the first token at row
+    `position_offset` (RoBERTa: 2), `type_vocab_size` 0 for no segment
+    embeddings, and `pooler`, the activation of the dense layer between
+    `[CLS]` and the classifier (`tanh`: BERT's pooler and RoBERTa's head;
+    `relu`: DistilBERT's pre-classifier; None: the classifier reads `[CLS]`).
+    `kernel_masks=False` leaves out the per-weight kernel masks (structured
+    gates stay): the model then holds one float per parameter, as a model that
+    no weight-level pruner touches should.
     """
     if num_layers <= 0:
         raise ValueError(f"num_layers must be positive, got num_layers={num_layers}")
+    if pooler not in POOLERS:
+        raise ValueError(f"pooler must be one of {POOLERS}, got pooler={pooler!r}")
     heads, widths = _per_layer("num_heads", num_heads, num_layers), _per_layer("dff", dff, num_layers)
     if head_dim is None and any(h and d_model % h for h in heads):
         raise ValueError(
             f"num_heads must divide d_model, got num_heads={num_heads}, d_model={d_model}"
         )
+    num_positions = max_len + position_offset if num_positions is None else num_positions
+    if num_positions < max_len + position_offset:
+        raise ValueError(f"num_positions={num_positions} cannot hold max_len={max_len} tokens from "
+                         f"position_offset={position_offset}; lower max_len to {num_positions - position_offset}")
     inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in INPUT_NAMES}
     x = EncoderEmbeddings(
-        vocab_size, max_len, d_model, type_vocab_size, dropout_rate, name="embeddings"
+        vocab_size, num_positions, d_model, type_vocab_size, dropout_rate, position_offset, layer_norm_eps,
+        name="embeddings",
     )(inputs["input_ids"], inputs["token_type_ids"])
     for index in range(num_layers):
         block = EncoderBlock(heads[index], widths[index], dropout_rate, learn_masks, head_dim=head_dim,
+                             hidden_act=hidden_act, layer_norm_eps=layer_norm_eps, kernel_masks=kernel_masks,
                              name=f"block_{index}")
         x = block(x, attention_mask=inputs["attention_mask"])
-    cls = x[:, 0, :]  # (B, D)
-    pooled = keras.layers.Dense(d_model, activation="tanh", kernel_initializer=bert_initializer(), name="pooler")(cls)
+    pooled = x[:, 0, :]  # (B, D): [CLS]
+    if pooler is not None:
+        pooled = keras.layers.Dense(d_model, activation=pooler, kernel_initializer=bert_initializer(),
+                                    name="pooler")(pooled)
     pooled = keras.layers.Dropout(dropout_rate)(pooled)
     logits = keras.layers.Dense(num_labels, kernel_initializer=bert_initializer(), name="classifier")(pooled)
     return GatedModel(inputs, logits, name=name)
+
+
+def last_hidden_state_model(model):
+    """A model sharing `model`'s layers whose output is the last block's hidden state `(B, T, D)`."""
+    blocks = [layer for layer in model.layers if isinstance(layer, EncoderBlock)]
+    return keras.Model(model.inputs, blocks[-1].output, name=f"{model.name}_hidden")
 
 
 def _per_layer(name, value, num_layers):

@@ -25,11 +25,12 @@ class GatedFeedForward(keras.layers.Layer):
         kernel_initializer: initializer for both kernels.
         learn_neuron_mask: add a learnable Gumbel-Sigmoid mask over the `dff` neurons.
         learn_output_mask: add a learnable Gumbel-Sigmoid mask over the block's output units.
+        kernel_masks: give both kernels per-weight kernel masks (weight-level pruning only).
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(self, dff, activation="gelu", kernel_initializer="glorot_uniform", learn_neuron_mask=False,
-                 learn_output_mask=False, **kwargs):
+                 learn_output_mask=False, kernel_masks=True, **kwargs):
         super().__init__(**kwargs)
         if isinstance(dff, bool) or not isinstance(dff, int) or dff < 0:
             raise ValueError(f"dff must be a non-negative integer, got dff={dff!r}")
@@ -38,6 +39,7 @@ class GatedFeedForward(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.learn_neuron_mask = learn_neuron_mask
         self.learn_output_mask = learn_output_mask
+        self.kernel_masks = kernel_masks
 
     def build(self, input_shape):
         d_model = input_shape[-1]
@@ -45,11 +47,12 @@ class GatedFeedForward(keras.layers.Layer):
         self.intermediate = None
         if self.dff:
             self.intermediate = GatedDense(
-                self.dff, activation=self.activation, use_unit_gate=True,
+                self.dff, activation=self.activation, use_unit_gate=True, use_kernel_mask=self.kernel_masks,
                 kernel_initializer=init, name="intermediate",
             )
             self.intermediate.build(input_shape)
-        self.output_dense = GatedDense(d_model, use_unit_gate=True, kernel_initializer=init, name="output")
+        self.output_dense = GatedDense(d_model, use_unit_gate=True, use_kernel_mask=self.kernel_masks,
+                                       kernel_initializer=init, name="output")
         self.output_dense.build((*input_shape[:-1], self.dff))
         self.neuron_mask = GumbelGate(self.dff, name="neuron_mask") if self.learn_neuron_mask else None
         self.output_mask = GumbelGate(d_model, name="output_mask") if self.learn_output_mask else None
@@ -88,4 +91,5 @@ class GatedFeedForward(keras.layers.Layer):
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "learn_neuron_mask": self.learn_neuron_mask,
             "learn_output_mask": self.learn_output_mask,
+            "kernel_masks": self.kernel_masks,
         }

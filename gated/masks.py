@@ -13,6 +13,7 @@ import numpy as np
 from gated.attention import GatedMultiHeadAttention
 from gated.dense import GatedDense
 from gated.feed_forward import GatedFeedForward
+from gated.gumbel_gate import GumbelGate
 from gated_bert.mask_folders import read_mask_folder, write_mask_folder
 from gated_bert.vocabulary import unit_kind
 
@@ -32,7 +33,8 @@ def collect_gated_layers(model, layer_type=GatedDense):
 
 def _read(model, layer_type, attr):
     layers = collect_gated_layers(model, layer_type)
-    return {path: np.array(getattr(layer, attr).numpy()) for path, layer in layers.items()}
+    values = {path: getattr(layer, attr) for path, layer in layers.items()}
+    return {path: None if value is None else np.array(value.numpy()) for path, value in values.items()}
 
 
 def _write(model, layer_type, attr, values):
@@ -44,6 +46,9 @@ def _write(model, layer_type, attr, values):
         raise KeyError(f"no {layer_type.__name__} at {unknown}; known paths: {sorted(layers)}")
     for path, value in values.items():
         variable = getattr(layers[path], attr)
+        if variable is None:
+            raise ValueError(f"{path} has no {attr}: the model was built without kernel masks (build it with "
+                             "kernel_masks=True for weight-level pruning)")
         value = np.asarray(value, dtype=variable.dtype)
         if value.shape != tuple(variable.shape):
             raise ValueError(
@@ -53,8 +58,8 @@ def _write(model, layer_type, attr, values):
 
 
 def get_weight_masks(model):
-    """`{path: kernel_mask}` for every `GatedDense` in the model."""
-    return _read(model, GatedDense, "kernel_mask")
+    """`{path: kernel_mask}` for every `GatedDense` in the model (a model built without kernel masks has none)."""
+    return {path: mask for path, mask in _read(model, GatedDense, "kernel_mask").items() if mask is not None}
 
 
 def set_weight_masks(model, masks):
@@ -177,7 +182,8 @@ def effective_kernel_masks(model):
     intermediate column and output row; a removed FFN output unit its
     output-kernel column.
     """
-    masks = {path: layer.kernel_mask.numpy() != 0 for path, layer in collect_gated_layers(model).items()}
+    masks = {path: np.ones(tuple(layer.kernel.shape), bool) if layer.kernel_mask is None
+             else layer.kernel_mask.numpy() != 0 for path, layer in collect_gated_layers(model).items()}
     for layer in collect_gated_layers(model, GatedMultiHeadAttention).values():
         alive = np.repeat(_alive(layer, "head"), layer.head_dim)  # (D,)
         for projection in (layer.query, layer.key, layer.value):
@@ -206,6 +212,26 @@ def sparsity_stats(model):
         "total": int(total),
         "layers": {path: zeros[path] / masks[path].size for path in masks},
     }
+
+
+def mask_variables(model):
+    """Every variable of `model` that masks or gates weights rather than being one: kernel masks, unit and
+    head gates, and the learned Gumbel masks' logits and temperature."""
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, GatedDense):
+            found += [layer.kernel_mask, layer.unit_gate]
+        elif isinstance(layer, GatedMultiHeadAttention):
+            found.append(layer.head_gate)
+        elif isinstance(layer, GumbelGate):
+            found += [layer.logits, layer.temperature]
+    return [variable for variable in found if variable is not None]
+
+
+def count_parameters(model):
+    """The model's parameters: its weights, never its masks or gates (`mask_variables`)."""
+    masks = {id(variable) for variable in mask_variables(model)}
+    return sum(int(np.prod(variable.shape)) for variable in model.weights if id(variable) not in masks)
 
 
 def copy_model(model):

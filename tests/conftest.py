@@ -85,3 +85,9 @@ def wordpiece_dir(tmp_path_factory):
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The real pretrained checkpoint all-MiniLM-L6-v2 (a Hugging Face BERT folder)."""
+    return _shared_path("MINILM_DIR", SHARED / "models" / "all-MiniLM-L6-v2", "model.safetensors")

@@ -65,13 +65,13 @@ def _blocks(model):
 def _head_kernel(block):
     """The attention output projection's effective kernel as `(H, Dh, D)`."""
     attention, dense = block.attention, block.attention.output_dense
-    return tf.reshape(dense.kernel * dense.kernel_mask, (attention.num_heads, attention.head_dim, -1))
+    return tf.reshape(dense.masked_kernel, (attention.num_heads, attention.head_dim, -1))
 
 
 def _neuron_kernel(block):
     """The FFN output projection's effective kernel `(F, D)`, the output gate included."""
     dense = block.ffn.output_dense
-    return dense.kernel * dense.kernel_mask * dense.unit_gate[None, :]
+    return dense.masked_kernel * dense.unit_gate[None, :]
 
 
 class KnowledgeProbe:
@@ -271,17 +271,18 @@ def _tune_sublayer(sample, block, index, kept, backend):
     else:
         dense, rows = block.ffn.output_dense, kept
         gate = dense.unit_gate.numpy()
-    kernel = (dense.kernel * dense.kernel_mask).numpy()
+    kernel = dense.masked_kernel.numpy()
     bias = dense.bias.numpy()
     new_kernel, new_bias, report = tune_weights(outputs, residual, target, kernel[rows] * gate, bias * gate, backend)
     if report["tuned"]:
         open_columns = gate != 0  # a closed output gate silences its column whatever the weights
         kernel[np.ix_(rows, open_columns)] = new_kernel[:, open_columns] / gate[open_columns]
         bias[open_columns] = new_bias[open_columns] / gate[open_columns]
-        mask = dense.kernel_mask.numpy()
-        mask[rows] = 1.0  # the tuned rows are dense
         dense.kernel.assign(kernel)
-        dense.kernel_mask.assign(mask)
+        if dense.kernel_mask is not None:
+            mask = dense.kernel_mask.numpy()
+            mask[rows] = 1.0  # the tuned rows are dense
+            dense.kernel_mask.assign(mask)
         dense.bias.assign(bias)
     return {**report, "tokens": sample.tokens}
 

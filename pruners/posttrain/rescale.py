@@ -39,14 +39,14 @@ class _Sublayer:
 def _attention_sublayer(block, kept):
     attention = block.attention
     dense = attention.output_dense
-    kernel = (dense.kernel * dense.kernel_mask).numpy().reshape(attention.num_heads, attention.head_dim, -1)
+    kernel = dense.masked_kernel.numpy().reshape(attention.num_heads, attention.head_dim, -1)
     return _Sublayer(kept, kernel[kept], dense.bias.numpy())
 
 
 def _ffn_sublayer(block, kept):
     dense = block.ffn.output_dense
     gate = dense.unit_gate.numpy()  # (D,) the FFN output gate scales kernel columns and bias alike
-    kernel = (dense.kernel * dense.kernel_mask).numpy() * gate[None, :]
+    kernel = dense.masked_kernel.numpy() * gate[None, :]
     return _Sublayer(kept, kernel[kept][:, None, :], dense.bias.numpy() * gate)
 
 

@@ -70,8 +70,13 @@ class Pruner:
 
     def attach(self, model):
         """Bind the pruner to `model` (the callback does this in `set_model`)."""
-        if not collect_gated_layers(model):
+        layers = collect_gated_layers(model)
+        if not layers:
             raise ValueError(f"model {model.name!r} has no GatedDense layers to prune")
+        unmasked = [path for path, layer in layers.items() if layer.kernel_mask is None]
+        if unmasked:
+            raise ValueError(f"{self.method} pruning masks single weights, but {unmasked[0]} (and "
+                             f"{len(unmasked) - 1} more) has no kernel mask; build the model with kernel_masks=True")
         self.model = model
 
     def detach(self):
