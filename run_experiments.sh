@@ -9,13 +9,13 @@ if [[ -z ${PYTHON:-} ]]; then
 fi
 # Kept equal to config.py's choices by tests/test_run_experiments.py.
 SIZES=(tiny small base large)
-TASKS=(sst2 mnli qnli qqp rte wnli mrpc cola stsb)
+TASKS=(sst2 mnli qnli qqp rte wnli mrpc cola stsb custom)
 read -r -a AVAILABLE <<<"$("$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv[1]); from gated_bert.vocabulary import METHODS; print(*METHODS)' "$ROOT")"
 
 # A flag that is not given is not passed: train.py's own defaults apply, and so do the values of a
 # `-- --config FILE`. The values shown by -h are train.py's defaults (kept equal by tests/test_run_experiments.py).
 EPOCHS="" BATCH_SIZE="" LEARNING_RATE="" MODEL_SIZE="" START_SPARSITY="" END_SPARSITY=""
-PRUNING_START="" PRUNING_END="" SPARSITY_STEPS="" SPT_EXPLORE="" TASK="" MAX_LEN="" TARGET_SPARSITY=""
+PRUNING_START="" PRUNING_END="" SPARSITY_STEPS="" SPT_EXPLORE="" TASK="" MAX_LEN="" TARGET_SPARSITY="" INIT_FROM=""
 METHOD_LIST=$(IFS=,; echo "${AVAILABLE[*]}")
 PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=.
 PASS=()
@@ -43,6 +43,8 @@ comparison figures and tables (plot_comparison.py).
   -ts, --target-sparsity X   gumbel only: fraction of heads/neurons to remove [none: fixed weight]
   -t,  --task T              ${TASKS[*]} [sst2]
   -ml, --max-len N           longest sequence in tokens                   [128]
+  -i,  --init-from DIR       fine-tune every method from this Hugging Face folder [none: from scratch];
+                             its fine-tuning recipe then replaces the bracketed defaults of -e, -b, -l, -ps
   -d,  --output-dir DIR      where results_*/, checkpoints_*/ and experiment_logs/ go [.]
   -parallel                  run methods at the same time (default: one after the other)
   -max-parallel-jobs N       most jobs at once with -parallel [CPU cores, at most one per method]
@@ -83,6 +85,7 @@ while [[ $# -gt 0 ]]; do
         -ts|--target-sparsity) need_value "$@"; TARGET_SPARSITY=$2; shift 2 ;;
         -t|--task) need_value "$@"; TASK=$2; shift 2 ;;
         -ml|--max-len) need_value "$@"; MAX_LEN=$2; shift 2 ;;
+        -i|--init-from) need_value "$@"; INIT_FROM=$2; shift 2 ;;
         -d|--output-dir) need_value "$@"; OUTPUT_DIR=$2; shift 2 ;;
         -parallel|--parallel) PARALLEL=true; shift ;;
         -max-parallel-jobs|--max-parallel-jobs) need_value "$@"; MAX_JOBS=$2; shift 2 ;;
@@ -150,6 +153,7 @@ if ((JOBS > 1)); then
     ((THREADS >= 1)) || THREADS=1
 fi
 OUTPUT_DIR=$(realpath -m "$OUTPUT_DIR")  # created once every check has passed
+[[ -z $INIT_FROM ]] || INIT_FROM=$(realpath -m "$INIT_FROM")
 LOG_DIR=$OUTPUT_DIR/experiment_logs
 # Jobs run in their own folders: paths relative to here must become absolute.
 absolute() { if [[ -e $1 && $1 != /* ]]; then echo "$PWD/$1"; else echo "$1"; fi; }
@@ -157,7 +161,8 @@ for name in GLUE_DIR TOKENIZER CACHE_DIR; do
     if [[ -n ${!name:-} ]]; then export "$name=$(absolute "${!name}")"; fi
 done
 for i in "${!PASS[@]}"; do
-    if ((i > 0)) && [[ ${PASS[i - 1]} =~ ^--(data_dir|tokenizer|cache_dir|config)$ ]]; then
+    if ((i > 0)) && [[ ${PASS[i - 1]} =~ ^--(data_dir|tokenizer|cache_dir|config|init_from|train_file|validation_file)$ ]]
+    then
         PASS[i]=$(absolute "${PASS[i]}")
     fi
 done
@@ -165,7 +170,8 @@ done
 # This script's settings and the train.py flag each one sets.
 FLAGS=(MODEL_SIZE:model_size TASK:task EPOCHS:epochs BATCH_SIZE:batch_size LEARNING_RATE:learning_rate
     MAX_LEN:max_len START_SPARSITY:start_sparsity END_SPARSITY:end_sparsity PRUNING_START:pruning_start_epoch
-    PRUNING_END:pruning_end_epoch SPARSITY_STEPS:sparsity_steps SPT_EXPLORE:spt_explore_per_layer)
+    PRUNING_END:pruning_end_epoch SPARSITY_STEPS:sparsity_steps SPT_EXPLORE:spt_explore_per_layer
+    INIT_FROM:init_from)
 
 # A job's train.py flags: those the user set, then those this script decides.
 train_args() {

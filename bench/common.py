@@ -52,6 +52,15 @@ def glue_inputs_or_exit():
     return glue, tokenizer
 
 
+def minilm_or_exit():
+    """The real pretrained checkpoint: MINILM_DIR, else ../shared/data/models/all-MiniLM-L6-v2 beside the repo."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.environ.get("MINILM_DIR") or os.path.join(root, "..", "shared", "data", "models", "all-MiniLM-L6-v2")
+    if not os.path.isfile(os.path.join(folder, "model.safetensors")):
+        sys.exit(f"all-MiniLM-L6-v2 not found in {folder}; set MINILM_DIR to its Hugging Face folder")
+    return os.path.abspath(folder)
+
+
 def load_sst2_train(limit):
     """The first `limit` SST-2 training rows, tokenized with the BERT uncased vocabulary."""
     import tempfile

@@ -21,7 +21,7 @@ from common import prune_metrics, sst2_checkpoint
 
 CONSTRAINTS = (0.7, 0.5, 0.3)
 SEEDS = (0, 1, 2)
-METHODS = {"fisher": (), "kprune": ("--method", "kprune"),
+METHODS = {"fisher": (), "kprune": ("--method", "kprune", "--sublayerwise_tuning", "false"),
            "kprune+tuning": ("--method", "kprune", "--sublayerwise_tuning")}
 
 

@@ -1,6 +1,8 @@
-"""Find and load a train.py checkpoint with its config, and the dev set it is scored on.
+"""Find and load a checkpoint with its config, and the dev set it is scored on.
 
-Shared by `prune.py` and `evaluate.py`.
+A checkpoint is a train.py folder (`checkpoints_<method>_<task>/`) or a Hugging Face folder fine-tuned
+elsewhere (a `...ForSequenceClassification` with its head, given with its task). Shared by `prune.py` and
+`evaluate.py`.
 """
 
 import glob
@@ -58,6 +60,44 @@ def checkpoint_config(config_path, environ, data_dir=None, tokenizer=None, max_e
     return config
 
 
+def open_checkpoint(ckpt_dir, which, environ, data_dir=None, tokenizer=None, max_eval_samples=None, task=None):
+    """`(model path, config)` of a train.py checkpoint folder or a fine-tuned Hugging Face folder.
+
+    A train.py folder gives its newest run (`find_checkpoint`, `checkpoint_config`). A Hugging Face folder needs
+    `task` and a classification head of that task's label count; its model path is the folder itself, which
+    `load_checkpoint` reads with `gated.load_pretrained`.
+    """
+    from experiment.config import ConfigError, GatedBertConfig, check_data_dir, with_pretrained
+    from gated_bert.pretrained_folders import PretrainedError, classifier_labels, is_pretrained_folder
+    from tasks import get_task
+
+    has_runs = bool(glob.glob(os.path.join(ckpt_dir, "config_*.json")))
+    if has_runs or not is_pretrained_folder(ckpt_dir):
+        model_path, config_path = find_checkpoint(ckpt_dir, which)
+        return model_path, checkpoint_config(config_path, environ, data_dir, tokenizer, max_eval_samples, task)
+    if not task:
+        raise ConfigError(f"{ckpt_dir} is a Hugging Face folder, which does not say its task: add --task")
+    try:
+        labels = classifier_labels(ckpt_dir)
+    except PretrainedError as error:
+        raise CheckpointError(str(error)) from None
+    if labels is None:
+        raise CheckpointError(f"{ckpt_dir} has no classification head: it is not fine-tuned for {task}. Fine-tune "
+                              f"it first (python train.py --init_from {ckpt_dir} --task {task}), then pass the "
+                              "checkpoints_<method>_<task>/ folder it writes")
+    if labels != get_task(task).num_labels:
+        raise CheckpointError(f"{ckpt_dir}'s classification head has {labels} labels, but {task} has "
+                              f"{get_task(task).num_labels}; it was fine-tuned for another task")
+    given = {"init_from": ckpt_dir, "task": task, "max_eval_samples": max_eval_samples}
+    data = data_dir or environ.get("GLUE_DIR")
+    tokenizer = tokenizer or environ.get("TOKENIZER")
+    given.update({"data_dir": data} if data else {})
+    given.update({"tokenizer": tokenizer} if tokenizer else {})
+    config = GatedBertConfig(**with_pretrained(given))
+    check_data_dir(config)
+    return ckpt_dir, config
+
+
 def dev_dataset(config, spec, tokenizer):
     """`(dev split, deterministic dev batches)` of the config's task."""
     from tasks import load_split
@@ -70,12 +110,16 @@ def dev_dataset(config, spec, tokenizer):
     return dev, dataset
 
 
-def load_checkpoint(model_path):
-    """The saved model, with learned Gumbel masks (if any) baked into its gates."""
+def load_checkpoint(model_path, config=None):
+    """The saved model, with learned Gumbel masks (if any) baked into its gates. A Hugging Face folder
+    (`open_checkpoint`) is loaded with its head for `config`'s task."""
     import keras
 
     import gated  # noqa: F401  (registers the gated layers for deserialisation)
-    from gated import learned_gates, without_learned_masks
+    from gated import learned_gates, load_pretrained, without_learned_masks
 
+    if os.path.isdir(model_path):
+        return load_pretrained(model_path, num_labels=config.task_spec().num_labels, max_len=config.max_len,
+                               require_head=True)
     model = keras.saving.load_model(model_path, compile=False)
     return without_learned_masks(model) if learned_gates(model) else model

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from gated_bert.cli import FALSE, TRUE
 from gated_bert.files import read_json_object, write_json_atomic
+from gated_bert.pretrained_folders import PretrainedError, has_tokenizer, read_architecture
 from gated_bert.vocabulary import (
     ANNEALING,
     PRESETS,
@@ -31,6 +32,8 @@ from gated_bert.vocabulary import (
     UNIT_KINDS,
     expand_unit_kinds,
 )
+from tasks.custom import CUSTOM, TASK_TYPES, custom_task, infer_labels, read_columns
+from tasks.loaders import GlueFormatError
 from tasks.registry import TASKS
 
 SHAPE_FIELDS = ("num_layers", "d_model", "num_heads", "dff")
@@ -42,6 +45,13 @@ ENV_NAMES = {"name": "RUN_NAME"}
 # Percentages walked by the magnitude and SPT schedules (clipped to [start_sparsity, end_sparsity]).
 DEFAULT_SPARSITY_STEPS = (10.0, 25.0, 50.0, 70.0, 75.0, 80.0, 84.0, 88.0, 90.0, 92.0, 93.0, 94.0, 95.0, 96.0,
                           97.0, 97.5, 98.0, 98.5, 99.0, 99.5)
+
+
+# The defaults of a run that fine-tunes a pretrained checkpoint (`init_from`), under every layer a user sets:
+# a few epochs at a higher rate with dropout (README, "Fine-tuning a pretrained model"); pruning starts at once.
+FINETUNE_RECIPE = {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "warmup_ratio": 0.1, "dropout_rate": 0.1,
+                   "pruning_start_epoch": 0}
+DEFAULT_MAX_LEN = 128
 
 
 class ConfigError(ValueError):
@@ -68,11 +78,25 @@ class GatedBertConfig:
     num_heads: int | None = _field(None, "attention heads", positive=True)
     dff: int | None = _field(None, "feed-forward width", positive=True)
     vocab_size: int = _field(30522, "token vocabulary size (must cover the tokenizer's)", positive=True)
-    max_len: int = _field(128, "longest sequence in tokens; longer inputs are truncated", positive=True)
+    max_len: int = _field(DEFAULT_MAX_LEN, "longest sequence in tokens; longer inputs are truncated", positive=True)
     dropout_rate: float = _field(0.0, "dropout on embeddings, attention and residuals", fraction=(0.0, 1.0, False))
+    init_from: str = _field("", "Hugging Face folder (config.json + model.safetensors) to fine-tune from: its "
+                            "shape, vocabulary and tokenizer are used, and the fine-tuning recipe becomes the "
+                            "default; empty: train from scratch")
     # Task and data.
-    task: str = _field("sst2", "GLUE task: " + ", ".join(TASKS), choices=tuple(TASKS))
+    task: str = _field("sst2", "GLUE task: " + ", ".join(TASKS) + "; custom: your own files (--train_file)",
+                       choices=(*TASKS, CUSTOM))
     data_dir: str = _field("", "GLUE directory holding e.g. SST-2/train.tsv and dev.tsv; empty: the hub (env GLUE_DIR)")
+    train_file: str = _field("", "your own task's training rows: .csv, .tsv or .jsonl with a header (JSON keys); "
+                             "sets task to custom")
+    validation_file: str = _field("", "your own task's validation rows, same columns as train_file")
+    text_column: str = _field("text", "custom task: the column of the (first) text")
+    text_pair_column: str = _field("", "custom task: the column of the second text of a pair (empty: single texts)")
+    label_column: str = _field("label", "custom task: the column of the label")
+    task_type: str = _field("auto", "custom task: classification, regression, or auto (regression when the "
+                            "labels are non-integer numbers)", choices=TASK_TYPES)
+    label_names: tuple[str, ...] | None = _field(None, "custom task: class labels in class-id order (none: read "
+                                                 "from train_file, sorted); recorded in every checkpoint's config")
     tokenizer: str = _field("bert-base-uncased", "tokenizer: hub name or local directory")
     cache_dir: str = _field("~/.cache/gated_bert", "where tokenized arrays are cached")
     max_train_samples: int | None = _field(None, "use only the first N training rows", positive=True)
@@ -159,6 +183,13 @@ class GatedBertConfig:
                 f"d_model={self.d_model}; change one of them (--num_heads / --d_model)"
             )
         _check_pruning(self)
+
+    def task_spec(self):
+        """The `TaskSpec` of the run's task: a GLUE task, or the custom task of the config's files and labels."""
+        if self.task != CUSTOM:
+            return TASKS[self.task]
+        return custom_task(self.train_file, self.validation_file, self.text_column, self.label_column,
+                           self.label_names, self.text_pair_column)
 
     @property
     def method(self):
@@ -371,7 +402,8 @@ def config_from_flags(flags, environ=None):
         _reject_unknown(file_values, path)
     hints = typing.get_type_hints(GatedBertConfig)
     cli_values = {name: _parse_string(name, raw, hints[name], f"flag --{name}") for name, raw in flags.items()}
-    config = GatedBertConfig(**_layered([file_values, env_overrides(environ), cli_values]))
+    values = with_custom_task(with_pretrained(_layered([file_values, env_overrides(environ), cli_values])))
+    config = GatedBertConfig(**values)
     check_data_dir(config)
     check_tracking(config)
     return config
@@ -389,6 +421,59 @@ def _layered(layers):
     return values
 
 
+def with_pretrained(values):
+    """`values` completed from the `init_from` checkpoint, when one is set: its shape and vocabulary (a value
+    that contradicts them is an error), its tokenizer and the fine-tuning recipe, where no layer chose them."""
+    folder = values.get("init_from")
+    if not folder:
+        return values
+    try:
+        architecture = read_architecture(folder)
+    except PretrainedError as error:
+        raise ConfigError(f"init_from: {error}") from None
+    clash = {key: values[key] for key, value in architecture.shape().items()
+             if values.get(key) is not None and values[key] != value}
+    if clash:
+        raise ConfigError(f"init_from {folder} fixes the model's shape, but {clash} contradicts its "
+                          f"{ {key: architecture.shape()[key] for key in clash} }; drop those settings")
+    values = {**FINETUNE_RECIPE, "max_len": min(DEFAULT_MAX_LEN, architecture.max_tokens), **values,
+              **architecture.shape()}
+    if values["max_len"] > architecture.max_tokens:
+        raise ConfigError(f"max_len={values['max_len']} exceeds the {architecture.max_tokens} positions of "
+                          f"init_from {folder}; set --max_len {architecture.max_tokens} or less")
+    if "tokenizer" not in values and has_tokenizer(folder):
+        values["tokenizer"] = folder
+    return values
+
+
+def with_custom_task(values):
+    """`values` with a custom task completed: `train_file` makes the task `custom`, and the label names are read
+    from the training file unless a layer gives them (a checkpoint's config does)."""
+    if not values.get("train_file"):
+        if values.get("task") == CUSTOM:
+            raise ConfigError("task custom reads your own files: add --train_file and --validation_file")
+        return values
+    task = values.get("task", CUSTOM)
+    if task != CUSTOM:
+        raise ConfigError(f"--train_file defines a custom task, but task is {task!r}; drop --task (or use "
+                          "--task custom)")
+    for name in ("train_file", "validation_file"):
+        if not values.get(name) or not os.path.isfile(values[name]):
+            raise ConfigError(f"{name} {values.get(name)!r} is not a file; a custom task needs --train_file and "
+                              "--validation_file (.csv, .tsv or .jsonl)")
+    values = {**values, "task": CUSTOM, "train_file": os.path.abspath(values["train_file"]),
+              "validation_file": os.path.abspath(values["validation_file"])}
+    columns = [values.get("text_column", "text"), values.get("text_pair_column"), values.get("label_column", "label")]
+    try:
+        for path in (values["train_file"], values["validation_file"]):
+            read_columns(path, [name for name in columns if name], limit=1)
+        if values.get("label_names") is None and values.get("task_type", "auto") != "regression":
+            values["label_names"] = infer_labels(values["train_file"], columns[-1], values.get("task_type", "auto"))
+    except GlueFormatError as error:
+        raise ConfigError(str(error)) from None
+    return values
+
+
 def check_tracking(config):
     """Stop early when `wandb` is asked for but the package is missing."""
     if config.wandb and importlib.util.find_spec("wandb") is None:
@@ -399,6 +484,12 @@ def check_tracking(config):
 
 def check_data_dir(config):
     """Stop early when `data_dir` is set but lacks the task's TSV files."""
+    if config.task == CUSTOM:
+        missing = [path for path in (config.train_file, config.validation_file) if not os.path.isfile(path)]
+        if missing:
+            raise ConfigError(f"the custom task's files {missing} are not there; pass --train_file and "
+                              "--validation_file again (or move the files back)")
+        return
     if not config.data_dir:
         return
     missing = [path for path in TASKS[config.task].local_files(config.data_dir) if not os.path.isfile(path)]

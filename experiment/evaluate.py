@@ -17,18 +17,20 @@ import json
 import os
 import sys
 
-from experiment.checkpoints import CheckpointError, find_checkpoint
+from experiment.checkpoints import CheckpointError, open_checkpoint
 from experiment.config import ConfigError
 from gated_bert import progress
 from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
 from gated_bert.logs import setup_console_logging
 from gated_bert.mask_folders import MaskFolderError, read_mask_folder
+from gated_bert.pretrained_folders import PretrainedError
 from tasks import TASKS, DataUnavailableError, GlueFormatError
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--ckpt_dir", required=True, help="checkpoint folder written by train.py")
+    parser.add_argument("--ckpt_dir", required=True, help="checkpoint folder written by train.py, or a Hugging Face "
+                        "folder fine-tuned for --task")
     parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which saved model [best]")
     parser.add_argument("--masks_dir", help="a mask folder (from prune.py or a gumbel run) to put on the gates")
     add_bool_flag(parser, "slice", "remove pruned heads and neurons before scoring")
@@ -43,10 +45,8 @@ def build_parser():
 
 def evaluate(args, environ):
     """The JSON-ready result for `args`: the inputs are checked first, then TensorFlow is started."""
-    from experiment.checkpoints import checkpoint_config
-
-    model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
-    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples, args.task)
+    model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
+                                         args.max_eval_samples, args.task)
     masks = read_mask_folder(args.masks_dir).masks if args.masks_dir else {}
     quiet_start()
     return score_checkpoint(args, model_path, config, masks)
@@ -60,9 +60,9 @@ def score_checkpoint(args, model_path, config, masks):
     from experiment.checkpoints import dev_dataset, load_checkpoint
     from gated import count_parameters, set_structured_masks, structured_gates
     from gated.slicing import slice_pruned
-    from tasks import get_task, load_tokenizer, score_model
+    from tasks import load_tokenizer, score_model
 
-    model = load_checkpoint(model_path)
+    model = load_checkpoint(model_path, config)
     try:
         set_structured_masks(model, masks)
     except ValueError as error:
@@ -71,7 +71,7 @@ def score_checkpoint(args, model_path, config, masks):
     gates = structured_gates(model, ("head", "neuron"))
     if args.slice:
         model = slice_pruned(model)
-    spec = get_task(config.task)
+    spec = config.task_spec()
     dev, dataset = dev_dataset(config, spec, load_tokenizer(config.tokenizer))
     macs = count_macs(gates["head"], gates["neuron"], **mac_shape(config))["total"]
     dense = count_macs(np.ones_like(gates["head"]), np.ones_like(gates["neuron"]), **mac_shape(config))["total"]
@@ -91,7 +91,7 @@ def main(argv=None, environ=None):
     except (ConfigError, CheckpointError, MaskFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (DataUnavailableError, GlueFormatError, OSError) as error:
+    except (DataUnavailableError, GlueFormatError, PretrainedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))

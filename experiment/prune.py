@@ -4,7 +4,7 @@
     python -m efficiency.generate_lut --model_size tiny --output_dir luts/tiny
     python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.6 --metric latency \\
         --head_lut luts/tiny/head_lut.json --neuron_lut luts/tiny/neuron_lut.json
-    python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5 --method kprune --sublayerwise_tuning
+    python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5 --method kprune
 
 `--method fisher` (Kwon et al., NeurIPS 2022): Fisher information of the
 head and neuron gates on a sample of training rows, a global search of how
@@ -19,7 +19,7 @@ stage's masks are put on them only while they are scored.
 
 `--method kprune` (Park et al., ICLR 2024; MAC budget only): sublayer by
 sublayer, bottom to top, knowledge measurement, a global mask search, and
-with `--sublayerwise_tuning` least-squares tuning of the kept units' output
+least-squares tuning of the kept units' output
 weights (see `pruners.posttrain.kprune`). Writes the same files under
 `<task>/kprune_mac/...`, plus the tuned model as a train.py checkpoint
 (`config_kprune_<time>.json`, `best_kprune_<time>.keras`), which
@@ -33,12 +33,13 @@ import sys
 import time
 
 from efficiency.latency import LutError, read_lut
-from experiment.checkpoints import CheckpointError, checkpoint_config, find_checkpoint
+from experiment.checkpoints import CheckpointError, open_checkpoint
 from experiment.config import ConfigError
 from gated_bert import progress
 from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
 from gated_bert.files import staged_folder
 from gated_bert.logs import log_file, setup_console_logging
+from gated_bert.pretrained_folders import PretrainedError
 from gated_bert.vocabulary import POSTTRAIN_METHODS, PRESETS
 from tasks import TASKS, DataUnavailableError, GlueFormatError
 
@@ -48,7 +49,8 @@ log = logging.getLogger("prune")
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     add = parser.add_argument
-    add("--ckpt_dir", required=True, help="checkpoint folder written by train.py (checkpoints_<method>_<task>/)")
+    add("--ckpt_dir", required=True, help="checkpoint folder written by train.py (checkpoints_<method>_<task>/), "
+        "or a Hugging Face folder fine-tuned for --task (config.json, model.safetensors, its classification head)")
     add("--checkpoint", default="best", choices=("best", "last"), help="which saved model to prune [best]")
     add("--task", "--task_name", dest="task", choices=tuple(TASKS),
         help="GLUE task, must be the checkpoint's (--task_name: the seed tool's name) [the checkpoint's task]")
@@ -68,7 +70,8 @@ def build_parser():
     add("--lam_rep", type=float, default=2.5e-4, help="kprune: weight of representational knowledge [2.5e-4]")
     add("--mu", type=float, default=64.0, help="kprune: multiplier of head importance against neurons [64]")
     add("--T", type=float, default=2.0, help="kprune: softmax temperature of predictive knowledge [2]")
-    add_bool_flag(parser, "sublayerwise_tuning", "kprune: refit each pruned sublayer's output weights by least squares")
+    add_bool_flag(parser, "sublayerwise_tuning", "kprune: refit each pruned sublayer's output weights by least "
+                  "squares, as the method's paper does (false: measurement and search only)", default=True)
     add("--sample_batch_size", type=int, default=32, help="rows per gradient batch [32]")
     add("--seed", type=int, default=0, help="seed of the sample [0]")
     add("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's data_dir]")
@@ -113,8 +116,8 @@ def check_args(args, environ):
             resolve_backend("cupy")
         except RuntimeError as error:
             raise ConfigError(f"--backend cupy: {error}") from None
-    model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
-    config = checkpoint_config(config_path, environ, args.data_dir, args.tokenizer, args.max_eval_samples, args.task)
+    model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
+                                         args.max_eval_samples, args.task)
     luts = None
     if args.metric == "latency":
         if not (args.head_lut and args.neuron_lut):
@@ -136,10 +139,10 @@ def load_inputs(args, config):
     import numpy as np
 
     from experiment.checkpoints import dev_dataset
-    from tasks import get_task, load_split, load_tokenizer
+    from tasks import load_split, load_tokenizer
     from tasks.pipeline import make_dataset
 
-    spec = get_task(config.task)
+    spec = config.task_spec()
     tokenizer = load_tokenizer(config.tokenizer)
     train = load_split(spec, "train", tokenizer, data_dir=config.data_dir, max_len=config.max_len,
                        cache_dir=config.cache_dir)
@@ -289,7 +292,7 @@ def run(args, config, model_path, luts, out):
              "MACs" if args.metric == "mac" else "estimated latency", 1 - args.constraint)
     tick = time.perf_counter()
     # -- Model and data ---------------------------------------------------------
-    model = load_checkpoint(model_path)
+    model = load_checkpoint(model_path, config)
     spec, sample, dev_ds = load_inputs(args, config)
     gates = structured_gates(model, ("head", "neuron"))  # the loaded model's gates, kept as they are throughout
     alive = gates["head"] != 0, gates["neuron"] != 0
@@ -362,7 +365,7 @@ def main(argv=None, environ=None):
     try:
         with staged_folder(folder) as tmp, log_file(os.path.join(tmp, "log.txt")):
             run(args, config, model_path, luts, tmp)
-    except (ConfigError, CheckpointError, DataUnavailableError, GlueFormatError, OSError) as error:
+    except (ConfigError, CheckpointError, DataUnavailableError, GlueFormatError, PretrainedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

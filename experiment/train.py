@@ -1,6 +1,7 @@
 """Train a gated encoder on a GLUE task and write complete, honest results.
 
     python train.py --task rte --epochs 3
+    python train.py --init_from models/all-MiniLM-L6-v2 --task sst2   # fine-tune a Hugging Face checkpoint
     TASK=rte EPOCHS=3 MODEL_SIZE=tiny python train.py
     python train.py --pruning_method movement --end_sparsity 0.9 --dry_run   # check and print the config only
 
@@ -12,6 +13,7 @@ the resolved config) and experiment_logs/.
 import datetime
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -19,6 +21,7 @@ from experiment.config import ConfigError, build_parser, config_from_flags
 from gated_bert import progress
 from gated_bert.cli import add_bool_flag, quiet_start
 from gated_bert.logs import setup_console_logging
+from gated_bert.pretrained_folders import PretrainedError
 from tasks import DataUnavailableError, GlueFormatError
 
 log = logging.getLogger("train")
@@ -53,14 +56,30 @@ def load_data(config, spec):
 
 
 def build_model(config, spec):
-    from gated import build_gated_encoder
+    """The encoder to train: the `init_from` checkpoint's weights, else a fresh one of the config's shape.
 
-    return build_gated_encoder(
-        vocab_size=config.vocab_size, max_len=config.max_len, num_layers=config.num_layers,
-        d_model=config.d_model, num_heads=config.num_heads, dff=config.dff,
-        num_labels=spec.num_labels, dropout_rate=config.dropout_rate,
-        learn_masks=config.learn_masks if config.method == "gumbel" else (),
-    )
+    Only weight-level pruning methods get per-weight kernel masks; every model keeps its head and neuron gates.
+    """
+    from gated import build_gated_encoder, load_pretrained
+    from gated_bert.vocabulary import SCHEDULED_METHODS
+
+    options = {"num_labels": spec.num_labels, "max_len": config.max_len, "dropout_rate": config.dropout_rate,
+               "learn_masks": config.learn_masks if config.method == "gumbel" else (),
+               "kernel_masks": config.method in SCHEDULED_METHODS}
+    if config.init_from:
+        return load_pretrained(config.init_from, **options)
+    return build_gated_encoder(vocab_size=config.vocab_size, num_layers=config.num_layers, d_model=config.d_model,
+                               num_heads=config.num_heads, dff=config.dff, **options)
+
+
+def init_metadata(config):
+    """Where the starting weights came from: the `init_from` folder and the SHA-256 of its weights."""
+    if not config.init_from:
+        return None
+    from gated_bert.pretrained_folders import read_architecture, weights_sha256
+
+    return {"folder": os.path.abspath(config.init_from), "weights_sha256": weights_sha256(config.init_from),
+            "model_type": read_architecture(config.init_from).model_type}
 
 
 class MethodSetup:
@@ -119,6 +138,7 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
         "timestamp": paths.timestamp,
         "config": config.to_dict(),
         "versions": package_versions(),
+        "init_from": init_metadata(config),
         "data": {"train_rows": len(train_split), "dev_rows": len(dev_split), "steps_per_epoch": steps_per_epoch,
                  "source": config.data_dir or "hub", "tokenizer": config.tokenizer},
         "model": {"parameters": count_parameters(model), "prunable_weights": sparsity_stats(model)["total"],
@@ -143,10 +163,9 @@ def run(config):
     from experiment.recipe import build_loss, build_optimizer
     from gated import count_parameters, sparsity_stats
     from gated_bert.logs import log_file
-    from tasks import get_task
 
     # -- Data ---------------------------------------------------------------
-    spec = get_task(config.task)
+    spec = config.task_spec()
     tokenizer, train_split, dev_split = load_data(config, spec)
     train_ds, dev_ds = make_datasets(config, spec, tokenizer, train_split, dev_split)
     steps_per_epoch = int(train_ds.cardinality())
@@ -244,7 +263,7 @@ def main(argv=None):
     configure_tensorflow(config)
     try:
         run(config)
-    except (ConfigError, DataUnavailableError, GlueFormatError, OSError) as error:
+    except (ConfigError, DataUnavailableError, GlueFormatError, PretrainedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -180,6 +180,24 @@ def weights_sha256(folder):
     return digest.hexdigest()
 
 
+# The classification head's output weight, per model type (`(num_labels, d_model)`; never under the prefix).
+CLASSIFIER_WEIGHT = {"bert": "classifier.weight", "roberta": "classifier.out_proj.weight",
+                     "distilbert": "classifier.weight"}
+
+
+def classifier_labels(folder):
+    """How many labels the folder's classification head has (None without one), read from the safetensors
+    headers alone."""
+    from safetensors import safe_open
+
+    name = CLASSIFIER_WEIGHT[read_architecture(folder).model_type]
+    for path in weight_files(folder):
+        with safe_open(path, framework="numpy") as handle:
+            if name in handle.keys():
+                return int(handle.get_slice(name).get_shape()[0])
+    return None
+
+
 def has_tokenizer(folder):
     """Whether `folder` holds tokenizer files that `AutoTokenizer` can load."""
     return any(os.path.isfile(os.path.join(folder, name)) for name in ("tokenizer.json", "vocab.txt", "vocab.json"))

@@ -24,6 +24,7 @@ class TaskSpec:
         num_columns: fields per row of a headerless TSV.
         dev_file: file name of the dev split.
         hub_dev_split: the hub's name for the dev split.
+        files: `(train file, dev file)` of a task read from your own files (`tasks.custom`); None for GLUE.
     """
 
     name: str
@@ -37,6 +38,7 @@ class TaskSpec:
     num_columns: int | None = None
     dev_file: str = "dev.tsv"
     hub_dev_split: str = "validation"
+    files: tuple | None = None
 
     @property
     def is_regression(self):
@@ -55,7 +57,9 @@ class TaskSpec:
         return self.metrics[0]
 
     def split_file(self, data_dir, split):
-        """Path of `split` (`train` or `dev`) under a GLUE directory."""
+        """Path of `split` (`train` or `dev`) under a GLUE directory (a custom task: its own file)."""
+        if self.files:
+            return self.files[("train", "dev").index(split)]
         filename = {"train": "train.tsv", "dev": self.dev_file}[split]
         return os.path.join(data_dir, self.dir_name, filename)
 

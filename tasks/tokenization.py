@@ -11,6 +11,7 @@ import numpy as np
 
 from gated_bert.files import atomic_path
 from gated_bert.progress import Progress
+from tasks.custom import read_custom_split
 from tasks.loaders import load_hub_split, read_glue_tsv
 from tasks.registry import HUB_DATASET
 
@@ -67,7 +68,7 @@ def tokenizer_identity(tokenizer):
 
 
 def _source_fingerprint(spec, split, data_dir):
-    if not data_dir:
+    if not (data_dir or spec.files):
         return {"hub": HUB_DATASET, "config": spec.name, "split": split}
     path = os.path.abspath(spec.split_file(data_dir, split))
     stat = os.stat(path)
@@ -84,6 +85,7 @@ def cache_path(cache_dir, spec, split, data_dir, tokenizer, max_len, limit):
         "tokenizer": tokenizer_identity(tokenizer),
         "max_len": max_len,
         "limit": limit,
+        "labels": spec.label_names,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     return os.path.join(os.path.expanduser(cache_dir), f"{spec.name}_{split}_{max_len}_{digest}.npz")
@@ -125,15 +127,17 @@ def _save(path, split):
 def load_split(spec, split, tokenizer, *, data_dir, max_len, cache_dir, limit=None):
     """Tokenized `split` (`train`/`dev`) of a task, from the cache when possible.
 
-    Data comes from `data_dir` in the GLUE TSV layout, or from the hub when
-    `data_dir` is empty.
+    Data comes from a custom task's own files, else `data_dir` in the GLUE TSV
+    layout, or from the hub when `data_dir` is empty.
     """
     path = cache_path(cache_dir, spec, split, data_dir, tokenizer, max_len, limit)
     if os.path.exists(path):
         with np.load(path) as arrays:
             log.info("%s %s: %d rows from the tokenization cache %s", spec.name, split, len(arrays["labels"]), path)
             return TokenizedSplit(**{key: arrays[key] for key in arrays.files}, from_cache=True)
-    if data_dir:
+    if spec.files:
+        examples = read_custom_split(spec, split, limit)
+    elif data_dir:
         examples = read_glue_tsv(spec.split_file(data_dir, split), spec, limit)
     else:
         examples = load_hub_split(spec, split, limit)

@@ -1,6 +1,7 @@
 """run_experiments.sh: validation, parallel micro runs, failure isolation, SIGTERM; plot_comparison.py on fixtures."""
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -70,7 +71,8 @@ def test_help_is_true_to_the_code():
     assert " ".join(METHODS) in result.stdout
     text = SCRIPT.read_text()
     assert re.search(r"^SIZES=\((.*)\)$", text, re.M).group(1).split() == list(PRESETS)
-    assert set(re.search(r"^TASKS=\((.*)\)$", text, re.M).group(1).split()) == set(TASKS)
+    task_choices = next(f for f in dataclasses.fields(GatedBertConfig) if f.name == "task").metadata["choices"]
+    assert set(re.search(r"^TASKS=\((.*)\)$", text, re.M).group(1).split()) == set(task_choices) == {*TASKS, "custom"}
     defaults = GatedBertConfig()
     for flag, value in (("--epochs N", defaults.epochs), ("--batch-size N", defaults.batch_size),
                         ("--max-len N", defaults.max_len), ("--pruning-start N", defaults.pruning_start_epoch)):

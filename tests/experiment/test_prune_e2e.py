@@ -98,8 +98,9 @@ def test_prune_under_a_latency_budget_with_luts_from_this_machine(checkpoint, tm
 def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint, tmp_path, glue_dir,
                                                                      bert_tokenizer_dir, capsys):
     env = _env(glue_dir, bert_tokenizer_dir)
-    assert run_prune(checkpoint, tmp_path, env, "--constraint", "0.4", "--method", "kprune", "--num_tokens", "1500",
-                     "--sublayerwise_tuning") == 0
+    # Weight tuning is K-prune's default, as in its paper.
+    assert run_prune(checkpoint, tmp_path, env, "--constraint", "0.4", "--method", "kprune", "--num_tokens",
+                     "1500") == 0
     folder = tmp_path / "L2_D32_H2_F64" / "sst2" / "kprune_mac" / "0.4" / "seed_0"
     names = sorted(p.name for p in folder.iterdir())
     assert names[2:] == ["head_mask.npy", "log.txt", "masks.json", "metrics.json", "neuron_mask.npy"]

@@ -32,10 +32,22 @@ def test_rearrange_finds_the_interaction_the_diagonal_misses():
     grads = np.array([[4.0, -1.5, 1.0, 1.0], [-4.0, -1.5, 1.0, 1.0]])
     by_diagonal = np.array([1.0, 1.0, 0.0, 0.0])
     new, before, after = rearrange_layer(by_diagonal, grads)
-    assert new.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert new[0] == 1.0 and new[1] == 0.0 and new.sum() == 2  # unit 1 pruned with one of 2 and 3
     assert before == pytest.approx(4.0) and after == pytest.approx(0.25)
     best = min(fisher_cost(grads, np.array(p)) for p in itertools.product([True, False], repeat=4) if sum(p) == 2)
     assert after == pytest.approx(best)
+
+
+def test_rearrange_changes_only_what_the_sample_supports():
+    # Independent units (no interaction): the exchanges give back the search's mask, whatever the noise.
+    rng = np.random.default_rng(3)
+    scale = np.linspace(0.1, 2.0, 40)
+    grads = np.zeros((64, 40))
+    for column in range(40):  # one batch per unit: the units never move together
+        grads[column, column] = scale[column]
+    mask = (scale > 1.0).astype(np.float32)
+    new, before, after = rearrange_layer(mask, grads + 1e-9 * rng.normal(size=grads.shape))
+    assert new.tolist() == mask.tolist() and after == pytest.approx(before)
 
 
 def test_rearrange_runs_per_layer():
