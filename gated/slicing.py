@@ -31,6 +31,8 @@ def _shrunk_config(model):
 def _copy_sliced(target, source, columns=None, rows=None):
     """Assign `target`'s kernel, kernel mask and bias from `source`'s, keeping the given columns / rows."""
     for name in ("kernel", "kernel_mask"):
+        if getattr(source, name) is None:  # a model without kernel masks
+            continue
         value = getattr(source, name).numpy()
         value = value if columns is None else value[:, columns]
         value = value if rows is None else value[rows, :]

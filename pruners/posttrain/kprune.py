@@ -92,7 +92,8 @@ class KnowledgeProbe:
     def __init__(self, model, temperature=2.0, regression=False):
         self.blocks = _blocks(model)
         self.embeddings = model.get_layer("embeddings")
-        self.pooler, self.classifier = model.get_layer("pooler"), model.get_layer("classifier")
+        layers = {layer.name: layer for layer in model.layers}
+        self.pooler, self.classifier = layers.get("pooler"), layers["classifier"]  # a model may have no pooler
         self.temperature, self.regression = float(temperature), regression
         self.measure = tf.function(self._measure, reduce_retracing=True)
 
@@ -120,17 +121,23 @@ class KnowledgeProbe:
             if on_sublayer:
                 on_sublayer(2 * index + 1, block, hidden)
             x = block.ffn_norm(x + ffn.output_dense(hidden))
-        return self.classifier(self.pooler(x[:, 0, :]))
+        pooled = x[:, 0, :] if self.pooler is None else self.pooler(x[:, 0, :])  # (B, D)
+        return self.classifier(pooled)
 
-    def _measure(self, inputs):
+    def _measure(self, inputs, start=0):
+        """Per sublayer from `start` up, each unit's predictive and representational knowledge summed over the
+        batch's rows and tokens. The sublayers below `start` are not differentiated: K-prune has fixed them."""
         rows = tf.shape(inputs["input_ids"])[0]
         tokens = tf.cast(inputs["attention_mask"], tf.float32)  # (B, T)
         scales = []
         for block in self.blocks:
             scales += [tf.ones((rows, block.attention.num_heads)), tf.ones((rows, block.ffn.dff))]
+        watched = scales[start:]
         representational = [None] * len(scales)
 
         def on_sublayer(index, block, outputs):
+            if index < start:
+                return
             if index % 2 == 0:  # each head's contribution to the output: context @ its kernel rows
                 energy = tf.reduce_sum(tf.square(tf.einsum("bthr,hrd->bthd", outputs, _head_kernel(block))), -1)
             else:  # a neuron's contribution is activation * kernel row
@@ -138,11 +145,11 @@ class KnowledgeProbe:
             representational[index] = tf.einsum("btu,bt->u", energy, tokens) / float(block.attention.d_model)
 
         with tf.GradientTape(persistent=True) as tape:
-            tape.watch(scales)
+            tape.watch(watched)
             logits = self.logits(inputs, scales, on_sublayer)  # (B, C)
             per_class = [tf.reduce_sum(logits[:, c]) for c in range(logits.shape[-1])]
         # Row b's derivative of its own logit c with respect to gate u (rows do not interact): (C, B, units).
-        jacobians = [tf.stack(grads) for grads in zip(*(tape.gradient(z, scales) for z in per_class), strict=True)]
+        jacobians = [tf.stack(grads) for grads in zip(*(tape.gradient(z, watched) for z in per_class), strict=True)]
         del tape
         if self.regression:
             predictive = [tf.reduce_sum(tf.square(j[0]), 0) for j in jacobians]
@@ -150,19 +157,19 @@ class KnowledgeProbe:
             probs = tf.transpose(tf.nn.softmax(logits / self.temperature))[:, :, None]  # (C, B, 1)
             predictive = [0.5 * tf.reduce_sum(tf.reduce_sum(probs * tf.square(j), 0)
                                               - tf.square(tf.reduce_sum(probs * j, 0)), 0) for j in jacobians]
-        return predictive, representational
+        return predictive, representational[start:]
 
 
-def measure_knowledge(probe, batches, desc="knowledge"):
-    """`(predictive, representational)`: per sublayer, the mean predictive (per row) and representational
-    (per non-padding token and output feature) knowledge of each unit, as float64 numpy arrays.
+def measure_knowledge(probe, batches, desc="knowledge", start=0):
+    """`(predictive, representational)`: per sublayer from `start` up, the mean predictive (per row) and
+    representational (per non-padding token and output feature) knowledge of each unit, as float64 numpy arrays.
 
     `desc` names the measurement in its progress lines.
     """
     predictive = representational = None
     rows = tokens = 0
     for inputs, _ in track(batches, desc, unit="batch", logger=log):
-        pred, rep = probe.measure(inputs)
+        pred, rep = probe.measure(inputs, start)
         pred, rep = [p.numpy().astype(np.float64) for p in pred], [r.numpy().astype(np.float64) for r in rep]
         predictive = pred if predictive is None else [a + b for a, b in zip(predictive, pred, strict=True)]
         representational = rep if representational is None else [a + b for a, b in
@@ -355,11 +362,10 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
     for index, (layer, kind) in enumerate(sublayers):
         started = tick = time.perf_counter()
         predictive, representational = measure_knowledge(
-            probe, batches, f"kprune {index + 1}/{len(sublayers)} (layer {layer} {kind}): knowledge")
+            probe, batches, f"kprune {index + 1}/{len(sublayers)} (layer {layer} {kind}): knowledge", start=index)
         seconds["measure"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        scores = importance_scores(predictive[index:], representational[index:], head_cost, neuron_cost,
-                                   lam_pred, lam_rep, mu)
+        scores = importance_scores(predictive, representational, head_cost, neuron_cost, lam_pred, lam_rep, mu)
         mask = select_units(scores, costs[index:], alive[index:], left)[0]
         _gate(blocks[layer], kind).assign(mask)
         left -= np.count_nonzero(mask) * costs[index]

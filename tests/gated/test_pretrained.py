@@ -209,3 +209,28 @@ def test_num_positions_must_hold_max_len():
     with pytest.raises(ValueError, match="num_positions=10 cannot hold max_len=12 tokens from position_offset=0"):
         build_gated_encoder(vocab_size=30, max_len=12, num_layers=1, d_model=8, num_heads=2, dff=16, num_labels=2,
                             num_positions=10)
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "roberta"])
+def test_hugging_face_reads_what_save_pretrained_writes(tmp_path, kind):
+    """Where PyTorch is installed (the bench extra), transformers itself scores our export alike."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = tiny_config(kind)
+    write_checkpoint(tmp_path / "src", config, tiny_tensors(config))
+    model = load_pretrained(str(tmp_path / "src"))
+    set_neuron_gates(model, {"block_0/ffn": np.linspace(0.0, 1.0, TINY["ffn"])})
+    save_pretrained(model, str(tmp_path / "out"))
+    theirs = transformers.AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "out")).eval()
+    inputs = tiny_inputs(pair=kind == "bert")
+    if kind == "distilbert":
+        feed = {key: inputs[key] for key in ("input_ids", "attention_mask")}
+    elif kind == "roberta":
+        feed = {key: inputs[key] for key in ("input_ids", "attention_mask")}
+        feed["input_ids"] = np.where(inputs["attention_mask"] == 1, inputs["input_ids"], 1)  # RoBERTa pads with 1
+    else:
+        feed = inputs
+    with torch.no_grad():
+        expected = theirs(**{key: torch.from_numpy(value.astype(np.int64)) for key, value in feed.items()}).logits
+    ours = dict(inputs, input_ids=feed["input_ids"].astype(np.int32))
+    np.testing.assert_allclose(_predict(model, ours), expected.numpy(), atol=1e-4)

@@ -60,6 +60,24 @@ def test_the_probe_computes_the_models_logits():
         np.testing.assert_allclose(probe.logits(inputs).numpy(), model(inputs).numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("pooler", ["relu", None])
+def test_the_probe_follows_the_models_head(pooler):
+    keras.utils.set_random_seed(0)
+    model = build_gated_encoder(**MICRO, num_labels=2, pooler=pooler)
+    for inputs, _ in micro_sample_batches(0, count=1):
+        np.testing.assert_allclose(KnowledgeProbe(model).logits(inputs).numpy(), model(inputs).numpy(), atol=1e-5)
+
+
+def test_measuring_from_a_sublayer_up_gives_the_same_knowledge_for_those_sublayers():
+    model, batches = _model(), micro_sample_batches(4, count=2)
+    full = measure_knowledge(KnowledgeProbe(model), batches)
+    upper = measure_knowledge(KnowledgeProbe(model), batches, start=2)
+    for whole, part in zip(full, upper, strict=True):
+        assert len(part) == len(whole) - 2
+        for a, b in zip(whole[2:], part, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
 @pytest.mark.parametrize("num_labels", [3, 1])
 def test_predictive_knowledge_equals_the_hand_computed_second_order_kl(num_labels):
     """`1/2 Var_{c ~ softmax(z/T)} dz_c/dm` per row (squared `dz/dm` for regression), from finite differences."""
