@@ -45,6 +45,9 @@ bench: install
 	$(BIN)/python bench/fisher_pruning.py
 	$(BIN)/python bench/latency_estimate.py
 	$(BIN)/python bench/kprune_vs_fisher.py
+	$(BIN)/python bench/vs_transformers.py
+	$(BIN)/python bench/finetune_pretrained.py
+	$(BIN)/python bench/pretrained_pruning.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

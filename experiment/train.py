@@ -128,8 +128,9 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
     import numpy as np
 
     from experiment.outputs import package_versions
-    from gated import count_parameters, sparsity_stats
+    from gated import count_parameters, mask_variables, sparsity_stats
 
+    masks = {id(variable) for variable in mask_variables(model)}  # learned mask logits train, but are no weights
     return {
         "method": config.method,
         "name": name,
@@ -142,7 +143,8 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
         "data": {"train_rows": len(train_split), "dev_rows": len(dev_split), "steps_per_epoch": steps_per_epoch,
                  "source": config.data_dir or "hub", "tokenizer": config.tokenizer},
         "model": {"parameters": count_parameters(model), "prunable_weights": sparsity_stats(model)["total"],
-                  "trainable_parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables)},
+                  "trainable_parameters": sum(int(np.prod(v.shape)) for v in model.trainable_variables
+                                              if id(v) not in masks)},
         "paths": paths.as_dict(),
     }
 
