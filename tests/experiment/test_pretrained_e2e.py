@@ -129,3 +129,15 @@ def test_a_hugging_face_folder_is_a_checkpoint_when_it_has_its_head(tmp_path, gl
     assert prune.main(["--ckpt_dir", str(tuned), "--task_name", "sst2", "--constraint", "0.5", "--num_samples", "32",
                        "--sample_batch_size", "16", "--output_dir", str(tmp_path / "out"), *flags[2:]], env) == 0
     assert list((tmp_path / "out").glob("**/head_mask.npy"))
+
+
+@pytest.mark.parametrize("method", ["movement", "spt", "gumbel"])
+def test_every_other_method_fine_tunes_an_imported_model(tmp_path, glue_dir, pretrained, method):
+    flags = {"movement": ["--end_sparsity", "0.5", "--pruning_frequency_steps", "1"],
+             "spt": ["--end_sparsity", "0.5", "--sparsity_steps", "50"],
+             "gumbel": ["--target_sparsity", "0.5"]}[method]
+    meta = run_train(tmp_path, glue_dir, pretrained, "--task", "sst2", "--pruning_method", method, *flags)
+    assert meta["status"] == "completed" and meta["method"] == method
+    model = load_checkpoint(meta["paths"]["last_checkpoint"])
+    assert (get_weight_masks(model) != {}) == (method != "gumbel")  # gumbel learns unit masks, not weight masks
+    assert meta["model"]["parameters"] == count_parameters(model)
