@@ -4,7 +4,9 @@
 `UnitContributions`, the structured matrix of the rescaling step (one column
 per kept unit: that unit's contribution to a sublayer's output), or
 `SharedDesign`, the weight-tuning step's `min ||X W - B||` over a whole
-weight matrix `W`; both are applied as linear operators, never materialised.
+weight matrix `W`. Neither is materialised: `UnitContributions` is reduced
+exactly to its `K x K` normal equations (`gram_reduce`), `SharedDesign` is
+applied as a linear operator.
 """
 
 import importlib.util
@@ -107,6 +109,33 @@ def qr_reduce(design, rhs, backend):
     return r, q.T @ convert(rhs)
 
 
+def gram_reduce(contributions, rhs, backend):
+    """`(R, c)`: a `(K, K)` problem `min ||R x - c||` with the same solutions as `min ||A x - rhs||` for the
+    `UnitContributions` `A`, in the backend's array module.
+
+    `A` has `N * D` rows (every token's every output feature) but only `K` columns, so its normal equations are
+    small and cheap to form without building `A`: with `X` the `(N, K*R)` unit inputs and `W` the `(K*R, D)`
+    output weights, `A^T A` sums `(X^T X) * (W W^T)` over each unit's `R x R` block, and `A^T rhs` sums
+    `X * (rhs W^T)` over the rows and each unit's `R`. From the eigendecomposition `A^T A = V diag(l) V^T`,
+    `R = diag(sqrt(l)) V^T` and `c = diag(1 / sqrt(l)) V^T A^T rhs` (directions with `l` at rounding level
+    dropped): `R^T R = A^T A` and `R^T c = A^T rhs`, the same normal equations. Forming them costs
+    `N (K R)^2` multiply-adds instead of `N D K` per LSMR iteration (for 1,536 FFN neurons, 200 iterations
+    on 8,192 tokens: 60 s on 2 CPU cores, against about 5 s).
+    """
+    xp, convert = _array_module(backend)
+    inputs, weight = convert(contributions.inputs), convert(contributions.weight)
+    rows, units, width = inputs.shape
+    flat_inputs, flat_weight = inputs.reshape(rows, units * width), weight.reshape(units * width, -1)
+    blocks = (flat_inputs.T @ flat_inputs) * (flat_weight @ flat_weight.T)  # (K*R, K*R)
+    gram = blocks.reshape(units, width, units, width).sum(axis=(1, 3))  # (K, K) = A^T A
+    projected = (flat_inputs * (convert(rhs).reshape(rows, -1) @ flat_weight.T)).sum(axis=0)  # (K*R,)
+    moment = projected.reshape(units, width).sum(axis=1)  # (K,) = A^T rhs
+    values, vectors = xp.linalg.eigh(gram)
+    keep = values > values.max() * units * np.finfo(np.float64).eps
+    root = xp.sqrt(values[keep])
+    return root[:, None] * vectors[:, keep].T, (vectors[:, keep].T @ moment) / root
+
+
 def _shared_operator(linalg, xp, design, convert):
     """A `LinearOperator` over `SharedDesign` in the `xp` array module (numpy or cupy)."""
     inputs = convert(design.inputs)  # (N, P)
@@ -119,25 +148,6 @@ def _shared_operator(linalg, xp, design, convert):
         return (inputs.T @ r.reshape(rows, -1)).ravel()  # (P*D,)
 
     return linalg.LinearOperator(design.shape, matvec=matvec, rmatvec=rmatvec, dtype=xp.float64)
-
-
-def _operator(linalg, xp, contributions, convert):
-    """A `LinearOperator` over `contributions` in the `xp` array module (numpy or cupy)."""
-    inputs = convert(contributions.inputs)
-    weight = convert(contributions.weight)
-    rows, units, width = inputs.shape
-    flat_inputs = inputs.reshape(rows, units * width)  # (N, K*R)
-    flat_weight = weight.reshape(units * width, -1)  # (K*R, D)
-
-    def matvec(x):
-        scaled = flat_inputs * xp.repeat(x.ravel(), width)[None, :]  # (N, K*R)
-        return (scaled @ flat_weight).ravel()  # (N*D,)
-
-    def rmatvec(r):
-        grams = flat_inputs.T @ r.reshape(rows, -1)  # (K*R, D)
-        return (grams * flat_weight).sum(axis=1).reshape(units, width).sum(axis=1)  # (K,)
-
-    return linalg.LinearOperator(contributions.shape, matvec=matvec, rmatvec=rmatvec, dtype=xp.float64)
 
 
 def _is_gpu_tensor(value):
@@ -203,15 +213,15 @@ def solve_lstsq(A, b, backend="auto", atol=1e-8, btol=1e-8, maxiter=None):
         import cupyx.scipy.sparse.linalg as linalg
     else:
         import scipy.sparse.linalg as linalg
+    rhs = convert(b).ravel()
+    if rhs.shape[0] != A.shape[0]:
+        raise ValueError(f"b has {rhs.shape[0]} entries but A has {A.shape[0]} rows")
     if isinstance(A, UnitContributions):
-        operator = _operator(linalg, xp, A, convert)
+        operator, rhs = gram_reduce(A, rhs, backend)
     elif isinstance(A, SharedDesign):
         operator = _shared_operator(linalg, xp, A, convert)
     else:
         operator = convert(A)
-    rhs = convert(b).ravel()
-    if rhs.shape[0] != A.shape[0]:
-        raise ValueError(f"b has {rhs.shape[0]} entries but A has {A.shape[0]} rows")
     x, istop, iterations, residual, *_ = linalg.lsmr(operator, rhs, atol=atol, btol=btol, maxiter=maxiter)
     x = x.get() if backend == "cupy" else x
     return np.asarray(x, dtype=np.float64), {"backend": backend, "istop": int(istop), "iterations": int(iterations),

@@ -35,6 +35,24 @@ def test_unit_contributions_act_like_their_dense_matrix():
     np.testing.assert_allclose(x, np.linalg.lstsq(dense, rhs.ravel(), rcond=None)[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("width", [1, 4])
+def test_the_gram_reduction_is_exact_also_for_dead_units(width):
+    from pruners.posttrain.lstsq import gram_reduce
+
+    rng = np.random.default_rng(7)
+    inputs, weight = rng.normal(size=(50, 8, width)), rng.normal(size=(8, width, 5))
+    inputs[:, 3] = 0.0  # a unit that never fires: its column of A is zero
+    design = UnitContributions(inputs, weight)
+    dense, rhs = design.dense(), rng.normal(size=(50, 5))
+    r, c = gram_reduce(design, rhs, "scipy")
+    assert r.shape == (7, 8)  # the dead unit's direction is dropped
+    np.testing.assert_allclose(r.T @ r, dense.T @ dense, atol=1e-8)
+    np.testing.assert_allclose(r.T @ c, dense.T @ rhs.ravel(), atol=1e-8)
+    x, _ = solve_lstsq(design, rhs)
+    np.testing.assert_allclose(x, np.linalg.lstsq(dense, rhs.ravel(), rcond=None)[0], atol=1e-6)
+    assert x[3] == pytest.approx(0.0, abs=1e-9)  # the minimum-norm solution leaves it alone
+
+
 def test_shared_design_solves_every_output_column_at_once():
     rng = np.random.default_rng(2)
     inputs, rhs = rng.normal(size=(40, 4)), rng.normal(size=(40, 3))
