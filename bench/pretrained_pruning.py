@@ -14,6 +14,7 @@ the seed mean, rearrangement raises it at 0.4; K-prune no worse than Fisher ever
 at 0.4; Fisher under 90 s and K-prune under 300 s per run.
 
     python bench/pretrained_pruning.py [PHASES]   # e.g. 1,2 (default: 1,2,3,4)
+    python bench/pretrained_pruning.py sst2:kprune:0.4 mrpc:fisher:0.6:0   # single runs, task:method:constraint[:seed]
 """
 
 import os
@@ -130,6 +131,11 @@ def targets():
 
 
 def main():
+    if len(sys.argv) > 1 and ":" in sys.argv[1]:
+        for spec in sys.argv[1:]:
+            task, method, constraint, *seed = spec.split(":")
+            run(task, method, float(constraint), int(seed[0]) if seed else 0)
+        return
     phases = [int(p) for p in (sys.argv[1] if len(sys.argv) > 1 else "1,2,3,4").split(",")]
     for phase in phases:
         {1: phase_1, 2: phase_2, 3: phase_3, 4: phase_4}[phase]()

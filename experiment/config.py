@@ -8,6 +8,10 @@ Every override is generated from the dataclass fields and type-checked;
 unknown keys and bad values stop the run before any work. `pruning_method`
 alone enables pruning: `enable_pruning` is derived from it (kept for config
 files), and a value given beside it that contradicts it is an error.
+`init_from` (a Hugging Face folder) fixes the shape and vocabulary from the
+checkpoint and puts the fine-tuning recipe (`FINETUNE_RECIPE`) under every
+layer; `train_file` makes the task `custom`, with its labels read from the
+file unless a layer gives `label_names`.
 """
 
 import argparse
@@ -48,7 +52,8 @@ DEFAULT_SPARSITY_STEPS = (10.0, 25.0, 50.0, 70.0, 75.0, 80.0, 84.0, 88.0, 90.0, 
 
 
 # The defaults of a run that fine-tunes a pretrained checkpoint (`init_from`), under every layer a user sets:
-# a few epochs at a higher rate with dropout (README, "Fine-tuning a pretrained model"); pruning starts at once.
+# a few epochs at a higher rate with dropout (README, "Fine-tuning a Hugging Face checkpoint"); pruning starts at
+# once.
 FINETUNE_RECIPE = {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "warmup_ratio": 0.1, "dropout_rate": 0.1,
                    "pruning_start_epoch": 0}
 DEFAULT_MAX_LEN = 128
@@ -436,8 +441,9 @@ def with_pretrained(values):
     if clash:
         raise ConfigError(f"init_from {folder} fixes the model's shape, but {clash} contradicts its "
                           f"{ {key: architecture.shape()[key] for key in clash} }; drop those settings")
+    folder = os.path.abspath(folder)  # the run's jobs, and later prune.py, may start elsewhere
     values = {**FINETUNE_RECIPE, "max_len": min(DEFAULT_MAX_LEN, architecture.max_tokens), **values,
-              **architecture.shape()}
+              **architecture.shape(), "init_from": folder}
     if values["max_len"] > architecture.max_tokens:
         raise ConfigError(f"max_len={values['max_len']} exceeds the {architecture.max_tokens} positions of "
                           f"init_from {folder}; set --max_len {architecture.max_tokens} or less")
