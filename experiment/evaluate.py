@@ -3,6 +3,7 @@
     python evaluate.py --ckpt_dir checkpoints_baseline_sst2 --masks_dir outputs/tiny/sst2/mac/0.5/seed_0
     python evaluate.py --ckpt_dir outputs/tiny/sst2/kprune_mac/0.5/seed_0 --slice   # K-prune's tuned model
     python evaluate.py --ckpt_dir checkpoints_gumbel_sst2 --masks_dir results_gumbel_sst2/masks_gumbel_<time>
+    python evaluate.py --ckpt_dir my-bert-qqp/ --task qqp   # a Hugging Face folder fine-tuned elsewhere
 
 `--masks_dir` takes any mask folder (`gated_bert.mask_folders`): prune.py's,
 a gumbel run's, or one written before `masks.json` existed.

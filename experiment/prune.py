@@ -5,6 +5,7 @@
     python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.6 --metric latency \\
         --head_lut luts/tiny/head_lut.json --neuron_lut luts/tiny/neuron_lut.json
     python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5 --method kprune
+    python prune.py --ckpt_dir my-bert-qqp/ --task_name qqp --constraint 0.5   # a fine-tuned Hugging Face folder
 
 `--method fisher` (Kwon et al., NeurIPS 2022): Fisher information of the
 head and neuron gates on a sample of training rows, a global search of how

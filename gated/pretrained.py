@@ -124,8 +124,8 @@ def _check_names(tensors, body, folder, model_type):
 
 
 def _head_tensors(tensors, model_type, num_labels, d_model, folder):
-    """`{our variable path: (value, transpose)}` of the pooler and classifier that fit; the others are logged
-    and left to their fresh initialisation. Returns `(tensors, classifier loaded?)`."""
+    """`({our variable path: value}, classifier loaded?)` for the pooler and classifier tensors that fit (kernels
+    transposed to ours); the others are logged and left to their fresh initialisation."""
     found, expected = {}, {"pooler": (d_model, d_model), "classifier": (num_labels, d_model)}
     for ours, module in _HEADS[model_type].items():
         weight, bias = tensors.get(f"{module}.weight"), tensors.get(f"{module}.bias")
