@@ -45,10 +45,10 @@ def load_data(config, spec):
 
     tokenizer = load_tokenizer(config.tokenizer)
     if len(tokenizer) > config.vocab_size:
-        raise ConfigError(
-            f"tokenizer {config.tokenizer!r} has {len(tokenizer)} tokens but vocab_size={config.vocab_size}; "
-            f"set --vocab_size {len(tokenizer)} or larger"
-        )
+        fix = (f"use the checkpoint's own tokenizer (drop --tokenizer and TOKENIZER): {config.init_from}"
+               if config.init_from else f"set --vocab_size {len(tokenizer)} or larger")
+        raise ConfigError(f"tokenizer {config.tokenizer!r} has {len(tokenizer)} tokens but vocab_size="
+                          f"{config.vocab_size}; {fix}")
     common = {"data_dir": config.data_dir, "max_len": config.max_len, "cache_dir": config.cache_dir}
     train = load_split(spec, "train", tokenizer, limit=config.max_train_samples, **common)
     dev = load_split(spec, "dev", tokenizer, limit=config.max_eval_samples, **common)

@@ -141,3 +141,12 @@ def test_every_other_method_fine_tunes_an_imported_model(tmp_path, glue_dir, pre
     model = load_checkpoint(meta["paths"]["last_checkpoint"])
     assert (get_weight_masks(model) != {}) == (method != "gumbel")  # gumbel learns unit masks, not weight masks
     assert meta["model"]["parameters"] == count_parameters(model)
+
+
+def test_a_tokenizer_larger_than_the_checkpoints_vocabulary_is_refused(tmp_path, glue_dir, pretrained,
+                                                                       bert_tokenizer_dir, capsys):
+    argv = ["--init_from", str(pretrained), "--tokenizer", str(bert_tokenizer_dir), "--data_dir", str(glue_dir),
+            "--output_dir", str(tmp_path), "--cache_dir", str(tmp_path / "cache"), *ROWS]
+    assert train.main(argv) == 1
+    assert "has 30522 tokens but vocab_size=40; use the checkpoint's own tokenizer" in capsys.readouterr().err
+    assert not list(tmp_path.glob("results_*"))  # nothing half-written
