@@ -93,6 +93,14 @@ def _is_int(text):
     return True
 
 
+def _scores(path, labels, lines):
+    """Regression labels as float32; a label that is not a number is a `file:line` error."""
+    for label, lineno in zip(labels, lines, strict=True):
+        if not _is_float(label):
+            raise GlueFormatError(f"{path}:{lineno}: regression label {label!r} is not a number")
+    return np.asarray([float(label) for label in labels], np.float32)
+
+
 def infer_labels(path, label_column, task_type="auto"):
     """The task's label names in class-id order (sorted: numerically when they are integers), or None for
     regression: `task_type` regression, or `auto` with float labels that are not all integers."""
@@ -101,9 +109,7 @@ def infer_labels(path, label_column, task_type="auto"):
     (labels,), lines = read_columns(path, [label_column])
     if task_type == "regression" or (task_type == "auto" and all(map(_is_float, labels))
                                      and not all(map(_is_int, labels))):
-        for label, lineno in zip(labels, lines, strict=True):
-            if not _is_float(label):
-                raise GlueFormatError(f"{path}:{lineno}: regression label {label!r} is not a number")
+        _scores(path, labels, lines)
         return None
     names = sorted(set(labels), key=int) if all(map(_is_int, labels)) else sorted(set(labels))
     if len(names) < 2:
@@ -128,12 +134,7 @@ def read_custom_split(spec, split, limit=None):
     path = spec.split_file("", split)
     (*texts, labels), lines = read_columns(path, [*spec.text_columns, spec.label_column], limit)
     if spec.is_regression:
-        values = []
-        for label, lineno in zip(labels, lines, strict=True):
-            if not _is_float(label):
-                raise GlueFormatError(f"{path}:{lineno}: regression label {label!r} is not a number")
-            values.append(float(label))
-        return Examples(texts[0], texts[1] if spec.is_pair else None, np.asarray(values, np.float32))
+        return Examples(texts[0], texts[1] if spec.is_pair else None, _scores(path, labels, lines))
     ids = {name: index for index, name in enumerate(spec.label_names)}
     for label, lineno in zip(labels, lines, strict=True):
         if label not in ids:

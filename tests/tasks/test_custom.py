@@ -40,24 +40,24 @@ def test_labels_are_sorted_numerically_and_floats_mean_regression(tmp_path):
     assert custom_task(ints, ints, "text", "label", ("a", "b")).metrics == ("accuracy", "f1")
 
 
-def test_bad_files_get_file_and_line(tmp_path):
-    short = _write(tmp_path / "short.tsv", "text\tlabel\ngood\t1\nbad row\n")
-    with pytest.raises(GlueFormatError, match=r"short.tsv:3: expected 2 fields \(the header's\), got 1"):
-        infer_labels(short, "label")
-    wrong = _write(tmp_path / "cols.csv", "sentence,label\na,1\n")
-    with pytest.raises(GlueFormatError, match=r"cols.csv:2: no column \['text'\].*--text_column"):
-        read_custom_split(custom_task(wrong, wrong, "text", "label", ("0", "1")), "train")
-    bad_json = _write(tmp_path / "bad.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n')
-    with pytest.raises(GlueFormatError, match="bad.jsonl:2: expected a JSON object per line, got list"):
-        infer_labels(bad_json, "label")
-    unseen = _write(tmp_path / "dev.csv", "text,label\na,neg\nb,maybe\n")
-    with pytest.raises(GlueFormatError, match=r"dev.csv:3: label 'maybe' is not one of the training labels"):
-        read_custom_split(custom_task(unseen, unseen, "text", "label", ("neg", "pos")), "dev")
-    one = _write(tmp_path / "one.csv", "text,label\na,x\nb,x\n")
-    with pytest.raises(GlueFormatError, match="one label only"):
-        infer_labels(one, "label")
-    score = _write(tmp_path / "s.csv", "text,label\na,0.5\nb,high\n")
-    with pytest.raises(GlueFormatError, match=r"s.csv:3: regression label 'high' is not a number"):
-        infer_labels(score, "label", "regression")
-    with pytest.raises(GlueFormatError, match="unknown file type; name it .csv, .tsv, .json or .jsonl"):
-        infer_labels(_write(tmp_path / "x.txt", "text,label\n"), "label")
+BAD_FILES = [  # (file name, contents, call, expected message)
+    ("short.tsv", "text\tlabel\ngood\t1\nbad row\n", "infer",
+     r"short.tsv:3: expected 2 fields \(the header's\), got 1"),
+    ("cols.csv", "sentence,label\na,1\n", "train", r"cols.csv:2: no column \['text'\].*--text_column"),
+    ("bad.jsonl", '{"text": "a", "label": 1}\n[1, 2]\n', "infer",
+     "bad.jsonl:2: expected a JSON object per line, got list"),
+    ("dev.csv", "text,label\na,neg\nb,maybe\n", "dev", r"dev.csv:3: label 'maybe' is not one of the training labels"),
+    ("one.csv", "text,label\na,x\nb,x\n", "infer", "one label only"),
+    ("s.csv", "text,label\na,0.5\nb,high\n", "regression", r"s.csv:3: regression label 'high' is not a number"),
+    ("x.txt", "text,label\n", "infer", "unknown file type; name it .csv, .tsv, .json or .jsonl"),
+]
+
+
+@pytest.mark.parametrize(("name", "contents", "call", "message"), BAD_FILES, ids=[row[0] for row in BAD_FILES])
+def test_bad_files_get_file_and_line(tmp_path, name, contents, call, message):
+    path = _write(tmp_path / name, contents)
+    with pytest.raises(GlueFormatError, match=message):
+        if call in ("infer", "regression"):
+            infer_labels(path, "label", "regression" if call == "regression" else "auto")
+        else:
+            read_custom_split(custom_task(path, path, "text", "label", ("neg", "pos")), call)
