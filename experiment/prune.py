@@ -69,8 +69,9 @@ def build_parser():
         help="kprune: training rows are sampled until they hold this many tokens [100000]")
     add("--lam_pred", type=float, default=1.0, help="kprune: weight of predictive knowledge [1.0]")
     add("--lam_rep", type=float, default=2.5e-4, help="kprune: weight of representational knowledge [2.5e-4]")
-    add("--mu", type=float, help="kprune: multiplier of head importance against neurons [64 for BERT-base's shape, "
-        "scaled by this model's head/neuron MAC ratio over BERT-base's: see kprune_mu]")
+    add("--mu", type=float, help="kprune: multiplier of head importance against neurons, on the reference "
+        "implementation's scale (a head's knowledge per context dimension) [the head width: 64 on BERT-base as in "
+        "the reference, 32 on MiniLM; importance per MAC alone]")
     add("--T", type=float, default=2.0, help="kprune: softmax temperature of predictive knowledge [2]")
     add_bool_flag(parser, "sublayerwise_tuning", "kprune: refit each pruned sublayer's output weights by least "
                   "squares, as the method's paper does (false: measurement and search only)", default=True)
@@ -260,35 +261,15 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
                             "rescale": report}
 
 
-# K-prune's head multiplier was set for BERT-base (d_model 768, head width 64).
-BERT_BASE_MU = 64.0
-
-
-def kprune_mu(config):
-    """The head multiplier for this model's shape: BERT-base's 64, scaled by how much a head costs in neurons here
-    against there at the same sequence length.
-
-    Importance per MAC times `mu` means that a head competes as if it cost `(head MACs / neuron MACs) / mu`
-    neurons: about 2.2 for BERT-base at 128 tokens. Kept fixed at 64, a smaller model's cheaper heads (MiniLM
-    6x384: 75 neuron-MACs instead of 139) compete as if they cost 1.2 neurons, win nearly every comparison, and
-    leave the upper FFNs a few dozen neurons. Scaling keeps the trade-off the method was tuned with.
-    """
-    from efficiency import head_macs, neuron_macs
-
-    ratio = head_macs(config.d_model, config.d_model // config.num_heads, config.max_len) / neuron_macs(
-        config.d_model, config.max_len)
-    base_ratio = head_macs(768, 64, config.max_len) / neuron_macs(768, config.max_len)
-    return BERT_BASE_MU * ratio / base_ratio
-
-
 def kprune_stages(args, config, model, spec, sample, budget, stages, out):
     """K-prune, then the pruned copy saved as a train.py checkpoint: `(head mask, neuron mask, metrics entries)`."""
     import datetime
 
     from pruners.posttrain.kprune import kprune
 
-    mu = kprune_mu(config) if args.mu is None else args.mu
-    log.info("kprune: head multiplier mu %.3g%s", mu, "" if args.mu is not None else " (scaled to this shape)")
+    mu = float(config.d_model // config.num_heads) if args.mu is None else args.mu
+    log.info("kprune: head multiplier mu %.3g%s", mu, "" if args.mu is not None else " (the head width: "
+             "importance per MAC alone)")
     result = kprune(
         model, sample, budget=budget.limit, head_cost=budget.head_cost, neuron_cost=budget.neuron_cost,
         lam_pred=args.lam_pred, lam_rep=args.lam_rep, mu=mu, temperature=args.T, regression=spec.is_regression,

@@ -20,7 +20,11 @@ pruned model:
      mean squared error, the scale `lam_rep`'s default is set for); exact
      for one unit where the sublayer still computes the dense output.
    A unit's importance is `lam_pred * predictive + lam_rep * representational`,
-   divided by its MACs, and multiplied by `mu` for heads.
+   divided by its MACs, and multiplied by `mu / head_dim` for heads (`mu` on
+   the reference implementation's scale, which measures heads per context
+   dimension; by default `mu = head_dim`: importance per MAC alone).
+   For two classes (and regression) one backward pass per batch gives every
+   row's derivatives; with more classes, one per class.
 2. Knowledge-preserving mask search. Over all remaining units, the most
    important per MAC are kept while they fit in what is left of the budget;
    only the target sublayer's part of that mask is applied.
@@ -48,7 +52,7 @@ import tensorflow as tf
 from gated.encoder import EncoderBlock
 from gated.masks import collect_gated_layers, copy_model, learned_gates
 from gated_bert.progress import track
-from pruners.posttrain.lstsq import SharedDesign, qr_reduce, resolve_backend, solve_lstsq
+from pruners.posttrain.lstsq import SharedDesign, normal_reduce, resolve_backend, solve_lstsq
 from pruners.posttrain.sublayers import SublayerSample
 
 log = logging.getLogger(__name__)
@@ -77,11 +81,14 @@ def _neuron_kernel(block):
 class KnowledgeProbe:
     """The encoder's forward pass with a per-row scale on every gate, to measure the knowledge of each unit.
 
-    `measure(inputs)` returns, per sublayer (block 0 heads, block 0 neurons,
-    block 1 heads, ...), the predictive term summed over the batch's rows and
-    the representational term (per output feature) summed over its
-    non-padding tokens, before any weighting; divide by rows and tokens for
-    the means.
+    `measure(x, mask, start)` returns, per sublayer from `start` up (block 0
+    heads, block 0 neurons, block 1 heads, ...), the predictive term summed
+    over the batch's rows and the representational term (per output
+    feature) summed over its non-padding tokens, before any weighting; divide
+    by rows and tokens for the means. `x` is the hidden state entering
+    sublayer `start` (`state` computes it; K-prune keeps it per batch, since
+    the sublayers below are fixed). One trace per `start` serves every batch
+    shape.
 
     Args:
         model: a gated encoder without learned masks.
@@ -95,81 +102,130 @@ class KnowledgeProbe:
         layers = {layer.name: layer for layer in model.layers}
         self.pooler, self.classifier = layers.get("pooler"), layers["classifier"]  # a model may have no pooler
         self.temperature, self.regression = float(temperature), regression
-        self.measure = tf.function(self._measure, reduce_retracing=True)
+        self._compiled = {}  # (what, start) -> tf.function with a shape-free signature
+
+    @property
+    def sublayers(self):
+        return 2 * len(self.blocks)
 
     def logits(self, inputs, scales=None, on_sublayer=None):
-        """The model's logits; `scales` (one `(B, units)` tensor per sublayer) multiply the gates per row.
-
-        `on_sublayer(index, block, gated_outputs)` sees every sublayer's unit
-        outputs after their gates: `(B, T, H, Dh)` contexts or `(B, T, F)`
-        activations.
-        """
-        mask = inputs["attention_mask"]
+        """The model's logits from its inputs; see `forward`."""
         x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"], training=False)
-        for index, block in enumerate(self.blocks):
-            attention, ffn = block.attention, block.ffn
-            contexts = attention.head_contexts(x, mask)  # (B, T, H, Dh)
-            gate = attention.head_gate[None, :] if scales is None else attention.head_gate[None, :] * scales[2 * index]
-            contexts = contexts * gate[:, None, :, None]
+        return self.forward(x, inputs["attention_mask"], 0, scales, on_sublayer)
+
+    def forward(self, x, mask, start, scales=None, on_sublayer=None, stop=None):
+        """The logits from `x`, the hidden state entering sublayer `start` (or, with `stop`, the state entering
+        sublayer `stop`).
+
+        `scales` (one `(B, units)` tensor per sublayer from `start` up)
+        multiply the gates per row. `on_sublayer(index, block, gated_outputs)`
+        sees every sublayer's unit outputs after their gates: `(B, T, H, Dh)`
+        contexts or `(B, T, F)` activations.
+        """
+        for index in range(start, self.sublayers if stop is None else stop):
+            block = self.blocks[index // 2]
+            scale = None if scales is None else scales[index - start]
+            if index % 2 == 0:
+                attention = block.attention
+                outputs = attention.head_contexts(x, mask)  # (B, T, H, Dh)
+                gate = attention.head_gate[None, :] if scale is None else attention.head_gate[None, :] * scale
+                outputs = outputs * gate[:, None, :, None]
+                shape = tf.shape(outputs)
+                update = attention.output_dense(tf.reshape(outputs, (shape[0], shape[1], -1)))
+                norm = block.attention_norm
+            else:
+                ffn = block.ffn
+                outputs = ffn.intermediate.ungated(x)  # (B, T, F)
+                gate = ffn.neuron_gate[None, :] if scale is None else ffn.neuron_gate[None, :] * scale
+                outputs = outputs * gate[:, None, :]
+                update, norm = ffn.output_dense(outputs), block.ffn_norm
             if on_sublayer:
-                on_sublayer(2 * index, block, contexts)
-            shape = tf.shape(contexts)
-            x = block.attention_norm(x + attention.output_dense(tf.reshape(contexts, (shape[0], shape[1], -1))))
-            hidden = ffn.intermediate.ungated(x)  # (B, T, F)
-            gate = ffn.neuron_gate[None, :] if scales is None else ffn.neuron_gate[None, :] * scales[2 * index + 1]
-            hidden = hidden * gate[:, None, :]
-            if on_sublayer:
-                on_sublayer(2 * index + 1, block, hidden)
-            x = block.ffn_norm(x + ffn.output_dense(hidden))
+                on_sublayer(index, block, outputs)
+            x = norm(x + update)
+        if stop is not None:
+            return x
         pooled = x[:, 0, :] if self.pooler is None else self.pooler(x[:, 0, :])  # (B, D)
         return self.classifier(pooled)
 
-    def _measure(self, inputs, start=0):
+    def _function(self, what, start, x, mask):
+        key = (what, start)
+        if key not in self._compiled:
+            signature = [tf.TensorSpec([None, None, x.shape[-1]], x.dtype), tf.TensorSpec([None, None], mask.dtype)]
+            method = self._measure if what == "measure" else self._state
+            self._compiled[key] = tf.function(lambda x, mask: method(x, mask, start), input_signature=signature)
+        return self._compiled[key]
+
+    def state(self, inputs, start):
+        """The hidden state entering sublayer `start` for a batch of model inputs."""
+        x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"], training=False)
+        mask = tf.convert_to_tensor(inputs["attention_mask"])
+        return x if start == 0 else self._function("state", start, x, mask)(x, mask)
+
+    def _state(self, x, mask, stop):
+        return self.forward(x, mask, 0, stop=stop)
+
+    def measure(self, x, mask, start=0):
         """Per sublayer from `start` up, each unit's predictive and representational knowledge summed over the
-        batch's rows and tokens. The sublayers below `start` are not differentiated: K-prune has fixed them."""
-        rows = tf.shape(inputs["input_ids"])[0]
-        tokens = tf.cast(inputs["attention_mask"], tf.float32)  # (B, T)
+        batch's rows and tokens (see the class docstring)."""
+        mask = tf.convert_to_tensor(mask)
+        return self._function("measure", start, x, mask)(x, mask)
+
+    def _measure(self, x, mask, start):
+        rows = tf.shape(x)[0]
+        tokens = tf.cast(mask, tf.float32)  # (B, T)
         scales = []
         for block in self.blocks:
             scales += [tf.ones((rows, block.attention.num_heads)), tf.ones((rows, block.ffn.dff))]
-        watched = scales[start:]
-        representational = [None] * len(scales)
+        scales = scales[start:]
+        representational = []
 
         def on_sublayer(index, block, outputs):
-            if index < start:
-                return
             if index % 2 == 0:  # each head's contribution to the output: context @ its kernel rows
                 energy = tf.reduce_sum(tf.square(tf.einsum("bthr,hrd->bthd", outputs, _head_kernel(block))), -1)
             else:  # a neuron's contribution is activation * kernel row
                 energy = tf.square(outputs) * tf.reduce_sum(tf.square(_neuron_kernel(block)), -1)
-            representational[index] = tf.einsum("btu,bt->u", energy, tokens) / float(block.attention.d_model)
+            representational.append(tf.einsum("btu,bt->u", energy, tokens) / float(block.attention.d_model))
 
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(watched)
-            logits = self.logits(inputs, scales, on_sublayer)  # (B, C)
-            per_class = [tf.reduce_sum(logits[:, c]) for c in range(logits.shape[-1])]
-        # Row b's derivative of its own logit c with respect to gate u (rows do not interact): (C, B, units).
-        jacobians = [tf.stack(grads) for grads in zip(*(tape.gradient(z, watched) for z in per_class), strict=True)]
+        classes = self.classifier.units
+        with tf.GradientTape(persistent=not self.regression and classes > 2) as tape:
+            tape.watch(scales)
+            logits = self.forward(x, mask, start, scales, on_sublayer)  # (B, C)
+            if self.regression:
+                outputs = [logits[:, 0]]
+            elif classes == 2:  # two classes: the variance needs only the logits' difference
+                outputs = [logits[:, 0] - logits[:, 1]]
+            else:
+                outputs = [logits[:, c] for c in range(classes)]
+            totals = [tf.reduce_sum(output) for output in outputs]
+        # Row b's derivative of its own output k with respect to gate u (rows do not interact): (K, B, units).
+        jacobians = [tf.stack(grads) for grads in zip(*(tape.gradient(total, scales) for total in totals),
+                                                         strict=True)]
         del tape
         if self.regression:
             predictive = [tf.reduce_sum(tf.square(j[0]), 0) for j in jacobians]
+        elif classes == 2:  # Var of a two-valued variable: p0 p1 (dz0 - dz1)^2
+            probs = tf.nn.softmax(logits / self.temperature)
+            weight = 0.5 * probs[:, 0] * probs[:, 1]  # (B,)
+            predictive = [tf.einsum("b,bu->u", weight, tf.square(j[0])) for j in jacobians]
         else:
             probs = tf.transpose(tf.nn.softmax(logits / self.temperature))[:, :, None]  # (C, B, 1)
             predictive = [0.5 * tf.reduce_sum(tf.reduce_sum(probs * tf.square(j), 0)
                                               - tf.square(tf.reduce_sum(probs * j, 0)), 0) for j in jacobians]
-        return predictive, representational[start:]
+        return predictive, representational
 
 
-def measure_knowledge(probe, batches, desc="knowledge", start=0):
+def measure_knowledge(probe, batches, desc="knowledge", start=0, states=None):
     """`(predictive, representational)`: per sublayer from `start` up, the mean predictive (per row) and
     representational (per non-padding token and output feature) knowledge of each unit, as float64 numpy arrays.
 
-    `desc` names the measurement in its progress lines.
+    `states`: per batch, the hidden state entering sublayer `start` (by default computed from the batch). `desc`
+    names the measurement in its progress lines.
     """
     predictive = representational = None
     rows = tokens = 0
-    for inputs, _ in track(batches, desc, unit="batch", logger=log):
-        pred, rep = probe.measure(inputs, start)
+    for position, (inputs, _) in enumerate(track(batches, desc, unit="batch", logger=log)):
+        x = probe.state(inputs, start) if states is None else states[position]
+        pred, rep = probe.measure(x, inputs["attention_mask"], start)
         pred, rep = [p.numpy().astype(np.float64) for p in pred], [r.numpy().astype(np.float64) for r in rep]
         predictive = pred if predictive is None else [a + b for a, b in zip(predictive, pred, strict=True)]
         representational = rep if representational is None else [a + b for a, b in
@@ -182,12 +238,19 @@ def measure_knowledge(probe, batches, desc="knowledge", start=0):
 
 
 def importance_scores(predictive, representational, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4,
-                      mu=64.0):
-    """Per sublayer, each unit's `(lam_pred * pred + lam_rep * rep) / cost`, times `mu` for heads."""
+                      mu=None, head_dim=1):
+    """Per sublayer, each unit's `(lam_pred * pred + lam_rep * rep) / cost`, times `mu / head_dim` for heads.
+
+    `mu` is on the reference implementation's scale: it measures a head's knowledge per output dimension of
+    its context (a mask on each of the `head_dim` dimensions, averaged), a `head_dim`-th of the whole head's
+    knowledge that is measured here. With `mu = head_dim` (the default; 64 on BERT-base, the reference's
+    default) heads and neurons compete on importance per MAC alone.
+    """
+    head_weight = 1.0 if mu is None else mu / head_dim
     scores = []
     for index, (pred, rep) in enumerate(zip(predictive, representational, strict=True)):
         knowledge = lam_pred * pred + lam_rep * rep
-        scores.append(mu * knowledge / head_cost if index % 2 == 0 else knowledge / neuron_cost)
+        scores.append(head_weight * knowledge / head_cost if index % 2 == 0 else knowledge / neuron_cost)
     return scores
 
 
@@ -224,10 +287,10 @@ def tune_weights(unit_outputs, residual, target, kernel, bias, backend="auto"):
 
     Finds `(W, b)` minimising `mean ||X @ W + b + residual - target||^2`.
     The columns of `A = [X, 1]` are scaled to unit norm, and with more
-    tokens than columns the problem is first reduced exactly by a QR
-    factorisation `A = QR` to `min ||R [W; b] - Q^T B||` (`P + 1` rows
-    instead of `N`); LSMR (`SharedDesign`, all `D` output columns at once)
-    then solves it, and the solution is scaled back.
+    tokens than columns the problem is first reduced exactly to its normal
+    equations (`normal_reduce`: `P + 1` rows instead of `N`, as the
+    reference implementation solves it); LSMR (`SharedDesign`, all `D`
+    output columns at once) then solves it, and the solution is scaled back.
 
     Args:
         unit_outputs: `X`, `(N, P)`: the kept units' outputs on `N` tokens
@@ -256,7 +319,7 @@ def tune_weights(unit_outputs, residual, target, kernel, bias, backend="auto"):
     backend = resolve_backend(backend, design)
     scaled, reduced = design / norms, rhs
     if scaled.shape[0] > scaled.shape[1]:
-        scaled, reduced = qr_reduce(scaled, rhs, backend)  # (P+1, P+1), (P+1, D)
+        scaled, reduced = normal_reduce(scaled, rhs, backend)  # (P+1, P+1), (P+1, D)
     solution, info = solve_lstsq(SharedDesign(scaled, rhs.shape[1]), reduced, backend=backend)
     weights = solution.reshape(current.shape) / norms.numpy()[:, None]
     after = error(weights) if np.all(np.isfinite(weights)) else np.inf
@@ -327,7 +390,7 @@ def _starting_units(blocks, sublayers):
     return [gate != 0 for gate in gates]
 
 
-def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4, mu=64.0,
+def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4, mu=None,
            temperature=2.0, regression=False, tuning=False, backend="auto", max_tokens=None, seed=0):
     """K-prune under a MAC budget (see the module docstring): a pruned copy of `model`, which stays as it is.
 
@@ -338,8 +401,11 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
         batches: a list of `(inputs, labels)` sample batches (labels unused).
         budget: MACs the kept heads and neurons may cost in all.
         head_cost, neuron_cost: MACs of one head and one neuron.
-        lam_pred, lam_rep, mu, temperature: the knowledge weights, the head
-            balance and the softmax temperature.
+        lam_pred, lam_rep, temperature: the knowledge weights and the
+            softmax temperature.
+        mu: the head multiplier on the reference implementation's scale
+            (`importance_scores`); None: the head width, so that heads and
+            neurons compete on importance per MAC alone.
         regression: the model outputs one score.
         tuning: refit each pruned sublayer's output weights by least squares.
         backend: least-squares backend (`auto`, `scipy`, `cupy`).
@@ -357,15 +423,20 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
     costs = [head_cost if kind == "head" else neuron_cost for _, kind in sublayers]
     alive = _starting_units(blocks, sublayers)
     seconds = {"measure": 0.0, "search": 0.0, "tuning": 0.0}
-    sample = SublayerSample(student, model, batches, max_tokens, seed) if tuning else None
+    # Each sublayer's inputs, advanced one sublayer per step: the sublayers below the target are final, so the
+    # measurement runs from the target up (and, with tuning, the dense model's outputs to fit).
+    sample = SublayerSample(student, model if tuning else None, batches, max_tokens, seed)
+    head_dim = blocks[0].attention.head_dim
     steps, left, removed = [], float(budget), False
     for index, (layer, kind) in enumerate(sublayers):
         started = tick = time.perf_counter()
         predictive, representational = measure_knowledge(
-            probe, batches, f"kprune {index + 1}/{len(sublayers)} (layer {layer} {kind}): knowledge", start=index)
+            probe, batches, f"kprune {index + 1}/{len(sublayers)} (layer {layer} {kind}): knowledge", start=index,
+            states=sample.inputs(index))
         seconds["measure"] += time.perf_counter() - tick
         tick = time.perf_counter()
-        scores = importance_scores(predictive, representational, head_cost, neuron_cost, lam_pred, lam_rep, mu)
+        scores = importance_scores(predictive, representational, head_cost, neuron_cost, lam_pred, lam_rep, mu,
+                                   head_dim)
         mask = select_units(scores, costs[index:], alive[index:], left)[0]
         _gate(blocks[layer], kind).assign(mask)
         left -= np.count_nonzero(mask) * costs[index]

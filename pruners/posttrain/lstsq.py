@@ -90,23 +90,34 @@ def _array_module(backend):
     return np, to_numpy
 
 
-def qr_reduce(design, rhs, backend):
-    """`(R, Q^T rhs)` for the reduced QR `design = Q R`, in the backend's array module (numpy or CuPy).
+def _root_system(gram, moment, xp):
+    """`(R, c)` with `R^T R = gram` and `R^T c = moment`: the normal equations `gram x = moment` as a square
+    least-squares problem `min ||R x - c||`, from the eigendecomposition `gram = V diag(l) V^T`:
+    `R = diag(sqrt(l)) V^T`, `c = diag(1 / sqrt(l)) V^T moment` (directions with `l` at rounding level dropped)."""
+    values, vectors = xp.linalg.eigh(gram)
+    keep = values > values.max() * gram.shape[0] * np.finfo(np.float64).eps
+    root = xp.sqrt(values[keep])
+    return root[:, None] * vectors[:, keep].T, (vectors[:, keep].T @ moment) / root.reshape(
+        (-1,) + (1,) * (moment.ndim - 1))
 
-    With more rows than columns, `min ||design @ W - rhs||` and
-    `min ||R @ W - Q^T rhs||` have the same solutions (the residuals differ
-    by the part of `rhs` outside the design's column space), and the second
-    has as many rows as `design` has columns.
+
+def normal_reduce(design, rhs, backend):
+    """`(R, c)`: a square problem `min ||R W - c||` with the same solutions as `min ||design @ W - rhs||`.
+
+    Forms the normal equations `design^T design W = design^T rhs` (`N P^2` multiply-adds, a matrix product: a
+    few times cheaper than a QR factorisation of the `(N, P)` design) and writes them as `R^T R W = R^T c`
+    (`_root_system`), so LSMR then works on `P` rows instead of `N`. Forming them squares the design's
+    condition number; in float64, with the columns scaled to unit norm (as `tune_weights` does), that leaves
+    the fits of this package far from trouble. The reference K-prune solves the same normal equations.
 
     Args:
-        design: `(N, P)` numpy array or TF tensor, `N >= P`.
+        design: `(N, P)` numpy array or TF tensor.
         rhs: `(N, D)`.
-        backend: `scipy` (numpy's LAPACK QR) or `cupy` (on the GPU, TF
-            tensors handed over through DLPack).
+        backend: `scipy` (numpy) or `cupy` (on the GPU, TF tensors handed over through DLPack).
     """
     xp, convert = _array_module(backend)
-    q, r = xp.linalg.qr(convert(design))
-    return r, q.T @ convert(rhs)
+    design = convert(design)
+    return _root_system(design.T @ design, design.T @ convert(rhs), xp)
 
 
 def gram_reduce(contributions, rhs, backend):
@@ -116,9 +127,7 @@ def gram_reduce(contributions, rhs, backend):
     `A` has `N * D` rows (every token's every output feature) but only `K` columns, so its normal equations are
     small and cheap to form without building `A`: with `X` the `(N, K*R)` unit inputs and `W` the `(K*R, D)`
     output weights, `A^T A` sums `(X^T X) * (W W^T)` over each unit's `R x R` block, and `A^T rhs` sums
-    `X * (rhs W^T)` over the rows and each unit's `R`. From the eigendecomposition `A^T A = V diag(l) V^T`,
-    `R = diag(sqrt(l)) V^T` and `c = diag(1 / sqrt(l)) V^T A^T rhs` (directions with `l` at rounding level
-    dropped): `R^T R = A^T A` and `R^T c = A^T rhs`, the same normal equations. Forming them costs
+    `X * (rhs W^T)` over the rows and each unit's `R`; `_root_system` turns them into `(R, c)`. Forming them costs
     `N (K R)^2` multiply-adds instead of `N D K` per LSMR iteration (for 1,536 FFN neurons, 200 iterations
     on 8,192 tokens: 60 s on 2 CPU cores, against about 5 s).
     """
@@ -130,10 +139,7 @@ def gram_reduce(contributions, rhs, backend):
     gram = blocks.reshape(units, width, units, width).sum(axis=(1, 3))  # (K, K) = A^T A
     projected = (flat_inputs * (convert(rhs).reshape(rows, -1) @ flat_weight.T)).sum(axis=0)  # (K*R,)
     moment = projected.reshape(units, width).sum(axis=1)  # (K,) = A^T rhs
-    values, vectors = xp.linalg.eigh(gram)
-    keep = values > values.max() * units * np.finfo(np.float64).eps
-    root = xp.sqrt(values[keep])
-    return root[:, None] * vectors[:, keep].T, (vectors[:, keep].T @ moment) / root
+    return _root_system(gram, moment, xp)
 
 
 def _shared_operator(linalg, xp, design, convert):

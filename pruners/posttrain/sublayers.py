@@ -20,19 +20,21 @@ class SublayerSample:
     The teacher is the model before pruning (the dense model); the student
     is the copy being pruned. Both models' hidden states are kept per batch
     and advanced one sublayer at a time, so the sublayers must be asked for
-    bottom to top, each once its predecessors are final.
+    bottom to top, each once its predecessors are final. Without a teacher
+    only the student's states are kept (`inputs`).
 
     Args:
         student: the model being pruned (its sublayers below the one asked
             for are final).
-        teacher: the model before pruning; it is only read.
+        teacher: the model before pruning, only read; None when no fitting
+            data will be asked for.
         batches: a list of `(inputs, labels)` sample batches.
         max_tokens: how many non-padding tokens to sample; None takes all.
         seed: seed of the token sample.
     """
 
     def __init__(self, student, teacher, batches, max_tokens, seed):
-        models = {"student": student, "teacher": teacher}
+        models = {"student": student, "teacher": teacher} if teacher is not None else {"student": student}
         self.blocks = {which: list(collect_gated_layers(m, EncoderBlock).values()) for which, m in models.items()}
         self.masks = [inputs["attention_mask"] for inputs, _ in batches]
         self.states = {which: [m.get_layer("embeddings")(inputs["input_ids"], inputs["token_type_ids"])
@@ -52,15 +54,25 @@ class SublayerSample:
         compiled = tf.function(lambda x, mask: function(block, attention, x, mask), input_signature=signature)
         return [compiled(x, mask) for x, mask in zip(self.states[which], self.masks, strict=True)]
 
-    def sublayer(self, index):
-        """`(unit outputs before their gates (N, units, R), student input (N, D), teacher output (N, D))`:
-        sublayer `index`'s fitting data on the sampled tokens (outputs before the LayerNorm)."""
+    def _advance(self, index):
         if index < self.position:
             raise ValueError(f"sublayer {index} was asked for after sublayer {self.position}: go bottom to top")
-        for which in ("student", "teacher"):
+        for which in self.states:
             for below in range(self.position, index):
                 self.states[which] = self._run(which, below, _next_state)
         self.position = index
+
+    def inputs(self, index):
+        """Per batch, the student's hidden state entering sublayer `index`, `(B, T, D)`."""
+        self._advance(index)
+        return self.states["student"]
+
+    def sublayer(self, index):
+        """`(unit outputs before their gates (N, units, R), student input (N, D), teacher output (N, D))`:
+        sublayer `index`'s fitting data on the sampled tokens (outputs before the LayerNorm)."""
+        if "teacher" not in self.states:
+            raise ValueError("this SublayerSample has no teacher: pass one to get fitting data")
+        self._advance(index)
         units = self._run("student", index, _unit_outputs)
         target = self._run("teacher", index, _sublayer_output)
         return tuple(gather_tokens(values, self.rows) for values in (units, self.states["student"], target))

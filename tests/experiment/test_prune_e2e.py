@@ -111,6 +111,7 @@ def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint,
     assert metrics["macs"]["after"] <= 0.4 * metrics["macs"]["dense"]
     assert {"load", "kprune", "evaluation", "pruning"} <= set(metrics["seconds"])
     assert set(metrics["kprune"]["seconds"]) == {"measure", "search", "tuning"}
+    assert metrics["kprune"]["mu"] == 16.0  # by default the head width (32 / 2): importance per MAC alone
     steps = metrics["kprune"]["steps"]
     assert [(s["layer"], s["kind"]) for s in steps] == [(0, "head"), (0, "neuron"), (1, "head"), (1, "neuron")]
     tuned = [s["tuning"] for s in steps if "tuning" in s]
@@ -234,14 +235,3 @@ def test_a_failure_mid_run_leaves_nothing_behind(checkpoint, tmp_path, glue_dir,
     assert run_prune(checkpoint, tmp_path / "out", _env(glue_dir, bert_tokenizer_dir), "--constraint", "0.5") == 1
     left = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
     assert left == [] and not list((tmp_path / "out").rglob(".partial-*"))
-
-
-def test_kprune_mu_keeps_bert_bases_trade_off_for_other_shapes():
-    from experiment.config import GatedBertConfig
-    from experiment.prune import kprune_mu
-
-    assert kprune_mu(GatedBertConfig(model_size="base")) == pytest.approx(64.0)
-    # MiniLM 6x384, 12 heads of 32, 128 tokens: a head costs 7,340,032 / 98,304 = 74.67 neurons, BERT-base's
-    # 27,262,976 / 196,608 = 138.67; both then compete as if a head cost 2.17 neurons.
-    minilm = GatedBertConfig(num_layers=6, d_model=384, num_heads=12, dff=1536)
-    assert kprune_mu(minilm) == pytest.approx(64.0 * 74.6667 / 138.6667, rel=1e-4)

@@ -72,13 +72,17 @@ def test_measuring_from_a_sublayer_up_gives_the_same_knowledge_for_those_sublaye
     model, batches = _model(), micro_sample_batches(4, count=2)
     full = measure_knowledge(KnowledgeProbe(model), batches)
     upper = measure_knowledge(KnowledgeProbe(model), batches, start=2)
-    for whole, part in zip(full, upper, strict=True):
-        assert len(part) == len(whole) - 2
-        for a, b in zip(whole[2:], part, strict=True):
+    # K-prune's way: from the states the sample keeps per batch (here: nothing pruned, the model's own).
+    states = SublayerSample(model, None, batches, None, 0).inputs(2)
+    kept = measure_knowledge(KnowledgeProbe(model), batches, start=2, states=states)
+    for whole, part, from_states in zip(full, upper, kept, strict=True):
+        assert len(part) == len(from_states) == len(whole) - 2
+        for a, b, c in zip(whole[2:], part, from_states, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5)
+            np.testing.assert_allclose(a, c, rtol=1e-5)
 
 
-@pytest.mark.parametrize("num_labels", [3, 1])
+@pytest.mark.parametrize("num_labels", [3, 2, 1])
 def test_predictive_knowledge_equals_the_hand_computed_second_order_kl(num_labels):
     """`1/2 Var_{c ~ softmax(z/T)} dz_c/dm` per row (squared `dz/dm` for regression), from finite differences."""
     model, batches, temperature, eps = _model(num_labels), micro_sample_batches(1, count=2), 2.0, 1e-2
@@ -132,13 +136,17 @@ def test_representational_knowledge_equals_the_sublayer_error_of_removing_one_un
     assert min(r.min() for r in representational) > 0
 
 
-def test_importance_weighs_the_two_terms_divides_by_cost_and_multiplies_heads_by_mu():
+def test_importance_weighs_the_two_terms_divides_by_cost_and_multiplies_heads_by_mu_per_head_dimension():
     predictive = [np.array([1.0, 2.0]), np.array([3.0])]
     representational = [np.array([100.0, 0.0]), np.array([40.0])]
     heads, neurons = importance_scores(predictive, representational, head_cost=10.0, neuron_cost=2.0, lam_pred=0.5,
-                                       lam_rep=0.25, mu=4.0)
-    np.testing.assert_allclose(heads, [4 * (0.5 + 25) / 10, 4 * 1.0 / 10])
+                                       lam_rep=0.25, mu=4.0, head_dim=8)
+    np.testing.assert_allclose(heads, [0.5 * (0.5 + 25) / 10, 0.5 * 1.0 / 10])
     np.testing.assert_allclose(neurons, [(1.5 + 10) / 2])
+    # No mu: importance per MAC, heads and neurons alike.
+    heads, _ = importance_scores(predictive, representational, head_cost=10.0, neuron_cost=2.0, lam_pred=0.5,
+                                 lam_rep=0.25, head_dim=8)
+    np.testing.assert_allclose(heads, [(0.5 + 25) / 10, 1.0 / 10])
 
 
 def test_select_units_keeps_the_best_per_mac_that_fit_and_never_exceeds_the_budget():
@@ -246,3 +254,5 @@ def test_sublayer_sample_goes_bottom_to_top_only():
     np.testing.assert_allclose(target, base + _model().get_layer("block_0").ffn(base[None])[0], atol=1e-5)
     with pytest.raises(ValueError, match="sublayer 0 was asked for after sublayer 1: go bottom to top"):
         sample.sublayer(0)
+    with pytest.raises(ValueError, match="has no teacher"):
+        SublayerSample(_model(), None, micro_sample_batches(0, count=1), None, 0).sublayer(0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pruners.posttrain.lstsq import SharedDesign, UnitContributions, qr_reduce, resolve_backend, solve_lstsq
+from pruners.posttrain.lstsq import SharedDesign, UnitContributions, normal_reduce, resolve_backend, solve_lstsq
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
@@ -68,13 +68,17 @@ def test_shared_design_solves_every_output_column_at_once():
         SharedDesign(np.ones(3), 2)
 
 
-def test_the_qr_reduced_problem_has_the_same_solution_with_as_many_rows_as_columns():
+@pytest.mark.parametrize("columns, rank", [(6, 6), (6, 4)])
+def test_the_normal_reduced_problem_has_the_same_solution_with_as_many_rows_as_columns(columns, rank):
+    """Also for a rank-deficient design (two columns repeated): the reduced problem keeps its minimum-norm
+    least-squares solution."""
     rng = np.random.default_rng(3)
-    inputs, rhs = rng.normal(size=(500, 6)), rng.normal(size=(500, 4))
-    r, reduced = qr_reduce(tf.constant(inputs), tf.constant(rhs), "scipy")
-    assert r.shape == (6, 6) and reduced.shape == (6, 4)
+    inputs, rhs = rng.normal(size=(500, rank)), rng.normal(size=(500, 4))
+    inputs = np.concatenate([inputs, inputs[:, :columns - rank]], axis=1)
+    r, reduced = normal_reduce(tf.constant(inputs), tf.constant(rhs), "scipy")
+    assert r.shape == (rank, columns) and reduced.shape == (rank, 4)
     x, _ = solve_lstsq(SharedDesign(r, 4), reduced, backend="scipy")
-    np.testing.assert_allclose(x.reshape(6, 4), np.linalg.lstsq(inputs, rhs, rcond=None)[0], atol=1e-8)
+    np.testing.assert_allclose(x.reshape(columns, 4), np.linalg.lstsq(inputs, rhs, rcond=None)[0], atol=1e-8)
 
 
 def test_bad_inputs_are_clear_errors():
@@ -111,9 +115,9 @@ def test_cupy_solves_gpu_tensors_handed_over_through_dlpack():
     x, info = solve_lstsq(design, rhs, backend="auto")
     assert info["backend"] == "cupy"
     np.testing.assert_allclose(x, np.linalg.lstsq(design.dense(), rhs.numpy().ravel(), rcond=None)[0], atol=1e-6)
-    # Weight tuning's path: QR on the GPU, then one LSMR for every output column.
+    # Weight tuning's path: the normal equations on the GPU, then one LSMR for every output column.
     flat = tf.reshape(inputs, (50, 8))
-    r, reduced = qr_reduce(flat, rhs, "cupy")
+    r, reduced = normal_reduce(flat, rhs, "cupy")
     assert isinstance(r, cupy.ndarray) and r.shape == (8, 8)
     x, info = solve_lstsq(SharedDesign(r, 8), reduced, backend="cupy")
     assert info["backend"] == "cupy"

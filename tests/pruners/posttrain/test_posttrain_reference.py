@@ -4,7 +4,10 @@
 reorganised and the stages became functions from inputs to results) on the seeded micro model below. Any
 refactor of Fisher's search, rearrangement and rescaling or of K-prune must reproduce it. The rearrangement and
 rescaling entries were re-recorded when rearrangement became one pass of exchanges from the search's mask
-(issue 15; it then differs from the previous greedy-and-swaps result in 2 of 128 neurons). The kept/dropped
+(issue 15; it then differs from the previous greedy-and-swaps result in 2 of 128 neurons). K-prune's entries
+are still those of 713bb82 (with the head multiplier it had then), through its later changes: the knowledge
+measured from the kept sublayer inputs, one backward pass for two classes, and tuning through the normal
+equations instead of a QR factorisation. The kept/dropped
 boundaries have margins of 10% (neurons) and 36% (heads) in importance, far above float32 noise.
 """
 
@@ -71,8 +74,11 @@ def test_fisher_search_rearrange_and_rescale_are_unchanged():
 @pytest.mark.parametrize("tuning", [False, True])
 def test_kprune_masks_tuning_errors_and_pruned_model_are_unchanged(tuning):
     model, batches = _model(), _batches()
+    # Recorded when `mu` multiplied the whole head's knowledge, with its default then, 64: on today's scale
+    # (per context dimension) that is 64 * head_dim.
+    mu = 64.0 * (MICRO["d_model"] // MICRO["num_heads"])
     result = kprune(model, batches, budget=0.4 * DENSE_MACS, head_cost=HEAD_COST, neuron_cost=NEURON_COST,
-                    tuning=tuning, backend="scipy", seed=0)
+                    tuning=tuning, backend="scipy", seed=0, mu=mu)
     heads, neurons, steps, model = result.head_mask, result.neuron_mask, result.steps, result.model
     expected = REFERENCE[f"kprune_tuning_{tuning}"]
     np.testing.assert_array_equal(heads, expected["masks"][0])
