@@ -65,6 +65,9 @@ def build_parser():
     add("--neuron_lut", "--ffn_lut", dest="neuron_lut",
         help="FFN latency per kept neuron, neuron_lut.json from efficiency.generate_lut (needed by --metric latency)")
     add("--num_samples", type=int, default=2048, help="fisher: training rows sampled [2048]")
+    add_bool_flag(parser, "per_row_fisher", "fisher: the empirical Fisher from every sampled row's gradient, as the "
+                  "method's paper defines it (false: from each batch's mean-loss gradient, as its code does)",
+                  default=True)
     add("--num_tokens", type=int, default=100_000,
         help="kprune: training rows are sampled until they hold this many tokens [100000]")
     add("--lam_pred", type=float, default=1.0, help="kprune: weight of predictive knowledge [1.0]")
@@ -242,7 +245,8 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
     from pruners.posttrain.rearrange import rearrange
     from pruners.posttrain.rescale import rescale
 
-    head_grads, neuron_grads, fisher = collect_gate_gradients(model, sample, build_loss(spec))
+    head_grads, neuron_grads, fisher = collect_gate_gradients(model, sample, build_loss(spec),
+                                                              per_row=args.per_row_fisher)
     head_grads *= alive_heads[None]  # gated-off units carry no information and are pruned first
     neuron_grads *= alive_neurons[None]
     log.info("fisher: %d samples in %.1f s (%.1f samples/s)", fisher["samples"], fisher["seconds"],

@@ -1,10 +1,14 @@
 """Empirical Fisher information of the head and neuron gates (Kwon et al., NeurIPS 2022).
 
 Every gate multiplies one unit's output, so `dL/dgate` at gate = 1 says how
-much the loss moves when the unit is scaled; the squared gradients summed
-over sample batches are the diagonal of the empirical Fisher information,
-and the per-batch gradients themselves give each layer's Fisher block for
-rearrangement (`pruners.posttrain.rearrange`).
+much the loss moves when the unit is scaled. The paper's empirical Fisher is
+per example, `F = 1/N sum_x g_x g_x^T` with `g_x` the gradient of example
+`x`'s loss: its diagonal is the importance of the mask search, and each
+layer's block drives rearrangement (`pruners.posttrain.rearrange`). Every
+row's gradient comes from the same single backward pass as a batch's (per-row
+gate scales, `pruners.posttrain.probe`), so 2,048 sample rows give 2,048
+gradients, not the 64 of their batches of 32 (`per_row=False`, the reference
+implementation's estimate: the squared gradients of batch mean losses).
 """
 
 import logging
@@ -17,6 +21,7 @@ from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
 from gated.masks import collect_gated_layers
 from gated_bert.progress import track
+from pruners.posttrain.probe import GateProbe
 
 log = logging.getLogger(__name__)
 
@@ -28,40 +33,49 @@ def gate_variables(model):
     return heads, neurons
 
 
-def gate_gradient_fn(model, loss_fn):
-    """A compiled `(inputs, labels) -> (head grads [L, H], neuron grads [L, F], loss)` for one batch.
+def gate_gradient_fn(model, loss_fn, per_row=True):
+    """A compiled `(inputs, labels) -> (head grads, neuron grads, loss)` for one batch.
 
-    The gates are non-trainable variables, so the tape watches them
-    explicitly; the model runs in inference mode (no dropout).
+    With `per_row`, the gradients are every row's gradient of its own loss,
+    `[B, L, H]` and `[B, L, F]`; otherwise the gradient of the batch's mean
+    loss, `[1, L, H]` and `[1, L, F]`. The model runs in inference mode (no
+    dropout).
     """
-    # The backend (tf.Variable) objects under the Keras variables, which the tape can watch.
-    heads, neurons = ([gate.value for gate in gates] for gates in gate_variables(model))
+    probe = GateProbe(model, "Fisher pruning")
 
     @tf.function(reduce_retracing=True)
     def gradients(inputs, labels):
+        rows = tf.shape(inputs["input_ids"])[0]
+        scales = probe.ones(rows)
         with tf.GradientTape() as tape:
-            tape.watch(heads + neurons)
-            loss = loss_fn(labels, model(inputs, training=False))
-        head_grads, neuron_grads = tape.gradient(loss, (heads, neurons))
-        return tf.stack(head_grads), tf.stack(neuron_grads), loss
+            tape.watch(scales)
+            loss = loss_fn(labels, probe.logits(inputs, scales))  # the batch's mean loss
+            total = loss * tf.cast(rows, loss.dtype)  # rows do not interact: d total / d scale_b = g_b
+        grads = tape.gradient(total, scales)  # per sublayer (B, units)
+        heads, neurons = tf.stack(grads[0::2], axis=1), tf.stack(grads[1::2], axis=1)  # (B, L, units)
+        if not per_row:
+            heads, neurons = (tf.reduce_mean(g, axis=0, keepdims=True) for g in (heads, neurons))
+        return heads, neurons, loss
 
     return gradients
 
 
-def collect_gate_gradients(model, batches, loss_fn):
-    """Gate gradients of the mean loss for every batch of `batches` (`(inputs, labels)` pairs), with progress.
+def collect_gate_gradients(model, batches, loss_fn, per_row=True):
+    """Gate gradients for every row (or, without `per_row`, every batch) of `batches`, with progress.
 
     Args:
-        model: a gated encoder.
+        model: a gated encoder without learned masks.
         batches: an iterable of `(inputs, labels)`, e.g. a list or a `tf.data.Dataset`.
         loss_fn: `loss_fn(labels, outputs)` -> scalar mean loss (a Keras loss).
+        per_row: each row's gradient of its own loss (the paper's empirical
+            Fisher); False: each batch's gradient of its mean loss.
 
     Returns:
-        `(head_grads [batches, L, H], neuron_grads [batches, L, F], stats)` as
-        float64 numpy arrays; `stats` holds `samples`, `seconds` and
-        `samples_per_second`.
+        `(head_grads [rows, L, H], neuron_grads [rows, L, F], stats)` as
+        float64 numpy arrays (`[batches, ...]` without `per_row`); `stats`
+        holds `samples`, `seconds` and `samples_per_second`.
     """
-    gradients = gate_gradient_fn(model, loss_fn)
+    gradients = gate_gradient_fn(model, loss_fn, per_row)
     head_grads, neuron_grads, samples = [], [], 0
     start = time.perf_counter()
     for inputs, labels in track(batches, "fisher", unit="batch", logger=log):
@@ -73,9 +87,10 @@ def collect_gate_gradients(model, batches, loss_fn):
         raise ValueError("no sample batches to collect gate gradients from; check num_samples and the data")
     seconds = time.perf_counter() - start
     stats = {"samples": samples, "seconds": seconds, "samples_per_second": samples / seconds}
-    return np.stack(head_grads).astype(np.float64), np.stack(neuron_grads).astype(np.float64), stats
+    return (np.concatenate(head_grads).astype(np.float64), np.concatenate(neuron_grads).astype(np.float64),
+            stats)
 
 
 def fisher_importance(grads):
-    """Diagonal empirical Fisher `sum_batches grad^2`: `[batches, L, units]` -> `[L, units]`."""
+    """Diagonal empirical Fisher `sum grad^2` over the gradients (rows or batches): `[n, L, units]` -> `[L, units]`."""
     return np.sum(np.square(grads), axis=0)

@@ -49,21 +49,14 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from gated.encoder import EncoderBlock
-from gated.masks import collect_gated_layers, copy_model, learned_gates
+from gated.masks import copy_model
 from gated_bert.progress import track
 from pruners.posttrain.lstsq import SharedDesign, normal_reduce, resolve_backend, solve_lstsq
+from pruners.posttrain.probe import GateProbe
 from pruners.posttrain.sublayers import SublayerSample
 
 log = logging.getLogger(__name__)
 KINDS = ("head", "neuron")
-
-
-def _blocks(model):
-    if learned_gates(model):
-        raise ValueError("K-prune needs a model without learned Gumbel masks; bake them into the gates first "
-                         "(experiment.checkpoints.load_checkpoint or gated.without_learned_masks)")
-    return list(collect_gated_layers(model, EncoderBlock).values())
 
 
 def _head_kernel(block):
@@ -78,8 +71,8 @@ def _neuron_kernel(block):
     return dense.masked_kernel * dense.unit_gate[None, :]
 
 
-class KnowledgeProbe:
-    """The encoder's forward pass with a per-row scale on every gate, to measure the knowledge of each unit.
+class KnowledgeProbe(GateProbe):
+    """`GateProbe` that measures the knowledge of each unit.
 
     `measure(x, mask, start)` returns, per sublayer from `start` up (block 0
     heads, block 0 neurons, block 1 heads, ...), the predictive term summed
@@ -97,86 +90,18 @@ class KnowledgeProbe:
     """
 
     def __init__(self, model, temperature=2.0, regression=False):
-        self.blocks = _blocks(model)
-        self.embeddings = model.get_layer("embeddings")
-        layers = {layer.name: layer for layer in model.layers}
-        self.pooler, self.classifier = layers.get("pooler"), layers["classifier"]  # a model may have no pooler
+        super().__init__(model, "K-prune")
         self.temperature, self.regression = float(temperature), regression
-        self._compiled = {}  # (what, start) -> tf.function with a shape-free signature
-
-    @property
-    def sublayers(self):
-        return 2 * len(self.blocks)
-
-    def logits(self, inputs, scales=None, on_sublayer=None):
-        """The model's logits from its inputs; see `forward`."""
-        x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"], training=False)
-        return self.forward(x, inputs["attention_mask"], 0, scales, on_sublayer)
-
-    def forward(self, x, mask, start, scales=None, on_sublayer=None, stop=None):
-        """The logits from `x`, the hidden state entering sublayer `start` (or, with `stop`, the state entering
-        sublayer `stop`).
-
-        `scales` (one `(B, units)` tensor per sublayer from `start` up)
-        multiply the gates per row. `on_sublayer(index, block, gated_outputs)`
-        sees every sublayer's unit outputs after their gates: `(B, T, H, Dh)`
-        contexts or `(B, T, F)` activations.
-        """
-        for index in range(start, self.sublayers if stop is None else stop):
-            block = self.blocks[index // 2]
-            scale = None if scales is None else scales[index - start]
-            if index % 2 == 0:
-                attention = block.attention
-                outputs = attention.head_contexts(x, mask)  # (B, T, H, Dh)
-                gate = attention.head_gate[None, :] if scale is None else attention.head_gate[None, :] * scale
-                outputs = outputs * gate[:, None, :, None]
-                shape = tf.shape(outputs)
-                update = attention.output_dense(tf.reshape(outputs, (shape[0], shape[1], -1)))
-                norm = block.attention_norm
-            else:
-                ffn = block.ffn
-                outputs = ffn.intermediate.ungated(x)  # (B, T, F)
-                gate = ffn.neuron_gate[None, :] if scale is None else ffn.neuron_gate[None, :] * scale
-                outputs = outputs * gate[:, None, :]
-                update, norm = ffn.output_dense(outputs), block.ffn_norm
-            if on_sublayer:
-                on_sublayer(index, block, outputs)
-            x = norm(x + update)
-        if stop is not None:
-            return x
-        pooled = x[:, 0, :] if self.pooler is None else self.pooler(x[:, 0, :])  # (B, D)
-        return self.classifier(pooled)
-
-    def _function(self, what, start, x, mask):
-        key = (what, start)
-        if key not in self._compiled:
-            signature = [tf.TensorSpec([None, None, x.shape[-1]], x.dtype), tf.TensorSpec([None, None], mask.dtype)]
-            method = self._measure if what == "measure" else self._state
-            self._compiled[key] = tf.function(lambda x, mask: method(x, mask, start), input_signature=signature)
-        return self._compiled[key]
-
-    def state(self, inputs, start):
-        """The hidden state entering sublayer `start` for a batch of model inputs."""
-        x = self.embeddings(inputs["input_ids"], inputs["token_type_ids"], training=False)
-        mask = tf.convert_to_tensor(inputs["attention_mask"])
-        return x if start == 0 else self._function("state", start, x, mask)(x, mask)
-
-    def _state(self, x, mask, stop):
-        return self.forward(x, mask, 0, stop=stop)
 
     def measure(self, x, mask, start=0):
         """Per sublayer from `start` up, each unit's predictive and representational knowledge summed over the
         batch's rows and tokens (see the class docstring)."""
         mask = tf.convert_to_tensor(mask)
-        return self._function("measure", start, x, mask)(x, mask)
+        return self.compiled(("measure", start), lambda x, mask: self._measure(x, mask, start), x, mask)(x, mask)
 
     def _measure(self, x, mask, start):
-        rows = tf.shape(x)[0]
         tokens = tf.cast(mask, tf.float32)  # (B, T)
-        scales = []
-        for block in self.blocks:
-            scales += [tf.ones((rows, block.attention.num_heads)), tf.ones((rows, block.ffn.dff))]
-        scales = scales[start:]
+        scales = self.ones(tf.shape(x)[0], start)
         representational = []
 
         def on_sublayer(index, block, outputs):

@@ -3,9 +3,10 @@
 The search ranks units by their own Fisher importance and ignores how units
 of one layer interact. Within a layer, the loss increase from pruning the set
 `P` is estimated with the layer's block of the empirical Fisher information,
-from the per-batch gate gradients `G` (`[batches, units]`):
+from the sample's gate gradients `G` (`[n, units]`: one per row, or one per
+batch):
 
-    cost(P) = mean_b (sum_{i in P} G[b, i])^2  =  1_P^T (G^T G / batches) 1_P
+    cost(P) = mean_b (sum_{i in P} G[b, i])^2  =  1_P^T (G^T G / n) 1_P
 
 Rearrangement keeps the layer's count and lowers that cost by exchanges that
 start from the search's mask: the kept units are visited once, least
@@ -14,8 +15,9 @@ leaves the lowest cost goes back (often the newcomer: then nothing changes).
 The result is never worse than the search's mask.
 
 Why one conservative pass, and not the best set the cost allows: the block is
-estimated from a few dozen batch gradients (2,048 rows in batches of 32: 64),
-so for an FFN layer of 1,536 neurons it has rank 64. A free optimisation of
+estimated from a sample. From batch gradients (2,048 rows in batches of 32:
+64) it has rank 64 for an FFN layer of 1,536 neurons; per-row gradients give
+it rank up to 2,048, still an estimate. A free optimisation of
 `cost(P)` (a greedy construction from scratch, then swaps until none helps)
 finds sets whose summed gradient is nearly orthogonal to those 64 samples:
 near-zero cost on the sample, but not on the data. On a fine-tuned MiniLM
@@ -56,7 +58,7 @@ def rearrange_layer(mask, grads):
 
     Args:
         mask: the layer's mask from the search.
-        grads: the layer's per-batch gate gradients, `[batches, units]`.
+        grads: the layer's gate gradients, `[n, units]` (per row or per batch).
 
     Returns:
         `(new mask [units] 0/1 float32, cost before, cost after)`.
@@ -74,7 +76,7 @@ def rearrange_layer(mask, grads):
 
 
 def rearrange(mask, grads):
-    """`rearrange_layer` for every layer: `mask [L, U]`, `grads [batches, L, U]` -> `(mask, costs)`.
+    """`rearrange_layer` for every layer: `mask [L, U]`, `grads [n, L, U]` -> `(mask, costs)`.
 
     `costs` is a list of `(before, after)` per layer.
     """
