@@ -35,19 +35,28 @@ def fisher_cost(grads, pruned):
 
 
 def _exchange_pass(grads, pruned):
-    """One pass of exchanges over the kept units, least important (diagonal Fisher) first."""
-    own = np.mean(np.square(grads), axis=0)  # (U,) diagonal of the Fisher block
+    """One pass of exchanges over the kept units, least important (diagonal Fisher) first.
+
+    Works on the layer's Fisher block `F = G^T G / n`, formed once: adding unit `u` to a set `S` raises the cost
+    by `2 sum_{j in S} F[u, j] + F[u, u]`, and removing `c` lowers it by `2 sum_{j in S} F[c, j] - F[c, c]`, so
+    keeping `sum_{j in S} F[:, j]` up to date makes each exchange cost `O(units)` whatever the sample size.
+    """
+    fisher = grads.T @ grads / len(grads)  # (U, U)
+    own = np.diag(fisher).copy()
     members = list(np.flatnonzero(pruned))
-    running = grads[:, members].sum(axis=1)  # (B,) the pruned units' summed gradient
+    linked = fisher[:, members].sum(axis=1)  # (U,) each unit's Fisher summed over the pruned set
+    cost = float(linked[members].sum())
     for unit in np.flatnonzero(~pruned)[np.argsort(own[~pruned], kind="stable")]:
-        candidates = [*members, int(unit)]
-        total = running + grads[:, unit]
-        without = np.mean(np.square(total[:, None] - grads[:, candidates]), axis=0)  # (P + 1,) cost without each
+        cost += 2.0 * linked[unit] + own[unit]
+        linked += fisher[:, unit]
+        candidates = np.array([*members, int(unit)])
+        without = cost - 2.0 * linked[candidates] + own[candidates]  # (P + 1,) cost without each
         drop = int(np.argmin(without))
         if without[-1] <= without[drop]:  # a tie keeps the set as it was
             drop = len(candidates) - 1
-        running = total - grads[:, candidates[drop]]
-        members = candidates[:drop] + candidates[drop + 1:]
+        linked -= fisher[:, candidates[drop]]
+        cost = float(without[drop])
+        members = [*candidates[:drop], *candidates[drop + 1:]]
     result = np.zeros(len(pruned), dtype=bool)
     result[members] = True
     return result
