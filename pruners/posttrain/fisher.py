@@ -4,11 +4,13 @@ Every gate multiplies one unit's output, so `dL/dgate` at gate = 1 says how
 much the loss moves when the unit is scaled. The paper's empirical Fisher is
 per example, `F = 1/N sum_x g_x g_x^T` with `g_x` the gradient of example
 `x`'s loss: its diagonal is the importance of the mask search, and each
-layer's block drives rearrangement (`pruners.posttrain.rearrange`). Every
-row's gradient comes from the same single backward pass as a batch's (per-row
-gate scales, `pruners.posttrain.probe`), so 2,048 sample rows give 2,048
-gradients, not the 64 of their batches of 32 (`per_row=False`, the reference
-implementation's estimate: the squared gradients of batch mean losses).
+layer's block drives rearrangement (`pruners.posttrain.rearrange`). The
+reference implementation estimates it from the gradients of each batch's mean
+loss instead (`per_row=False`: 64 gradients for 2,048 rows in batches of 32).
+With `per_row`, every row's gradient comes from the same single backward pass
+(per-row gate scales, `pruners.posttrain.probe`). prune.py defaults to the
+per-batch estimate, which scored higher on a fine-tuned MiniLM at 0.5 and 0.4
+MACs (README).
 """
 
 import logging

@@ -89,10 +89,13 @@ def test_prune_under_a_latency_budget_with_luts_from_this_machine(checkpoint, tm
                               "8", "--ffn_points", "4", "--repeats", "2", "--output_dir", str(luts)]) == 0
     env = _env(glue_dir, bert_tokenizer_dir)
     assert run_prune(checkpoint, tmp_path / "out", env, "--constraint", "0.5", "--metric", "latency", "--head_lut",
-                     str(luts / "head_lut.json"), "--neuron_lut", str(luts / "neuron_lut.json")) == 0
+                     str(luts / "head_lut.json"), "--neuron_lut", str(luts / "neuron_lut.json"), "--per_row_fisher",
+                     "true") == 0
     (metrics_path,) = (tmp_path / "out").glob("*/sst2/latency/0.5/seed_0/metrics.json")
-    latency = json.loads(metrics_path.read_text())["latency_ms"]
+    metrics = json.loads(metrics_path.read_text())
+    latency = metrics["latency_ms"]
     assert latency["estimated"] <= latency["budget"] == pytest.approx(0.5 * latency["dense"])
+    assert metrics["args"]["per_row_fisher"] is True and metrics["fisher"]["samples"] > 0
 
 
 def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint, tmp_path, glue_dir,
