@@ -8,7 +8,7 @@ rescaling entries were re-recorded when rearrangement became one pass of exchang
 are still those of 713bb82 (with the head multiplier it had then), through its later changes: the knowledge
 measured from the kept sublayer inputs, one backward pass for two classes, and tuning through the normal
 equations instead of a QR factorisation. Fisher's entries use the per-batch gradients they were recorded with
-(`per_row=False`): the per-row gradients now used by default are checked against finite differences in
+(`per_row=False`, the default): the optional per-row gradients are checked against finite differences in
 `test_fisher.py`. The kept/dropped
 boundaries have margins of 10% (neurons) and 36% (heads) in importance, far above float32 noise.
 """
@@ -55,7 +55,7 @@ def _batches():
 
 def test_fisher_search_rearrange_and_rescale_are_unchanged():
     model, batches = _model(), _batches()
-    # Recorded with the gradients of each batch's mean loss, before per-row gradients became the default.
+    # Recorded with the gradients of each batch's mean loss (the default; per-row gradients are optional).
     head_grads, neuron_grads, _ = collect_gate_gradients(
         model, batches, keras.losses.SparseCategoricalCrossentropy(from_logits=True), per_row=False)
     expected = REFERENCE["fisher"]
