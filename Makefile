@@ -4,9 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Offline data beside the repository, when present (override on the command line).
-GLUE_DIR ?= $(wildcard ../shared/data/glue)
-TOKENIZER ?= $(or $(wildcard ../shared/data/tokenizers/bert-base-uncased),bert-base-uncased)
+# Offline data beside the repository, when present, as absolute paths (tests run the drivers from other
+# directories); override on the command line.
+GLUE_DIR ?= $(abspath $(wildcard ../shared/data/glue))
+TOKENIZER ?= $(or $(abspath $(wildcard ../shared/data/tokenizers/bert-base-uncased)),bert-base-uncased)
 export GLUE_DIR TOKENIZER
 
 .PHONY: demo test install bench clean
