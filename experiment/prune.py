@@ -79,7 +79,9 @@ def build_parser():
     add("--T", type=float, default=2.0, help="kprune: softmax temperature of predictive knowledge [2]")
     add_bool_flag(parser, "sublayerwise_tuning", "kprune: refit each pruned sublayer's output weights by least "
                   "squares, as the method's paper does (false: measurement and search only)", default=True)
-    add("--sample_batch_size", type=int, default=32, help="rows per gradient batch [32]")
+    add("--sample_batch_size", type=int, help="rows per sample batch [fisher: 32, its estimate is per batch; "
+        "kprune: 128, or as many as fit 16384 tokens of max_len but at least 32, its knowledge is per row and the "
+        "batching sets only speed and memory]")
     add("--seed", type=int, default=0, help="seed of the sample [0]")
     add("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's data_dir]")
     add("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
@@ -125,6 +127,7 @@ def check_args(args, environ):
             raise ConfigError(f"--backend cupy: {error}") from None
     model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
                                          args.max_eval_samples, args.task)
+    args.sample_batch_size = sample_batch_size(args, config)  # metrics.json records the size used
     luts = None
     if args.metric == "latency":
         if not (args.head_lut and args.neuron_lut):
@@ -158,14 +161,23 @@ def load_inputs(args, config):
     if args.method == "kprune":  # as many rows as it takes to reach num_tokens (after truncation)
         tokens = np.cumsum(np.minimum(train.lengths[rows], config.max_len))
         rows = rows[:int(np.searchsorted(tokens, args.num_tokens)) + 1]
+        # Knowledge is measured per row, so rows of like length may share a batch: little padding.
+        rows = rows[np.argsort(train.lengths[rows], kind="stable")]
     else:
-        rows = rows[:args.num_samples]
-    sample = list(make_dataset(train.take(np.sort(rows)), args.sample_batch_size, shuffle=False,
+        rows = np.sort(rows[:args.num_samples])
+    sample = list(make_dataset(train.take(rows), args.sample_batch_size, shuffle=False,
                                max_len=config.max_len, pad_id=tokenizer.pad_token_id or 0))
     tokens = sum(int(np.sum(inputs["attention_mask"])) for inputs, _ in sample)
     log.info("%s: %d sampled training rows (%d tokens) in %d batches, %d dev rows", spec.name, len(rows), tokens,
              len(sample), len(dev))
     return spec, sample, dev_ds
+
+
+def sample_batch_size(args, config):
+    """`--sample_batch_size`, else the method's default (see its help)."""
+    if args.sample_batch_size:
+        return args.sample_batch_size
+    return 32 if args.method == "fisher" else max(32, min(128, 16384 // config.max_len))
 
 
 class Budget:

@@ -30,7 +30,7 @@ pruned model:
    only the target sublayer's part of that mask is applied.
 3. Knowledge-preserving weight tuning (`tuning=True`). The kept units'
    output-projection weights and the projection's bias are refitted by least
-   squares (`pruners.posttrain.lstsq.solve_lstsq`, LSMR on SciPy or CuPy) so that the
+   squares (`pruners.posttrain.lstsq.NormalEquations`, LSMR on SciPy or CuPy) so that the
    pruned sublayer reproduces the dense model's sublayer output on the
    sample's tokens, given the inputs that the already pruned (and tuned)
    sublayers below produce. Until a sublayer loses a unit, nothing changes
@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from gated.masks import copy_model
 from gated_bert.progress import track
-from pruners.posttrain.lstsq import SharedDesign, normal_reduce, resolve_backend, solve_lstsq
+from pruners.posttrain.lstsq import NormalEquations, resolve_backend
 from pruners.posttrain.probe import GateProbe
 from pruners.posttrain.sublayers import SublayerSample
 
@@ -105,8 +105,10 @@ class KnowledgeProbe(GateProbe):
         representational = []
 
         def on_sublayer(index, block, outputs):
-            if index % 2 == 0:  # each head's contribution to the output: context @ its kernel rows
-                energy = tf.reduce_sum(tf.square(tf.einsum("bthr,hrd->bthd", outputs, _head_kernel(block))), -1)
+            if index % 2 == 0:  # ||context @ the head's kernel rows||^2 = context^T (W W^T) context
+                kernel = _head_kernel(block)  # (H, Dh, D)
+                gram = tf.einsum("hrd,hsd->hrs", kernel, kernel)
+                energy = tf.reduce_sum(tf.einsum("bthr,hrs->bths", outputs, gram) * outputs, -1)
             else:  # a neuron's contribution is activation * kernel row
                 energy = tf.square(outputs) * tf.reduce_sum(tf.square(_neuron_kernel(block)), -1)
             representational.append(tf.einsum("btu,bt->u", energy, tokens) / float(block.attention.d_model))
@@ -210,12 +212,11 @@ def select_units(scores, costs, candidates, budget):
 def tune_weights(unit_outputs, residual, target, kernel, bias, backend="auto"):
     """Least-squares output-projection weights for the kept units of one sublayer.
 
-    Finds `(W, b)` minimising `mean ||X @ W + b + residual - target||^2`.
-    The columns of `A = [X, 1]` are scaled to unit norm, and with more
-    tokens than columns the problem is first reduced exactly to its normal
-    equations (`normal_reduce`: `P + 1` rows instead of `N`, as the
-    reference implementation solves it); LSMR (`SharedDesign`, all `D`
-    output columns at once) then solves it, and the solution is scaled back.
+    Finds `(W, b)` minimising `mean ||X @ W + b + residual - target||^2`
+    from its normal equations (`NormalEquations`: formed in float64 chunks
+    of tokens, `P + 1` rows instead of `N`, as the reference implementation
+    solves it), with LSMR for all `D` output columns at once on unit-norm
+    columns; the errors before and after come from the same equations.
 
     Args:
         unit_outputs: `X`, `(N, P)`: the kept units' outputs on `N` tokens
@@ -231,23 +232,13 @@ def tune_weights(unit_outputs, residual, target, kernel, bias, backend="auto"):
         tuning does not lower the error) and `{mse_before, mse_after,
         iterations, backend, tuned}`.
     """
-    unit_outputs = tf.cast(unit_outputs, tf.float64)
-    design = tf.concat([unit_outputs, tf.ones((tf.shape(unit_outputs)[0], 1), tf.float64)], axis=1)  # (N, P+1)
-    norms = tf.maximum(tf.norm(design, axis=0), 1e-12)
     rhs = tf.cast(target, tf.float64) - tf.cast(residual, tf.float64)  # (N, D)
+    backend = resolve_backend(backend, unit_outputs, rhs)
+    equations = NormalEquations(unit_outputs, rhs, backend)
     current = np.concatenate([np.asarray(kernel, np.float64), np.asarray(bias, np.float64)[None, :]])
-
-    def error(weights):
-        return float(tf.reduce_mean(tf.square(design @ weights - rhs)))
-
-    before = error(current)
-    backend = resolve_backend(backend, design)
-    scaled, reduced = design / norms, rhs
-    if scaled.shape[0] > scaled.shape[1]:
-        scaled, reduced = normal_reduce(scaled, rhs, backend)  # (P+1, P+1), (P+1, D)
-    solution, info = solve_lstsq(SharedDesign(scaled, rhs.shape[1]), reduced, backend=backend)
-    weights = solution.reshape(current.shape) / norms.numpy()[:, None]
-    after = error(weights) if np.all(np.isfinite(weights)) else np.inf
+    before = equations.error(current)
+    weights, info = equations.solve(backend)
+    after = equations.error(weights) if np.all(np.isfinite(weights)) else np.inf
     tuned = after < before
     weights = weights if tuned else current
     report = {"mse_before": before, "mse_after": min(after, before), "iterations": info["iterations"],

@@ -3,10 +3,11 @@
 `solve_lstsq(A, b)` solves `min ||A x - b||` for a dense matrix or for
 `UnitContributions`, the structured matrix of the rescaling step (one column
 per kept unit: that unit's contribution to a sublayer's output), or
-`SharedDesign`, the weight-tuning step's `min ||X W - B||` over a whole
-weight matrix `W`. Neither is materialised: `UnitContributions` is reduced
-exactly to its `K x K` normal equations (`gram_reduce`), `SharedDesign` is
-applied as a linear operator.
+`SharedDesign`, `min ||X W - B||` over a whole weight matrix `W`. Neither
+is materialised: `UnitContributions` is reduced exactly to its `K x K` normal
+equations (`gram_reduce`), `SharedDesign` is applied as a linear operator.
+K-prune's weight tuning forms its normal equations in chunks of rows
+(`NormalEquations`) and solves them as a `SharedDesign`.
 """
 
 import importlib.util
@@ -101,23 +102,55 @@ def _root_system(gram, moment, xp):
         (-1,) + (1,) * (moment.ndim - 1))
 
 
-def normal_reduce(design, rhs, backend):
-    """`(R, c)`: a square problem `min ||R W - c||` with the same solutions as `min ||design @ W - rhs||`.
+class NormalEquations:
+    """`A^T A`, `A^T B` and `||B||^2` of `min ||A W - B||` for `A = [X, 1]` (a ones column appended: a bias),
+    summed over chunks of rows in float64, so that neither `A` nor `B` exists in float64 at once.
 
-    Forms the normal equations `design^T design W = design^T rhs` (`N P^2` multiply-adds, a matrix product: a
-    few times cheaper than a QR factorisation of the `(N, P)` design) and writes them as `R^T R W = R^T c`
-    (`_root_system`), so LSMR then works on `P` rows instead of `N`. Forming them squares the design's
-    condition number; in float64, with the columns scaled to unit norm (as `tune_weights` does), that leaves
-    the fits of this package far from trouble. The reference K-prune solves the same normal equations.
+    They give the least-squares solution (`solve`: LSMR on `P + 1` rows instead of `N`; the reference K-prune
+    solves the same normal equations) and the mean squared error of any `W` (`error`) in `P^2 D`
+    multiply-adds instead of `N P D`. Forming them squares the design's condition number; `solve` scales the
+    columns to unit norm first, which in float64 leaves the fits of this package far from trouble.
 
     Args:
-        design: `(N, P)` numpy array or TF tensor.
-        rhs: `(N, D)`.
+        inputs: `X`, `(N, P)` numpy array or TF tensor (any float dtype).
+        targets: `B`, `(N, D)`, same kind.
         backend: `scipy` (numpy) or `cupy` (on the GPU, TF tensors handed over through DLPack).
+        chunk: rows per float64 chunk.
     """
-    xp, convert = _array_module(backend)
-    design = convert(design)
-    return _root_system(design.T @ design, design.T @ convert(rhs), xp)
+
+    def __init__(self, inputs, targets, backend, chunk=8192):
+        self.xp, convert = _array_module(backend)
+        rows, columns = (int(n) for n in inputs.shape)
+        self.rows, self.outputs = rows, int(targets.shape[1])
+        self.gram = self.xp.zeros((columns + 1, columns + 1))
+        self.moment = self.xp.zeros((columns + 1, self.outputs))
+        self.energy = 0.0
+        for start in range(0, rows, chunk):
+            x, b = convert(inputs[start:start + chunk]), convert(targets[start:start + chunk])
+            x = self.xp.concatenate([x, self.xp.ones((x.shape[0], 1))], axis=1)
+            self.gram += x.T @ x
+            self.moment += x.T @ b
+            self.energy += float((b * b).sum())
+
+    def error(self, weights):
+        """`mean (A W - B)^2` over the `N x D` entries, for `(P + 1, D)` weights (the bias last)."""
+        weights = self.xp.asarray(weights, dtype=self.xp.float64)
+        squares = (weights * (self.gram @ weights)).sum() - 2 * (weights * self.moment).sum() + self.energy
+        return max(float(squares), 0.0) / (self.rows * self.outputs)
+
+    def solve(self, backend):
+        """`(W, info)`: the least-squares solution `(P + 1, D)` (numpy, the bias last) and LSMR's `info`.
+
+        The columns are scaled to unit norm, the normal equations written as a square problem
+        (`_root_system`) and solved by LSMR for all `D` output columns at once (`SharedDesign`); from zero,
+        LSMR converges to the minimum-norm solution.
+        """
+        norms = self.xp.sqrt(self.xp.maximum(self.xp.diag(self.gram), 1e-24))
+        root, reduced = _root_system(self.gram / (norms[:, None] * norms[None, :]), self.moment / norms[:, None],
+                                     self.xp)
+        solution, info = solve_lstsq(SharedDesign(root, self.outputs), reduced, backend=backend)
+        norms = norms.get() if self.xp is not np else norms
+        return solution.reshape(-1, self.outputs) / np.asarray(norms)[:, None], info
 
 
 def gram_reduce(contributions, rhs, backend):

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -238,3 +239,15 @@ def test_a_failure_mid_run_leaves_nothing_behind(checkpoint, tmp_path, glue_dir,
     assert run_prune(checkpoint, tmp_path / "out", _env(glue_dir, bert_tokenizer_dir), "--constraint", "0.5") == 1
     left = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
     assert left == [] and not list((tmp_path / "out").rglob(".partial-*"))
+
+
+@pytest.mark.parametrize("flags, max_len, size", [
+    ([], 128, 32),  # fisher: its estimate is per batch, 32 rows as in the reference code
+    (["--method", "kprune"], 128, 128),
+    (["--method", "kprune"], 512, 32),  # at most 16,384 tokens of max_len, at least 32 rows
+    (["--method", "kprune"], 256, 64),
+    (["--method", "kprune", "--sample_batch_size", "8"], 512, 8),
+])
+def test_the_sample_batch_size_defaults_by_method_and_max_len(flags, max_len, size):
+    args = prune.build_parser().parse_args(["--ckpt_dir", "x", "--constraint", "0.5", *flags])
+    assert prune.sample_batch_size(args, types.SimpleNamespace(max_len=max_len)) == size

@@ -82,6 +82,37 @@ def test_measuring_from_a_sublayer_up_gives_the_same_knowledge_for_those_sublaye
             np.testing.assert_allclose(a, c, rtol=1e-5)
 
 
+def _rebatch(batches, sizes, order):
+    """The rows of `batches` in `order`, in batches of `sizes` rows, each cut to its longest row."""
+    rows = [{key: np.asarray(inputs[key])[b] for key in inputs} for inputs, _ in batches
+            for b in range(len(inputs["input_ids"]))]
+    rows = [rows[i] for i in order]
+    out, start = [], 0
+    for size in sizes:
+        chunk = rows[start:start + size]
+        width = max(int(row["attention_mask"].sum()) for row in chunk)
+        out.append(({key: np.stack([row[key][:width] for row in chunk]) for key in chunk[0]},
+                    np.zeros(len(chunk), "int64")))
+        start += size
+    return out
+
+
+def test_knowledge_does_not_depend_on_how_the_rows_are_batched():
+    """prune.py batches K-prune's rows by length, 128 at a time: the knowledge is per row, so only speed and
+    memory change."""
+    model, batches = _model(), micro_sample_batches(5, count=3)  # 12 rows of width 6, two of them padded
+    probe = KnowledgeProbe(model)
+    given = measure_knowledge(probe, batches)
+    padded = [0, 1, 4, 5, 8, 9]  # rows 0 and 1 of each batch: together, a batch of width 4
+    order = padded + list(np.random.default_rng(0).permutation([i for i in range(12) if i not in padded]))
+    regrouped = _rebatch(batches, [6, 2, 4], order)
+    assert [inputs["input_ids"].shape for inputs, _ in regrouped] == [(6, 4), (2, 6), (4, 6)]
+    regrouped = measure_knowledge(probe, regrouped)
+    for a_terms, b_terms in zip(given, regrouped, strict=True):
+        for a, b in zip(a_terms, b_terms, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-12)
+
+
 @pytest.mark.parametrize("num_labels", [3, 2, 1])
 def test_predictive_knowledge_equals_the_hand_computed_second_order_kl(num_labels):
     """`1/2 Var_{c ~ softmax(z/T)} dz_c/dm` per row (squared `dz/dm` for regression), from finite differences."""

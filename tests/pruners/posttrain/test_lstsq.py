@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pruners.posttrain.lstsq import SharedDesign, UnitContributions, normal_reduce, resolve_backend, solve_lstsq
+from pruners.posttrain.lstsq import NormalEquations, SharedDesign, UnitContributions, resolve_backend, solve_lstsq
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 HAS_GPU = bool(tf.config.list_physical_devices("GPU"))
@@ -69,16 +69,19 @@ def test_shared_design_solves_every_output_column_at_once():
 
 
 @pytest.mark.parametrize("columns, rank", [(6, 6), (6, 4)])
-def test_the_normal_reduced_problem_has_the_same_solution_with_as_many_rows_as_columns(columns, rank):
-    """Also for a rank-deficient design (two columns repeated): the reduced problem keeps its minimum-norm
-    least-squares solution."""
+def test_normal_equations_give_the_least_squares_solution_with_a_bias_and_its_errors(columns, rank):
+    """Formed in chunks of 64 rows from float32 inputs; also for a rank-deficient design (two columns repeated),
+    where the minimum-norm solution is kept."""
     rng = np.random.default_rng(3)
     inputs, rhs = rng.normal(size=(500, rank)), rng.normal(size=(500, 4))
-    inputs = np.concatenate([inputs, inputs[:, :columns - rank]], axis=1)
-    r, reduced = normal_reduce(tf.constant(inputs), tf.constant(rhs), "scipy")
-    assert r.shape == (rank, columns) and reduced.shape == (rank, 4)
-    x, _ = solve_lstsq(SharedDesign(r, 4), reduced, backend="scipy")
-    np.testing.assert_allclose(x.reshape(columns, 4), np.linalg.lstsq(inputs, rhs, rcond=None)[0], atol=1e-8)
+    inputs = np.concatenate([inputs, inputs[:, :columns - rank]], axis=1).astype(np.float32)
+    equations = NormalEquations(tf.constant(inputs), tf.constant(rhs), "scipy", chunk=64)
+    design = np.hstack([inputs.astype(np.float64), np.ones((500, 1))])
+    weights, info = equations.solve("scipy")
+    np.testing.assert_allclose(weights, np.linalg.lstsq(design, rhs, rcond=None)[0], atol=1e-8)
+    assert weights.shape == (columns + 1, 4) and info["iterations"] > 0
+    for trial in (weights, rng.normal(size=weights.shape)):
+        assert equations.error(trial) == pytest.approx(np.mean((design @ trial - rhs) ** 2), rel=1e-9)
 
 
 def test_bad_inputs_are_clear_errors():
@@ -115,10 +118,11 @@ def test_cupy_solves_gpu_tensors_handed_over_through_dlpack():
     x, info = solve_lstsq(design, rhs, backend="auto")
     assert info["backend"] == "cupy"
     np.testing.assert_allclose(x, np.linalg.lstsq(design.dense(), rhs.numpy().ravel(), rcond=None)[0], atol=1e-6)
-    # Weight tuning's path: the normal equations on the GPU, then one LSMR for every output column.
+    # Weight tuning's path: the normal equations formed on the GPU, then one LSMR for every output column.
     flat = tf.reshape(inputs, (50, 8))
-    r, reduced = normal_reduce(flat, rhs, "cupy")
-    assert isinstance(r, cupy.ndarray) and r.shape == (8, 8)
-    x, info = solve_lstsq(SharedDesign(r, 8), reduced, backend="cupy")
+    equations = NormalEquations(flat, rhs, "cupy", chunk=16)
+    assert isinstance(equations.gram, cupy.ndarray) and equations.gram.shape == (9, 9)
+    weights, info = equations.solve("cupy")
     assert info["backend"] == "cupy"
-    np.testing.assert_allclose(x.reshape(8, 8), np.linalg.lstsq(flat.numpy(), rhs.numpy(), rcond=None)[0], atol=1e-6)
+    design = np.hstack([flat.numpy(), np.ones((50, 1))])
+    np.testing.assert_allclose(weights, np.linalg.lstsq(design, rhs.numpy(), rcond=None)[0], atol=1e-6)
