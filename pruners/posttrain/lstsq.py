@@ -119,6 +119,7 @@ class NormalEquations:
     """
 
     def __init__(self, inputs, targets, backend, chunk=8192):
+        self.backend = backend
         self.xp, convert = _array_module(backend)
         rows, columns = (int(n) for n in inputs.shape)
         self.rows, self.outputs = rows, int(targets.shape[1])
@@ -138,7 +139,7 @@ class NormalEquations:
         squares = (weights * (self.gram @ weights)).sum() - 2 * (weights * self.moment).sum() + self.energy
         return max(float(squares), 0.0) / (self.rows * self.outputs)
 
-    def solve(self, backend):
+    def solve(self):
         """`(W, info)`: the least-squares solution `(P + 1, D)` (numpy, the bias last) and LSMR's `info`.
 
         The columns are scaled to unit norm, the normal equations written as a square problem
@@ -148,7 +149,7 @@ class NormalEquations:
         norms = self.xp.sqrt(self.xp.maximum(self.xp.diag(self.gram), 1e-24))
         root, reduced = _root_system(self.gram / (norms[:, None] * norms[None, :]), self.moment / norms[:, None],
                                      self.xp)
-        solution, info = solve_lstsq(SharedDesign(root, self.outputs), reduced, backend=backend)
+        solution, info = solve_lstsq(SharedDesign(root, self.outputs), reduced, backend=self.backend)
         norms = norms.get() if self.xp is not np else norms
         return solution.reshape(-1, self.outputs) / np.asarray(norms)[:, None], info
 

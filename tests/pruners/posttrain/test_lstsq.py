@@ -77,7 +77,7 @@ def test_normal_equations_give_the_least_squares_solution_with_a_bias_and_its_er
     inputs = np.concatenate([inputs, inputs[:, :columns - rank]], axis=1).astype(np.float32)
     equations = NormalEquations(tf.constant(inputs), tf.constant(rhs), "scipy", chunk=64)
     design = np.hstack([inputs.astype(np.float64), np.ones((500, 1))])
-    weights, info = equations.solve("scipy")
+    weights, info = equations.solve()
     np.testing.assert_allclose(weights, np.linalg.lstsq(design, rhs, rcond=None)[0], atol=1e-8)
     assert weights.shape == (columns + 1, 4) and info["iterations"] > 0
     for trial in (weights, rng.normal(size=weights.shape)):
@@ -122,7 +122,7 @@ def test_cupy_solves_gpu_tensors_handed_over_through_dlpack():
     flat = tf.reshape(inputs, (50, 8))
     equations = NormalEquations(flat, rhs, "cupy", chunk=16)
     assert isinstance(equations.gram, cupy.ndarray) and equations.gram.shape == (9, 9)
-    weights, info = equations.solve("cupy")
+    weights, info = equations.solve()
     assert info["backend"] == "cupy"
     design = np.hstack([flat.numpy(), np.ones((50, 1))])
     np.testing.assert_allclose(weights, np.linalg.lstsq(design, rhs.numpy(), rcond=None)[0], atol=1e-6)
