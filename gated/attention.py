@@ -85,23 +85,28 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             self.head_mask = GumbelGate(self.num_heads, name="head_mask")
             self.head_mask.build()
 
-    def _split_heads(self, x):
+    def project(self, dense, inputs):
+        """`inputs` `(B, T, D)` through one of the query, key and value projections, split per head: `(B, H, T, Dh)`."""
+        x = dense(inputs)
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         x = ops.reshape(x, (batch, length, self.num_heads, self.head_dim))
-        return ops.transpose(x, (0, 2, 1, 3))  # (B, H, T, Dh)
+        return ops.transpose(x, (0, 2, 1, 3))
 
-    def head_contexts(self, inputs, attention_mask=None, training=None):
-        """Each head's context before its gate and the output projection: `(B, T, H, Dh)`."""
-        q = self._split_heads(self.query(inputs))  # (B, H, T, Dh)
-        k = self._split_heads(self.key(inputs))
-        v = self._split_heads(self.value(inputs))
-        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))  # (B, H, T, T)
+    def attend(self, queries, keys, values, attention_mask=None, training=None):
+        """Each head's context `(B, Tq, H, Dh)` for projected queries `(B, H, Tq, Dh)` over the projected keys and
+        values `(B, H, T, Dh)`; `attention_mask` `(B, T)` marks the keys to attend to."""
+        scores = ops.matmul(queries, ops.transpose(keys, (0, 1, 3, 2)))  # (B, H, Tq, T)
         scores = scores / math.sqrt(self.head_dim)
         if attention_mask is not None:
             keep = ops.cast(attention_mask[:, None, None, :], scores.dtype)  # (B, 1, 1, T)
             scores = scores + (1.0 - keep) * _MASK_PENALTY
         probs = self.dropout(ops.softmax(scores, axis=-1), training=training)
-        return ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3))  # (B, T, H, Dh)
+        return ops.transpose(ops.matmul(probs, values), (0, 2, 1, 3))
+
+    def head_contexts(self, inputs, attention_mask=None, training=None):
+        """Each head's context before its gate and the output projection: `(B, T, H, Dh)`."""
+        return self.attend(self.project(self.query, inputs), self.project(self.key, inputs),
+                           self.project(self.value, inputs), attention_mask, training)
 
     def call(self, inputs, attention_mask=None, training=None):
         if not self.num_heads:

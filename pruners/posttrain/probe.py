@@ -62,31 +62,59 @@ class GateProbe:
         multiply the gates per row. `on_sublayer(index, block, gated_outputs)`
         sees every sublayer's unit outputs after their gates: `(B, T, H, Dh)`
         contexts or `(B, T, F)` activations.
+
+        Only the `[CLS]` row of the last block's output reaches the logits,
+        so the last block carries that row alone towards them (its attention
+        still reads every row's keys and values); with `on_sublayer`, every
+        row's unit outputs there are computed too, outside any gradient.
         """
-        for index in range(start, self.sublayers if stop is None else stop):
+        end = self.sublayers if stop is None else stop
+        first_cls = self.sublayers - 2 if stop is None else end  # from this sublayer on, the [CLS] row alone
+        every = None  # with `on_sublayer`, in the last block: every row's hidden state, without gradient
+        for index in range(start, end):
             block = self.blocks[index // 2]
             scale = None if scales is None else scales[index - start]
+            cls_only = index >= first_cls
             if index % 2 == 0:
                 attention = block.attention
-                outputs = attention.head_contexts(x, mask)  # (B, T, H, Dh)
                 gate = attention.head_gate[None, :] if scale is None else attention.head_gate[None, :] * scale
-                outputs = outputs * gate[:, None, :, None]
-                shape = tf.shape(outputs)
-                update = attention.output_dense(tf.reshape(outputs, (shape[0], shape[1], -1)))
-                norm = block.attention_norm
+                gate = gate[:, None, :, None]
+                if cls_only:  # x still holds every row: the keys and values need them
+                    keys, values = attention.project(attention.key, x), attention.project(attention.value, x)
+                    if on_sublayer:
+                        queries = attention.project(attention.query, tf.stop_gradient(x))
+                        outputs = tf.stop_gradient(attention.attend(queries, keys, values, mask) * gate)
+                        on_sublayer(index, block, outputs)
+                        every = tf.stop_gradient(block.attention_norm(x + self._project_units(attention, outputs)))
+                    outputs = attention.attend(attention.project(attention.query, x[:, :1]), keys, values, mask)
+                    x = x[:, :1]
+                else:
+                    outputs = attention.head_contexts(x, mask)  # (B, T, H, Dh)
+                outputs = outputs * gate
+                update, norm = self._project_units(attention, outputs), block.attention_norm
             else:
                 ffn = block.ffn
-                outputs = ffn.intermediate.ungated(x)  # (B, T, F)
                 gate = ffn.neuron_gate[None, :] if scale is None else ffn.neuron_gate[None, :] * scale
-                outputs = outputs * gate[:, None, :]
+                if cls_only:
+                    if on_sublayer:
+                        rows = x if every is None else every
+                        on_sublayer(index, block, tf.stop_gradient(ffn.intermediate.ungated(rows) * gate[:, None, :]))
+                    x = x[:, :1]
+                outputs = ffn.intermediate.ungated(x) * gate[:, None, :]  # (B, T, F)
                 update, norm = ffn.output_dense(outputs), block.ffn_norm
-            if on_sublayer:
+            if on_sublayer and not cls_only:
                 on_sublayer(index, block, outputs)
             x = norm(x + update)
         if stop is not None:
             return x
         pooled = x[:, 0, :] if self.pooler is None else self.pooler(x[:, 0, :])  # (B, D)
         return self.classifier(pooled)
+
+    @staticmethod
+    def _project_units(attention, contexts):
+        """Gated head contexts `(B, T, H, Dh)` through the attention's output projection: `(B, T, D)`."""
+        shape = tf.shape(contexts)
+        return attention.output_dense(tf.reshape(contexts, (shape[0], shape[1], -1)))
 
     def compiled(self, name, function, x, mask):
         """`function(x, mask)` as a `tf.function` for any batch size and length, traced once per `name`."""

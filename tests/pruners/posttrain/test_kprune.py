@@ -155,12 +155,18 @@ def test_representational_knowledge_equals_the_sublayer_error_of_removing_one_un
         return block0.attention_residual(embeddings(inputs["input_ids"], inputs["token_type_ids"]),
                                          inputs["attention_mask"])
 
+    def attention_1(inputs):  # the last block: the probe carries only [CLS] to the logits, not to this term
+        x = block0(embeddings(inputs["input_ids"], inputs["token_type_ids"]), inputs["attention_mask"])
+        return block1.attention_residual(x, inputs["attention_mask"])
+
     def ffn_1(inputs):
         x = block0(embeddings(inputs["input_ids"], inputs["token_type_ids"]), inputs["attention_mask"])
         return block1.ffn_residual(block1.attention_norm(block1.attention_residual(x, inputs["attention_mask"])))
 
     for head in range(4):
         assert representational[0][head] == pytest.approx(error(attention_0, block0.attention.head_gate, head),
+                                                          rel=1e-4)
+        assert representational[2][head] == pytest.approx(error(attention_1, block1.attention.head_gate, head),
                                                           rel=1e-4)
     for neuron in range(0, 32, 3):
         assert representational[3][neuron] == pytest.approx(error(ffn_1, block1.ffn.neuron_gate, neuron), rel=1e-4)
