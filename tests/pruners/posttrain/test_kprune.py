@@ -160,8 +160,7 @@ def test_representational_knowledge_equals_the_sublayer_error_of_removing_one_un
         return block1.attention_residual(x, inputs["attention_mask"])
 
     def ffn_1(inputs):
-        x = block0(embeddings(inputs["input_ids"], inputs["token_type_ids"]), inputs["attention_mask"])
-        return block1.ffn_residual(block1.attention_norm(block1.attention_residual(x, inputs["attention_mask"])))
+        return block1.ffn_residual(block1.attention_norm(attention_1(inputs)))
 
     for head in range(4):
         assert representational[0][head] == pytest.approx(error(attention_0, block0.attention.head_gate, head),
