@@ -9,6 +9,7 @@ The checkpoints stay in OUTPUT_DIR (default bench_results/finetune_minilm/<task>
 bench/pretrained_pruning.py.
 
     python bench/finetune_pretrained.py [TASK ...]   # default: sst2 mrpc stsb rte cola (~40 min on 2 cores)
+    FINETUNE_EPOCHS=sst2=2 python bench/finetune_pretrained.py sst2   # other epoch counts, TASK=N,...
 """
 
 import json
@@ -24,12 +25,23 @@ EPOCHS = {"sst2": 1, "mrpc": 3, "stsb": 3, "rte": 3, "cola": 3}
 TARGET = ("sst2", "dev_accuracy", 0.90)
 
 
-def finetune(task, minilm, glue, output_dir):
+def epochs_per_task():
+    """`EPOCHS` with the `FINETUNE_EPOCHS` overrides (`task=N,...`) applied."""
+    epochs = dict(EPOCHS)
+    for item in filter(None, os.environ.get("FINETUNE_EPOCHS", "").split(",")):
+        task, _, count = item.partition("=")
+        if task not in EPOCHS or not count.isdigit() or int(count) < 1:
+            sys.exit(f"FINETUNE_EPOCHS: bad entry {item!r}; write task=N with N >= 1, tasks: {', '.join(EPOCHS)}")
+        epochs[task] = int(count)
+    return epochs
+
+
+def finetune(task, epochs, minilm, glue, output_dir):
     """Run train.py for `task`; returns its metadata JSON and the wall time."""
     out = os.path.join(output_dir, task)
     os.makedirs(out, exist_ok=True)
     argv = [sys.executable, os.path.join(ROOT, "train.py"), "--init_from", minilm, "--task", task,
-            "--epochs", str(EPOCHS[task]), "--data_dir", glue, "--output_dir", out, "--verbose", "2"]
+            "--epochs", str(epochs), "--data_dir", glue, "--output_dir", out, "--verbose", "2"]
     start = time.perf_counter()
     with open(os.path.join(out, "train.log"), "w") as log:
         status = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
@@ -42,20 +54,21 @@ def finetune(task, minilm, glue, output_dir):
 
 
 def main():
+    epochs = epochs_per_task()
     tasks = sys.argv[1:] or list(EPOCHS)
     minilm = minilm_or_exit()
     glue, _ = glue_inputs_or_exit()
     output_dir = os.environ.get("OUTPUT_DIR") or os.path.join(ROOT, "bench_results", "finetune_minilm")
     results = {}
     for task in tasks:
-        meta, seconds = finetune(task, minilm, glue, output_dir)
+        meta, seconds = finetune(task, epochs[task], minilm, glue, output_dir)
         metric = meta["primary_metric"]
         best = meta["best"]
         results[task] = best[metric]
         others = ", ".join(f"{key} {value:.4f}" for key, value in best.items()
                            if key.startswith("dev_") and key not in (metric, "dev_loss"))
         others = f"; {others}" if others else ""
-        print(f"{task}: best {metric} {best[metric]:.4f} (epoch {best['epoch']} of {EPOCHS[task]}{others}); "
+        print(f"{task}: best {metric} {best[metric]:.4f} (epoch {best['epoch']} of {epochs[task]}{others}); "
               f"{meta['data']['train_rows']} train rows, wall {seconds:.0f} s, "
               f"{meta['train_examples_per_second']:.0f} train examples/s", flush=True)
     task, metric, target = TARGET
