@@ -56,6 +56,9 @@ def finetune(task, epochs, minilm, glue, output_dir):
 def main():
     epochs = epochs_per_task()
     tasks = sys.argv[1:] or list(EPOCHS)
+    unknown = [task for task in tasks if task not in EPOCHS]
+    if unknown:
+        sys.exit(f"unknown task {', '.join(unknown)}; tasks: {', '.join(EPOCHS)}")
     minilm = minilm_or_exit()
     glue, _ = glue_inputs_or_exit()
     output_dir = os.environ.get("OUTPUT_DIR") or os.path.join(ROOT, "bench_results", "finetune_minilm")
