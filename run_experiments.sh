@@ -292,8 +292,9 @@ new_log_lines() {  # the lines a job's log gained since the last call, prefixed 
     [[ -f ${LOG[$method]:-} ]] || return 0
     size=$(stat -c %s "${LOG[$method]}")
     if ((size > OFFSET[$method])); then
-        tail -c +"$((OFFSET[$method] + 1))" "${LOG[$method]}" | head -c "$((size - OFFSET[$method]))" |
-            sed "s/^/[$method] /"
+        # head reads the file and stops at `size`; tail reads head's whole output, so no writer in this
+        # pipeline meets a closed pipe (under pipefail a SIGPIPE'd tail would end the script).
+        head -c "$size" "${LOG[$method]}" | tail -c +"$((OFFSET[$method] + 1))" | sed "s/^/[$method] /"
         OFFSET[$method]=$size
     fi
 }
@@ -322,24 +323,37 @@ show_progress() {
     fi
 }
 
-# -- Ctrl-C / SIGTERM: stop every job, keep what they wrote ---------------------
-stop_all() {
-    trap - INT TERM
-    echo
-    echo "stopping: ${!PID[*]}" >&2
+# -- Ctrl-C / SIGTERM, or any other end: stop every job, keep what they wrote -------------------
+stop_jobs() {  # SIGTERM to the running jobs, 15 s for train.py to record the interruption, then SIGKILL
     local method pid
     for pid in "${PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 1 150); do  # 15 s for train.py to record the interruption
+    for _ in $(seq 1 150); do
         local alive=0
         for pid in "${PID[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
         ((alive)) || break
         sleep 0.1
     done
     for pid in "${PID[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for method in "${!PID[@]}"; do wait "${PID[$method]}" 2>/dev/null || true; done
+    for method in "${!PID[@]}"; do wait "${PID[$method]}" 2>/dev/null || true; unset "PID[$method]"; done
+}
+stop_all() {
+    trap - INT TERM
+    echo
+    echo "stopping: ${!PID[*]}" >&2
+    stop_jobs
     echo "stopped; finished epochs stay in $OUTPUT_DIR/results_*_$TASK/ (metadata status 'interrupted')" >&2
     exit "$1"
 }
+on_exit() {  # a failure of this script itself must not leave its jobs running
+    local code=$?
+    if ((${#PID[@]} > 0)); then
+        echo "run_experiments.sh is ending (status $code); stopping the jobs still running: ${!PID[*]}" >&2
+        stop_jobs
+    fi
+}
+set -E  # the ERR trap also fires inside functions
+trap 'echo "error: run_experiments.sh line $LINENO: \"$BASH_COMMAND\" failed with status $?" >&2' ERR
+trap on_exit EXIT
 trap 'stop_all 130' INT
 trap 'stop_all 143' TERM
 

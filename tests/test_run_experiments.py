@@ -183,8 +183,8 @@ def test_sigterm_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
     assert all(path.exists() for path in progress), "the jobs never started training"
     assert len(_processes_mentioning(str(out))) >= 3  # the script and its two train.py jobs
     script.send_signal(signal.SIGTERM)
-    _, stderr = script.communicate(timeout=60)
-    assert script.returncode == 143
+    stdout, stderr = script.communicate(timeout=60)
+    assert script.returncode == 143, f"stdout:\n{stdout[-2000:]}\nstderr:\n{stderr[-2000:]}"
     assert "stopping:" in stderr
     time.sleep(0.5)
     assert _processes_mentioning(str(out)) == []
@@ -193,6 +193,31 @@ def test_sigterm_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
         recorded = json.loads(metadata.read_text())
         assert recorded["status"] == "interrupted", recorded.get("error")
 
+
+
+def test_a_failure_of_the_script_itself_names_the_line_and_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
+    # A stand-in `sleep` fails the main loop's `sleep 0.5` once the jobs train: an error in the script itself.
+    out, bin_dir, fail = tmp_path / "out", tmp_path / "bin", tmp_path / "fail-now"
+    bin_dir.mkdir()
+    (bin_dir / "sleep").write_text(f'#!/bin/sh\n[ "$1" = 0.5 ] && [ -e {fail} ] && exit 3\nexec /bin/sleep "$@"\n')
+    (bin_dir / "sleep").chmod(0o755)
+    environment = {**os.environ, "PYTHON": sys.executable, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                   **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
+    script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", "baseline,movement", "-e", "50", "-ps", "0",
+                               "-o", "bars", "-d", str(out), "--", *MICRO], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    progress = [out / "experiment_logs" / f"work_{method}_sst2" / "progress" for method in ("baseline", "movement")]
+    deadline = time.monotonic() + 120
+    while not all(path.exists() for path in progress) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert all(path.exists() for path in progress), "the jobs never started training"
+    fail.touch()
+    stdout, stderr = script.communicate(timeout=60)
+    assert script.returncode == 3, f"stdout:\n{stdout[-2000:]}\nstderr:\n{stderr[-2000:]}"
+    assert re.search(r'error: run_experiments.sh line \d+: "sleep 0.5" failed with status 3', stderr)
+    assert "stopping the jobs still running:" in stderr
+    time.sleep(0.5)
+    assert _processes_mentioning(str(out)) == []  # no train.py outlives the script
 
 def _fixture_run(root, method, stamp, accuracies, sparsities, wall):
     results = root / f"results_{method}_sst2"
