@@ -10,10 +10,13 @@ bench/pretrained_pruning.py.
 
     python bench/finetune_pretrained.py [TASK ...]   # default: sst2 mrpc stsb rte cola (~40 min on 2 cores)
     FINETUNE_EPOCHS=sst2=2 python bench/finetune_pretrained.py sst2   # other epoch counts, TASK=N,...
+    FINETUNE_ARGS="--learning_rate 1e-4" OUTPUT_DIR=/tmp/lr1e-4 python bench/finetune_pretrained.py sst2
+        # more train.py flags for every task (another recipe: keep its checkpoints apart with OUTPUT_DIR)
 """
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -41,7 +44,8 @@ def finetune(task, epochs, minilm, glue, output_dir):
     out = os.path.join(output_dir, task)
     os.makedirs(out, exist_ok=True)
     argv = [sys.executable, os.path.join(ROOT, "train.py"), "--init_from", minilm, "--task", task,
-            "--epochs", str(epochs), "--data_dir", glue, "--output_dir", out, "--verbose", "2"]
+            "--epochs", str(epochs), "--data_dir", glue, "--output_dir", out, "--verbose", "2",
+            *shlex.split(os.environ.get("FINETUNE_ARGS", ""))]
     start = time.perf_counter()
     with open(os.path.join(out, "train.log"), "w") as log:
         status = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
@@ -71,7 +75,9 @@ def main():
         others = ", ".join(f"{key} {value:.4f}" for key, value in best.items()
                            if key.startswith("dev_") and key not in (metric, "dev_loss"))
         others = f"; {others}" if others else ""
+        recipe = meta["config"]
         print(f"{task}: best {metric} {best[metric]:.4f} (epoch {best['epoch']} of {epochs[task]}{others}); "
+              f"lr {recipe['learning_rate']:g}, batch {recipe['batch_size']}, seed {recipe['seed']}; "
               f"{meta['data']['train_rows']} train rows, wall {seconds:.0f} s, "
               f"{meta['train_examples_per_second']:.0f} train examples/s", flush=True)
     task, metric, target = TARGET

@@ -194,7 +194,6 @@ def test_sigterm_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
         assert recorded["status"] == "interrupted", recorded.get("error")
 
 
-
 def test_a_failure_of_the_script_itself_names_the_line_and_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
     # A stand-in `sleep` fails the main loop's `sleep 0.5` once the jobs train: an error in the script itself.
     out, bin_dir, fail = tmp_path / "out", tmp_path / "bin", tmp_path / "fail-now"
@@ -218,6 +217,7 @@ def test_a_failure_of_the_script_itself_names_the_line_and_stops_every_job(tmp_p
     assert "stopping the jobs still running:" in stderr
     time.sleep(0.5)
     assert _processes_mentioning(str(out)) == []  # no train.py outlives the script
+
 
 def _fixture_run(root, method, stamp, accuracies, sparsities, wall):
     results = root / f"results_{method}_sst2"
