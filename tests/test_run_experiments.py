@@ -170,9 +170,8 @@ def _processes_mentioning(text):
     return found
 
 
-def test_sigterm_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
-    out = tmp_path / "out"
-    environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
+def _start_two_long_jobs(out, environment):
+    """run_experiments.sh with baseline and movement for 50 epochs in parallel, once both train."""
     script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", "baseline,movement", "-e", "50", "-ps", "0",
                                "-o", "bars", "-d", str(out), "--", *MICRO], stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
@@ -181,6 +180,13 @@ def test_sigterm_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
     while not all(path.exists() for path in progress) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert all(path.exists() for path in progress), "the jobs never started training"
+    return script
+
+
+def test_sigterm_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
+    out = tmp_path / "out"
+    environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
+    script = _start_two_long_jobs(out, environment)
     assert len(_processes_mentioning(str(out))) >= 3  # the script and its two train.py jobs
     script.send_signal(signal.SIGTERM)
     stdout, stderr = script.communicate(timeout=60)
@@ -202,14 +208,7 @@ def test_a_failure_of_the_script_itself_names_the_line_and_stops_every_job(tmp_p
     (bin_dir / "sleep").chmod(0o755)
     environment = {**os.environ, "PYTHON": sys.executable, "PATH": f"{bin_dir}:{os.environ['PATH']}",
                    **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
-    script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", "baseline,movement", "-e", "50", "-ps", "0",
-                               "-o", "bars", "-d", str(out), "--", *MICRO], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-    progress = [out / "experiment_logs" / f"work_{method}_sst2" / "progress" for method in ("baseline", "movement")]
-    deadline = time.monotonic() + 120
-    while not all(path.exists() for path in progress) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert all(path.exists() for path in progress), "the jobs never started training"
+    script = _start_two_long_jobs(out, environment)
     fail.touch()
     stdout, stderr = script.communicate(timeout=60)
     assert script.returncode == 3, f"stdout:\n{stdout[-2000:]}\nstderr:\n{stderr[-2000:]}"
