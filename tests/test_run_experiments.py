@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,7 +205,8 @@ def test_a_failure_of_the_script_itself_names_the_line_and_stops_every_job(tmp_p
     # A stand-in `sleep` fails the main loop's `sleep 0.5` once the jobs train: an error in the script itself.
     out, bin_dir, fail = tmp_path / "out", tmp_path / "bin", tmp_path / "fail-now"
     bin_dir.mkdir()
-    (bin_dir / "sleep").write_text(f'#!/bin/sh\n[ "$1" = 0.5 ] && [ -e {fail} ] && exit 3\nexec /bin/sleep "$@"\n')
+    real = shutil.which("sleep")
+    (bin_dir / "sleep").write_text(f'#!/bin/sh\n[ "$1" = 0.5 ] && [ -e {fail} ] && exit 3\nexec {real} "$@"\n')
     (bin_dir / "sleep").chmod(0o755)
     environment = {**os.environ, "PYTHON": sys.executable, "PATH": f"{bin_dir}:{os.environ['PATH']}",
                    **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
