@@ -5,7 +5,7 @@ Uses the checkpoints of bench/finetune_pretrained.py (bench_results/finetune_min
 of what the targets need, printing each run as it ends (run it in the background: K-prune takes minutes per
 run):
 1. SST-2 Fisher at every constraint with sample seeds 0, 1, 2: the dev accuracy after each stage (search,
-   rearrange, rescale) and its seed mean;
+   rearrange, rescale, bias correction) and its seed mean;
 2. SST-2 K-prune (tuned: the default) and K-prune without tuning at 0.5 and 0.4, seed 0;
 3. MRPC Fisher and K-prune at 0.6 and 0.4, seed 0;
 4. SST-2 K-prune both ways at 0.7 and 0.6, then seeds 1 and 2 at 0.5.
@@ -15,9 +15,11 @@ at 0.4; Fisher under 90 s and K-prune under 300 s per run.
 
     python bench/pretrained_pruning.py [PHASES]   # e.g. 1,2 (default: 1,2,3,4)
     python bench/pretrained_pruning.py sst2:kprune:0.4 mrpc:fisher:0.6:0   # single runs, task:method:constraint[:seed]
+    PRUNE_ARGS="--bias_correction false" python bench/pretrained_pruning.py 1   # more prune.py flags for every run
 """
 
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -28,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKPOINTS = os.environ.get("CHECKPOINTS") or os.path.join(ROOT, "bench_results", "finetune_minilm")
 METHODS = {"fisher": (), "kprune": ("--method", "kprune"),
            "kprune-notune": ("--method", "kprune", "--sublayerwise_tuning", "false")}
+PRUNE_ARGS = shlex.split(os.environ.get("PRUNE_ARGS", ""))
 RESULTS = {}  # (task, method, constraint, seed) -> metrics
 
 
@@ -46,7 +49,7 @@ def final_metric(metrics, task):
 def run(task, method, constraint, seed):
     out = tempfile.mkdtemp(prefix=f"bench_{task}_{method}_{constraint}_{seed}_")
     metrics = prune_metrics(checkpoint(task), out, "--constraint", str(constraint), "--seed", str(seed),
-                            "--verbose", "0", *METHODS[method])
+                            "--verbose", "0", *METHODS[method], *PRUNE_ARGS)
     RESULTS[task, method, constraint, seed] = metrics
     value, key = final_metric(metrics, task)
     kept = metrics["kept"]
@@ -63,7 +66,7 @@ def phase_1():
             run("sst2", "fisher", constraint, seed)
         runs = [RESULTS["sst2", "fisher", constraint, seed] for seed in (0, 1, 2)]
         means = {stage: statistics.mean(m["dev"][stage]["dev_accuracy"] for m in runs) for stage in runs[0]["dev"]}
-        spread = [m["dev"]["rescale"]["dev_accuracy"] for m in runs]
+        spread = [m["dev"][m["final"]]["dev_accuracy"] for m in runs]
         print(f"sst2 fisher {constraint} seed means: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
               + f"; final min {min(spread):.4f} max {max(spread):.4f}; mean pruning "
               f"{statistics.mean(m['seconds']['pruning'] for m in runs):.0f} s", flush=True)
@@ -96,15 +99,15 @@ def targets():
         return
     dense = fisher[0.6][0]["dev"]["dense"]["dev_accuracy"]
 
-    def mean(runs, stage="rescale"):
-        return statistics.mean(m["dev"][stage]["dev_accuracy"] for m in runs)
+    def mean(runs, stage=None):  # default: each run's final stage
+        return statistics.mean(m["dev"][stage or m["final"]]["dev_accuracy"] for m in runs)
 
     for constraint, allowed in ((0.6, 0.5), (0.4, 2.0)):
         drop = 100 * (dense - mean(fisher[constraint]))
         print(f"target: fisher at {constraint} within {allowed} points of dense {dense:.4f}: {drop:+.2f} points "
               f"below ({'PASS' if drop <= allowed else 'FAIL'})")
     for constraint, runs in fisher.items():
-        stages = ["search", "rearrange", "rescale"]
+        stages = [stage for stage in runs[0]["dev"] if stage != "dense"]
         values = [mean(runs, stage) for stage in stages]
         lowered = [f"{stage} {values[i + 1] - values[i]:+.4f}" for i, stage in enumerate(stages[1:])
                    if values[i + 1] < values[i]]
@@ -131,6 +134,8 @@ def targets():
 
 
 def main():
+    if PRUNE_ARGS:
+        print(f"every run adds PRUNE_ARGS: {shlex.join(PRUNE_ARGS)}", flush=True)
     if len(sys.argv) > 1 and ":" in sys.argv[1]:
         for spec in sys.argv[1:]:
             task, method, constraint, *seed = spec.split(":")

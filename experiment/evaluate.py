@@ -6,7 +6,8 @@
     python evaluate.py --ckpt_dir my-bert-qqp/ --task qqp   # a Hugging Face folder fine-tuned elsewhere
 
 `--masks_dir` takes any mask folder (`gated_bert.mask_folders`): prune.py's,
-a gumbel run's, or one written before `masks.json` existed.
+a gumbel run's, or one written before `masks.json` existed. A folder's logit
+bias correction (prune.py's, by default) is added to the classifier's bias.
 
 Prints one JSON object: the dev loss and metrics, the kept heads and neurons
 and their MACs. `--slice` scores the physically smaller model instead
@@ -48,24 +49,28 @@ def evaluate(args, environ):
     """The JSON-ready result for `args`: the inputs are checked first, then TensorFlow is started."""
     model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
                                          args.max_eval_samples, args.task)
-    masks = read_mask_folder(args.masks_dir).masks if args.masks_dir else {}
+    folder = read_mask_folder(args.masks_dir) if args.masks_dir else None
     quiet_start()
-    return score_checkpoint(args, model_path, config, masks)
+    return score_checkpoint(args, model_path, config, folder.masks if folder else {},
+                            folder.logit_bias if folder else None)
 
 
-def score_checkpoint(args, model_path, config, masks):
-    """Load the checkpoint, put `masks` on its gates (and slice it with `--slice`), score it on the dev set."""
+def score_checkpoint(args, model_path, config, masks, logit_bias=None):
+    """Load the checkpoint, put `masks` on its gates and add `logit_bias` to its classifier's bias (and slice it
+    with `--slice`), score it on the dev set."""
     import numpy as np
 
     from efficiency import count_macs, mac_shape
     from experiment.checkpoints import dev_dataset, load_checkpoint
-    from gated import count_parameters, set_structured_masks, structured_gates
+    from gated import add_logit_bias, count_parameters, set_structured_masks, structured_gates
     from gated.slicing import slice_pruned
     from tasks import load_tokenizer, score_model
 
     model = load_checkpoint(model_path, config)
     try:
         set_structured_masks(model, masks)
+        if logit_bias is not None:
+            add_logit_bias(model, logit_bias)
     except ValueError as error:
         raise MaskFolderError(f"the masks in {args.masks_dir} do not fit this model: {error}; they were made for "
                               "another model") from None

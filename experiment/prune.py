@@ -10,7 +10,9 @@
 `--method fisher` (Kwon et al., NeurIPS 2022): Fisher information of the
 head and neuron gates on a sample of training rows, a global search of how
 many heads and neurons to keep, per-layer rearrangement of which ones, and
-least-squares rescaling of the kept ones. No weight is trained. Writes
+least-squares rescaling of the kept ones; then a shift of the classifier's
+bias that brings the pruned model's predictions on the sample back to the
+dense model's (`pruners.posttrain.bias_correction`). No weight is trained. Writes
 `<output_dir>/<model>/<task>/<metric>/<constraint>/seed_<seed>/`: a mask
 folder (`head_mask.npy`, `neuron_mask.npy`, `masks.json`; see
 `gated_bert.mask_folders`), `log.txt` and `metrics.json`;
@@ -77,6 +79,9 @@ def build_parser():
         "implementation's scale (a head's knowledge per context dimension) [the head width: 64 on BERT-base as in "
         "the reference, 32 on MiniLM; importance per MAC alone]")
     add("--T", type=float, default=2.0, help="kprune: softmax temperature of predictive knowledge [2]")
+    add_bool_flag(parser, "bias_correction", "fisher: after rescaling, shift the classifier's bias so that the pruned "
+                  "model's mean prediction on the sample (its labels unused) is the dense model's; the mask folder "
+                  "keeps the shift (false: the masks alone, as the method's paper)", default=True)
     add_bool_flag(parser, "sublayerwise_tuning", "kprune: refit each pruned sublayer's output weights by least "
                   "squares, as the method's paper does (false: measurement and search only)", default=True)
     add("--sample_batch_size", type=int, help="rows per sample batch [fisher: 32, its estimate is per batch; "
@@ -231,8 +236,9 @@ class Stages:
         self.seconds[name] = time.perf_counter() - self.tick
         self.tick = time.perf_counter()
 
-    def score(self, name, model, heads, neurons, timed=True):
-        """Record the stage's seconds (unless not `timed`), then score `model` with `heads`/`neurons` on its gates."""
+    def score(self, name, model, heads, neurons, timed=True, logit_bias=None):
+        """Record the stage's seconds (unless not `timed`), then score `model` with `heads`/`neurons` on its gates
+        (and its classifier's bias shifted by `logit_bias`)."""
         import numpy as np
 
         from gated import masks_applied
@@ -241,7 +247,7 @@ class Stages:
         if timed:
             self.seconds[name] = time.perf_counter() - self.tick
         scored = time.perf_counter()
-        with masks_applied(model, {"head": heads, "neuron": neurons}):
+        with masks_applied(model, {"head": heads, "neuron": neurons}, logit_bias):
             self.scores[name] = score_model(model, self.dev_ds, self.spec, self.labels)
         self.seconds["evaluation"] = self.seconds.get("evaluation", 0.0) + time.perf_counter() - scored
         log.info("%s: dev %s %.4f; kept %d/%d heads, %d/%d neurons; %s %.4g of dense", name,
@@ -252,7 +258,8 @@ class Stages:
 
 
 def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_neurons):
-    """Fisher, search, rearrange, rescale: `(head mask, neuron mask, metrics entries)`; `model` is only read."""
+    """Fisher, search, rearrange, rescale, bias correction: `(head mask, neuron mask, logit bias or None, metrics
+    entries)`; `model` is only read."""
     from experiment.recipe import build_loss
     from pruners.posttrain.fisher import collect_gate_gradients, fisher_importance
     from pruners.posttrain.rearrange import rearrange
@@ -274,12 +281,35 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
     heads, neurons, report = rescale(model, heads, neurons, sample, backend=args.backend,
                                      max_tokens=args.rescale_tokens, seed=args.seed)
     stages.score("rescale", model, heads, neurons)
-    return heads, neurons, {"fisher": fisher, "rearrange": {"head_costs": head_costs, "neuron_costs": neuron_costs},
-                            "rescale": report}
+    extra = {"fisher": fisher, "rearrange": {"head_costs": head_costs, "neuron_costs": neuron_costs},
+             "rescale": report}
+    if not args.bias_correction:
+        return heads, neurons, None, extra
+    logit_bias, extra["bias_correction"] = correct_logit_bias(model, heads, neurons, sample, spec)
+    stages.score("bias_correction", model, heads, neurons, logit_bias=logit_bias)
+    return heads, neurons, logit_bias, extra
+
+
+def correct_logit_bias(model, heads, neurons, sample, spec):
+    """The logit bias correction of the masks on the sample, and its metrics entry."""
+    from gated import masks_applied
+    from pruners.posttrain.bias_correction import compiled_logits, fit_logit_bias, logit_distance, sample_logits
+
+    forward = compiled_logits(model, sample[0][0])
+    dense = sample_logits(forward, sample)
+    with masks_applied(model, {"head": heads, "neuron": neurons}):
+        pruned = sample_logits(forward, sample)
+    shift = fit_logit_bias(dense, pruned, regression=spec.is_regression)
+    measure = "mse" if spec.is_regression else "kl"
+    before, after = (logit_distance(dense, logits, spec.is_regression) for logits in (pruned, pruned + shift))
+    log.info("bias correction: logit bias %s; on the sample, %s from the dense model's logits %.4g -> %.4g",
+             [round(float(value), 4) for value in shift], measure, before, after)
+    return shift, {"logit_bias": shift.tolist(), f"{measure}_before": before, f"{measure}_after": after}
 
 
 def kprune_stages(args, config, model, spec, sample, budget, stages, out):
-    """K-prune, then the pruned copy saved as a train.py checkpoint: `(head mask, neuron mask, metrics entries)`."""
+    """K-prune, then the pruned copy saved as a train.py checkpoint: `(head mask, neuron mask, None, metrics
+    entries)`."""
     import datetime
 
     from pruners.posttrain.kprune import kprune
@@ -298,8 +328,9 @@ def kprune_stages(args, config, model, spec, sample, budget, stages, out):
     result.model.save(checkpoint)
     log.info("saved the pruned model (masks on its gates%s) as %s",
              ", output weights tuned" if args.sublayerwise_tuning else "", os.path.basename(checkpoint))
-    return result.head_mask, result.neuron_mask, {"kprune": {"steps": result.steps, "seconds": result.seconds,
-                                                             "checkpoint": os.path.basename(checkpoint), "mu": mu}}
+    return result.head_mask, result.neuron_mask, None, {
+        "kprune": {"steps": result.steps, "seconds": result.seconds, "checkpoint": os.path.basename(checkpoint),
+                   "mu": mu}}
 
 
 def run(args, config, model_path, luts, out):
@@ -325,13 +356,14 @@ def run(args, config, model_path, luts, out):
     stages.score("dense", model, gates["head"], gates["neuron"], timed=False)
     # -- Pruning -------------------------------------------------------------------
     if args.method == "kprune":
-        heads, neurons, extra = kprune_stages(args, config, model, spec, sample, budget, stages, out)
+        heads, neurons, logit_bias, extra = kprune_stages(args, config, model, spec, sample, budget, stages, out)
     else:
-        heads, neurons, extra = fisher_stages(args, model, spec, sample, budget, stages, *alive)
+        heads, neurons, logit_bias, extra = fisher_stages(args, model, spec, sample, budget, stages, *alive)
     # -- Outputs -------------------------------------------------------------------
     final = list(stages.scores)[-1]
     write_mask_folder(out, {"head": heads, "neuron": neurons},
-                      {"written_by": "prune.py", "method": args.method, "stage": final, "checkpoint": model_path})
+                      {"written_by": "prune.py", "method": args.method, "stage": final, "checkpoint": model_path},
+                      logit_bias=logit_bias)
     metrics = {"checkpoint": model_path, "method": args.method, "task": spec.name, "metric": args.metric,
                "constraint": args.constraint, "removed": 1 - args.constraint,
                "primary_metric": f"dev_{spec.primary_metric}", "dev": stages.scores, "final": final,

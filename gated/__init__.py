@@ -9,6 +9,7 @@ from gated.encoder import INPUT_NAMES, EncoderBlock, EncoderEmbeddings, build_ga
 from gated.feed_forward import GatedFeedForward
 from gated.gumbel_gate import GumbelGate
 from gated.masks import (
+    add_logit_bias,
     collect_gated_layers,
     copy_model,
     count_parameters,
@@ -38,6 +39,7 @@ from gated.pretrained import load_pretrained, save_pretrained
 from gated_bert.vocabulary import PRESETS, UNIT_KINDS, expand_unit_kinds
 
 __all__ = [
+    "add_logit_bias",
     "INPUT_NAMES",
     "PRESETS",
     "UNIT_KINDS",

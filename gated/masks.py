@@ -263,16 +263,31 @@ def _rebuilt(model, config):
     return rebuilt
 
 
+def add_logit_bias(model, shift):
+    """Add `shift` (`[num_labels]`, a mask folder's logit bias correction) to the classifier's bias."""
+    bias = model.get_layer("classifier").bias
+    shift = np.asarray(shift, dtype=np.float32)
+    if shift.shape != tuple(bias.shape):
+        raise ValueError(f"a logit bias of shape {shift.shape} does not fit the classifier's bias "
+                         f"{tuple(bias.shape)}")
+    bias.assign(bias.numpy() + shift)
+
+
 @contextlib.contextmanager
-def masks_applied(model, masks):
-    """Set the static gates from `masks` (`{kind: array [layers, units]}`) while the block runs, then restore
-    the gates the model had: how a candidate mask is scored without leaving it on the model."""
+def masks_applied(model, masks, logit_bias=None):
+    """Set the static gates from `masks` (`{kind: array [layers, units]}`), and shift the classifier's bias by
+    `logit_bias` if given, while the block runs; then restore what the model had: how a candidate mask is
+    scored without leaving it on the model."""
     saved = structured_gates(model, tuple(masks))
+    saved_bias = model.get_layer("classifier").bias.numpy()
     set_structured_masks(model, masks)
     try:
+        if logit_bias is not None:
+            add_logit_bias(model, logit_bias)
         yield model
     finally:
         set_structured_masks(model, saved)
+        model.get_layer("classifier").bias.assign(saved_bias)
 
 
 def save_learned_masks(model, folder, source=None):

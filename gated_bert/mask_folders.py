@@ -3,7 +3,9 @@
 A folder holds, per unit kind (`gated_bert.vocabulary.UNIT_KINDS`), `<kind>_mask.npy`: float32
 `[layers, units]`, 0 for a removed unit, 1 (binary) or a scale (real-valued, after rescaling) for a kept
 one; learned-mask runs add `<kind>_logits.npy`. Beside them, `masks.json` names the kinds, their shapes
-and files, whether each is binary, and where the masks came from (`source`, free-form).
+and files, whether each is binary, and where the masks came from (`source`, free-form); prune.py's folders
+may add `logit_bias`, a shift of the classifier's bias that goes with the masks (one number per label;
+`pruners.posttrain.bias_correction`).
 
 Folders written before this format had no `masks.json`; they still load: prune.py's (`head_mask.npy` and
 `neuron_mask.npy`) and gumbel runs' (`head_mask.npy`, `ffn_intermediate_mask.npy`, `ffn_output_mask.npy`,
@@ -31,11 +33,13 @@ class MaskFolderError(ValueError):
 
 @dataclasses.dataclass
 class MaskFolder:
-    """What a mask folder holds: `masks` and `logits` as `{kind: float32 array [layers, units]}`."""
+    """What a mask folder holds: `masks` and `logits` as `{kind: float32 array [layers, units]}`, and the
+    logit bias that goes with the masks (float32 `[num_labels]`) or None."""
 
     masks: dict
     logits: dict
     source: dict
+    logit_bias: np.ndarray | None = None
 
 
 def mask_file(kind):
@@ -46,8 +50,9 @@ def logits_file(kind):
     return f"{kind}_logits.npy"
 
 
-def write_mask_folder(folder, masks, source, logits=None):
-    """Write `masks` (and learned `logits`), `{kind: array [layers, units]}`, and `masks.json` into `folder`.
+def write_mask_folder(folder, masks, source, logits=None, logit_bias=None):
+    """Write `masks` (and learned `logits`), `{kind: array [layers, units]}`, and `masks.json` (with the
+    `logit_bias` that goes with the masks, if any) into `folder`.
 
     Every file is written atomically, `masks.json` last, so a folder with a `masks.json` is complete.
     Returns the file names written.
@@ -67,8 +72,10 @@ def write_mask_folder(folder, masks, source, logits=None):
         with atomic_path(os.path.join(folder, name)) as tmp:
             np.save(tmp, array)
         written.append(name)
-    write_json_atomic(os.path.join(folder, MASKS_JSON), {"format": FORMAT, "version": VERSION, "kinds": entries,
-                                                         "source": source})
+    described = {"format": FORMAT, "version": VERSION, "kinds": entries, "source": source}
+    if logit_bias is not None:
+        described["logit_bias"] = [float(value) for value in np.ravel(logit_bias)]
+    write_json_atomic(os.path.join(folder, MASKS_JSON), described)
     return [*written, MASKS_JSON]
 
 
@@ -116,7 +123,14 @@ def _read_described(folder):
                                   f"{MASKS_JSON} says {tuple(entry['shape'])}")
         if "logits" in entry:
             logits[kind] = _load(folder, entry["logits"])
-    return MaskFolder(masks, logits, described.get("source") or {})
+    logit_bias = described.get("logit_bias")
+    if logit_bias is not None:
+        if not (isinstance(logit_bias, list) and logit_bias
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in logit_bias)):
+            raise MaskFolderError(f"{os.path.join(folder, MASKS_JSON)}: logit_bias must be a list of numbers, one "
+                                  f"per label, got {logit_bias!r}")
+        logit_bias = np.asarray(logit_bias, np.float32)
+    return MaskFolder(masks, logits, described.get("source") or {}, logit_bias)
 
 
 def _read_legacy(folder):

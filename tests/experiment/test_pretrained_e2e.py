@@ -106,7 +106,7 @@ def test_prune_and_evaluate_take_the_fine_tuned_checkpoint(baseline, tmp_path, g
     assert evaluate.main(["--ckpt_dir", str(ckpt), "--masks_dir", str(metrics_path.parent), *flags[4:]],
                          env) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["dev_accuracy"] == metrics["dev"]["rescale"]["dev_accuracy"]
+    assert result["dev_accuracy"] == metrics["dev"][metrics["final"]]["dev_accuracy"]
 
 
 def test_a_hugging_face_folder_is_a_checkpoint_when_it_has_its_head(tmp_path, glue_dir, pretrained, capsys):

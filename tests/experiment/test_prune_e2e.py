@@ -50,8 +50,9 @@ def test_prune_writes_every_output_and_evaluate_reproduces_its_metric(checkpoint
                                                         "neuron_mask.npy"]
     assert [p.name for p in folder.parent.iterdir()] == ["seed_3"]  # no partial folder left
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert list(metrics["dev"]) == ["dense", "search", "rearrange", "rescale"]
-    assert {"load", "fisher", "search", "rearrange", "rescale", "evaluation", "pruning"} <= set(metrics["seconds"])
+    assert list(metrics["dev"]) == ["dense", "search", "rearrange", "rescale", "bias_correction"]
+    assert {"load", "fisher", "search", "rearrange", "rescale", "bias_correction", "evaluation",
+            "pruning"} <= set(metrics["seconds"])
     assert metrics["fisher"]["samples"] == 64 and metrics["fisher"]["samples_per_second"] > 0
     macs = metrics["macs"]
     assert macs["after"] <= 0.6 * macs["dense"] and macs["before"] == macs["dense"]
@@ -59,13 +60,18 @@ def test_prune_writes_every_output_and_evaluate_reproduces_its_metric(checkpoint
     masks = read_mask_folder(folder)
     heads, neurons = masks.masks["head"], masks.masks["neuron"]
     assert heads.shape == (2, 2) and neurons.shape == (2, 64)
-    assert masks.source["stage"] == "rescale" and masks.source["method"] == "fisher"
+    assert masks.source["stage"] == "bias_correction" and masks.source["method"] == "fisher"
+    correction = metrics["bias_correction"]
+    np.testing.assert_array_equal(masks.logit_bias, np.float32(correction["logit_bias"]))
+    assert masks.logit_bias.shape == (2,) and correction["kl_after"] <= correction["kl_before"]
     assert metrics["kept"]["neurons"] == np.count_nonzero(neurons) < 128
     log = (folder / "log.txt").read_text()
     assert "keep 0.6 of its MACs (remove 0.4)" in log and "removed" in log and "rescale: dev accuracy" in log
+    assert "bias correction: logit bias" in log
 
-    # The saved masks score the same again: on the gated model, on the physically smaller one, and from a copy
-    # of the folder in prune.py's earlier format (the two .npy files, no masks.json).
+    # The saved masks (with their logit bias) score the same again: on the gated model and on the physically
+    # smaller one; a copy of the folder in prune.py's earlier format (the two .npy files, no masks.json, so no
+    # logit bias) scores as the masks did before the bias correction.
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     for name in ("head_mask.npy", "neuron_mask.npy"):
@@ -76,10 +82,21 @@ def test_prune_writes_every_output_and_evaluate_reproduces_its_metric(checkpoint
         assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(masks_dir), "--max_eval_samples",
                               "100", *extra], env) == 0
         scored.append(json.loads(capsys.readouterr().out))
-    for result in scored:
-        assert result["dev_accuracy"] == metrics["dev"]["rescale"]["dev_accuracy"]
-        assert result["dev_loss"] == pytest.approx(metrics["dev"]["rescale"]["dev_loss"], abs=1e-5)
+    for result, stage in zip(scored, ("bias_correction", "bias_correction", "rescale"), strict=True):
+        assert result["dev_accuracy"] == metrics["dev"][stage]["dev_accuracy"]
+        assert result["dev_loss"] == pytest.approx(metrics["dev"][stage]["dev_loss"], abs=1e-5)
         assert result["macs"] == macs["after"]
+    # This micro model's logits hardly move under pruning, so its correction is ~0: a copy of the folder with a
+    # large logit bias shows that evaluate.py applies it (every row predicted label 0, counted from the TSV).
+    shifted = tmp_path / "shifted"
+    shutil.copytree(folder, shifted)
+    described = json.loads((shifted / "masks.json").read_text())
+    (shifted / "masks.json").write_text(json.dumps({**described, "logit_bias": [50.0, -50.0]}))
+    capsys.readouterr()
+    assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(shifted), "--max_eval_samples", "100"],
+                         env) == 0
+    labels = [line.rsplit("\t", 1)[1] for line in (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:101]]
+    assert json.loads(capsys.readouterr().out)["dev_accuracy"] == pytest.approx(labels.count("0") / 100)
     assert scored[1]["parameters"] < scored[0]["parameters"]
 
 
@@ -97,6 +114,17 @@ def test_prune_under_a_latency_budget_with_luts_from_this_machine(checkpoint, tm
     latency = metrics["latency_ms"]
     assert latency["estimated"] <= latency["budget"] == pytest.approx(0.5 * latency["dense"])
     assert metrics["args"]["per_row_fisher"] is True and metrics["fisher"]["samples"] > 0
+
+
+def test_without_bias_correction_the_masks_stand_alone(checkpoint, tmp_path, glue_dir, bert_tokenizer_dir):
+    env = _env(glue_dir, bert_tokenizer_dir)
+    assert run_prune(checkpoint, tmp_path, env, "--constraint", "0.6", "--seed", "3", "--bias_correction",
+                     "false") == 0
+    (folder,) = tmp_path.glob("*/sst2/mac/0.6/seed_3")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert list(metrics["dev"]) == ["dense", "search", "rearrange", "rescale"] and "bias_correction" not in metrics
+    assert "logit_bias" not in json.loads((folder / "masks.json").read_text())
+    assert read_mask_folder(folder).source["stage"] == "rescale"
 
 
 def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint, tmp_path, glue_dir,

@@ -20,7 +20,20 @@ def test_masks_round_trip_with_their_description(tmp_path):
     np.testing.assert_array_equal(folder.masks["head"], heads)
     np.testing.assert_array_equal(folder.masks["neuron"], neurons.astype(np.float32))
     assert folder.masks["neuron"].dtype == np.float32 and folder.logits == {}
-    assert folder.source == {"written_by": "test"}
+    assert folder.source == {"written_by": "test"} and folder.logit_bias is None
+
+
+def test_a_logit_bias_goes_with_the_masks(tmp_path):
+    write_mask_folder(tmp_path, {"head": np.ones((2, 4))}, {}, logit_bias=np.array([0.25, -0.25], np.float32))
+    assert json.loads((tmp_path / "masks.json").read_text())["logit_bias"] == [0.25, -0.25]
+    folder = read_mask_folder(tmp_path)
+    assert folder.logit_bias.dtype == np.float32
+    np.testing.assert_array_equal(folder.logit_bias, [0.25, -0.25])
+    for bad in ([], ["0.1"], 0.5, [True, 0.1]):
+        described = json.loads((tmp_path / "masks.json").read_text())
+        (tmp_path / "masks.json").write_text(json.dumps({**described, "logit_bias": bad}))
+        with pytest.raises(MaskFolderError, match=r"logit_bias must be a list of numbers, one per label, got"):
+            read_mask_folder(tmp_path)
 
 
 def test_logits_and_the_earlier_kind_name(tmp_path):
