@@ -92,11 +92,12 @@ def test_prune_writes_every_output_and_evaluate_reproduces_its_metric(checkpoint
     shutil.copytree(folder, shifted)
     described = json.loads((shifted / "masks.json").read_text())
     (shifted / "masks.json").write_text(json.dumps({**described, "logit_bias": [50.0, -50.0]}))
-    capsys.readouterr()
-    assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(shifted), "--max_eval_samples", "100"],
-                         env) == 0
     labels = [line.rsplit("\t", 1)[1] for line in (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:101]]
-    assert json.loads(capsys.readouterr().out)["dev_accuracy"] == pytest.approx(labels.count("0") / 100)
+    for extra in ([], ["--slice"]):
+        capsys.readouterr()
+        assert evaluate.main(["--ckpt_dir", str(checkpoint), "--masks_dir", str(shifted), "--max_eval_samples",
+                              "100", *extra], env) == 0
+        assert json.loads(capsys.readouterr().out)["dev_accuracy"] == pytest.approx(labels.count("0") / 100)
     assert scored[1]["parameters"] < scored[0]["parameters"]
 
 
