@@ -39,10 +39,10 @@ from gated.pretrained import load_pretrained, save_pretrained
 from gated_bert.vocabulary import PRESETS, UNIT_KINDS, expand_unit_kinds
 
 __all__ = [
-    "add_logit_bias",
     "INPUT_NAMES",
     "PRESETS",
     "UNIT_KINDS",
+    "add_logit_bias",
     "EncoderBlock",
     "EncoderEmbeddings",
     "GatedDense",

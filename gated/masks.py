@@ -279,7 +279,7 @@ def masks_applied(model, masks, logit_bias=None):
     `logit_bias` if given, while the block runs; then restore what the model had: how a candidate mask is
     scored without leaving it on the model."""
     saved = structured_gates(model, tuple(masks))
-    saved_bias = model.get_layer("classifier").bias.numpy()
+    saved_bias = None if logit_bias is None else model.get_layer("classifier").bias.numpy()
     set_structured_masks(model, masks)
     try:
         if logit_bias is not None:
@@ -287,7 +287,8 @@ def masks_applied(model, masks, logit_bias=None):
         yield model
     finally:
         set_structured_masks(model, saved)
-        model.get_layer("classifier").bias.assign(saved_bias)
+        if saved_bias is not None:
+            model.get_layer("classifier").bias.assign(saved_bias)
 
 
 def save_learned_masks(model, folder, source=None):
