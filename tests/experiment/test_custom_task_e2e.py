@@ -90,6 +90,18 @@ def test_a_json_lines_regression_task_of_pairs(tmp_path, wordpiece_dir, capsys):
     assert evaluate.main(["--ckpt_dir", str(ckpt), "--checkpoint", "last", "--verbose", "0"], {}) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["dev_pearson"] == pytest.approx(meta["final"]["dev_pearson"])
+    # prune.py on it: the regression head's bias correction is fitted by least squares (the mean difference).
+    assert prune.main(["--ckpt_dir", str(ckpt), "--constraint", "0.5", "--num_samples", "16", "--sample_batch_size",
+                       "8", "--output_dir", str(tmp_path / "pruned"), "--verbose", "0"], {}) == 0
+    (metrics_path,) = (tmp_path / "pruned").glob("**/metrics.json")
+    metrics = json.loads(metrics_path.read_text())
+    correction = metrics["bias_correction"]
+    assert metrics["final"] == "bias_correction" and len(correction["logit_bias"]) == 1
+    assert correction["mse_after"] <= correction["mse_before"]
+    assert evaluate.main(["--ckpt_dir", str(ckpt), "--masks_dir", str(metrics_path.parent), "--verbose", "0"],
+                         {}) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["dev_pearson"] == pytest.approx(metrics["dev"]["bias_correction"]["dev_pearson"], abs=1e-6)
 
 
 def test_custom_task_errors_are_clear(tmp_path, wordpiece_dir, capsys):
