@@ -293,12 +293,13 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
 def correct_logit_bias(model, heads, neurons, sample, spec):
     """The logit bias correction of the masks on the sample, and its metrics entry."""
     from gated import masks_applied
-    from pruners.posttrain.bias_correction import compiled_logits, fit_logit_bias, logit_distance, sample_logits
+    from pruners.posttrain.bias_correction import fit_logit_bias, logit_distance, sample_logits
+    from pruners.posttrain.probe import GateProbe
 
-    forward = compiled_logits(model, sample[0][0])
-    dense = sample_logits(forward, sample)
+    probe = GateProbe(model, "bias correction")
+    dense = sample_logits(probe, sample)
     with masks_applied(model, {"head": heads, "neuron": neurons}):
-        pruned = sample_logits(forward, sample)
+        pruned = sample_logits(probe, sample)
     shift = fit_logit_bias(dense, pruned, regression=spec.is_regression)
     measure = "mse" if spec.is_regression else "kl"
     before, after = (logit_distance(dense, logits, spec.is_regression) for logits in (pruned, pruned + shift))

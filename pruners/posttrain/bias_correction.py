@@ -63,14 +63,13 @@ def logit_distance(dense_logits, pruned_logits, regression=False):
     return float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)))
 
 
-def compiled_logits(model, features):
-    """`model`'s logits as one compiled function for every batch shape like `features` (a batch's inputs). The
-    gates are variables, so the function sees masks set after it was traced."""
-    signature = {name: tf.TensorSpec([None, None], tensor.dtype) for name, tensor in features.items()}
-    return tf.function(lambda inputs: model(inputs, training=False), input_signature=[signature])
-
-
-def sample_logits(forward, batches):
-    """`forward`'s logits (`compiled_logits`) on every sample batch (`(features, labels)` pairs), stacked:
-    `[rows, num_labels]`."""
-    return np.concatenate([forward(features).numpy() for features, _ in batches])
+def sample_logits(probe, batches):
+    """The logits of a `GateProbe`'s model, with the gates it has now, on every sample batch (`(features, labels)`
+    pairs), stacked: `[rows, num_labels]`. The probe's compiled pass serves every batch shape and reads the
+    gates as variables, so one probe scores the dense model and then the masked one."""
+    logits = []
+    for features, _ in batches:
+        x, mask = probe.embed(features), tf.convert_to_tensor(features["attention_mask"])
+        forward = probe.compiled("logits", lambda x, mask: probe.forward(x, mask, 0), x, mask)
+        logits.append(forward(x, mask).numpy())
+    return np.concatenate(logits)

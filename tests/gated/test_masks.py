@@ -100,11 +100,10 @@ def test_masks_applied_sets_the_gates_only_inside_the_block(micro_model):
 def test_a_logit_bias_shifts_the_logits_inside_the_block_only(micro_model, micro_batch):
     from gated import add_logit_bias, masks_applied
 
-    inputs = micro_batch
-    logits = np.asarray(micro_model(inputs))
+    logits = np.asarray(micro_model(micro_batch))
     shift = np.array([0.5, -1.5], "float32")
     with masks_applied(micro_model, {}, logit_bias=shift):
-        np.testing.assert_allclose(np.asarray(micro_model(inputs)), logits + shift, atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(micro_model(inputs)), logits)
+        np.testing.assert_allclose(np.asarray(micro_model(micro_batch)), logits + shift, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(micro_model(micro_batch)), logits)
     with pytest.raises(ValueError, match=r"a logit bias of shape \(3,\) does not fit the classifier's bias \(2,\)"):
         add_logit_bias(micro_model, np.zeros(3))

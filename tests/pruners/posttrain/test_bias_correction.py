@@ -52,16 +52,17 @@ def test_logits_of_different_shapes_are_refused():
         fit_logit_bias(np.zeros((3, 2)), np.zeros((3, 3)))
 
 
-def test_the_compiled_logits_follow_the_gates_set_after_tracing(micro_model, micro_batch):
+def test_the_sample_logits_follow_the_gates_set_after_tracing(micro_model, micro_batch):
     from gated import masks_applied
-    from pruners.posttrain.bias_correction import compiled_logits, sample_logits
+    from pruners.posttrain.bias_correction import sample_logits
+    from pruners.posttrain.probe import GateProbe
 
     batches = [(micro_batch, None), ({name: value[:2, :5] for name, value in micro_batch.items()}, None)]
-    forward = compiled_logits(micro_model, micro_batch)
-    dense = sample_logits(forward, batches)
+    probe = GateProbe(micro_model)
+    dense = sample_logits(probe, batches)
     heads = np.array([[1, 0, 1, 1], [0, 0, 1, 0]], "float32")
     with masks_applied(micro_model, {"head": heads}):
-        pruned = sample_logits(forward, batches)
+        pruned = sample_logits(probe, batches)
         eager = np.concatenate([np.asarray(micro_model(features)) for features, _ in batches])
     assert dense.shape == (5, 2) and not np.allclose(pruned, dense)
     np.testing.assert_allclose(pruned, eager, atol=1e-5)
