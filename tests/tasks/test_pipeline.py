@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tasks import TokenizedSplit
-from tasks.pipeline import bucket_boundaries, count_batches, make_dataset
+from tasks.pipeline import bucket_boundaries, count_batches, make_dataset, without_autotune
 
 
 def synthetic_split(n=300, seed=0, max_len=64):
@@ -79,3 +80,14 @@ def test_empty_split_is_rejected():
     empty = TokenizedSplit(np.zeros(0, "int32"), np.zeros(0, "int32"), np.zeros(1, "int64"), np.zeros(0, "int64"))
     with pytest.raises(ValueError, match="empty split"):
         make_dataset(empty, 8, shuffle=False)
+
+
+@pytest.mark.parametrize("dynamic_padding", [True, False])
+def test_datasets_run_without_autotuning_also_after_more_stages(dynamic_padding):
+    # Autotuning's thread makes deleting an iterator wait up to the epoch's own length (see without_autotune).
+    dataset = make_dataset(synthetic_split(), 32, shuffle=True, seed=1, dynamic_padding=dynamic_padding)
+    assert dataset.options().autotune.enabled is False
+    assert dataset.cache().take(2).options().autotune.enabled is False
+    plain = tf.data.Dataset.range(3)
+    assert plain.options().autotune.enabled is not False  # TensorFlow's default: on
+    assert without_autotune(plain).options().autotune.enabled is False
