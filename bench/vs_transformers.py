@@ -3,7 +3,8 @@
 
 Both load all-MiniLM-L6-v2 (6 x 384, 12 heads, FFN 1,536) with a fresh 2-label head and train on the same first
 SST-2 rows in the same batches of 32, each padded to its longest row, in the same order: forward, backward,
-AdamW step (lr 5e-5, gradient clipping at 1.0), dropout 0.1. The contenders take turns, one epoch each, for
+AdamW step (lr 5e-5, gradient clipping at 1.0), dropout 0.1; ours reads them through `tf.data` with autotuning
+off, as our own pipeline does (`tasks.pipeline.without_autotune`). The contenders take turns, one epoch each, for
 several rounds; the median examples/s is reported. A third line runs our own pipeline (length-bucketed
 batches of 32 from the same rows, `tasks.pipeline.make_dataset`). Target: ours / transformers >= 1.5.
 
@@ -95,7 +96,7 @@ def main():
     torch.set_num_interop_threads(1)
 
     from tasks import TASKS, load_split, load_tokenizer
-    from tasks.pipeline import make_dataset
+    from tasks.pipeline import make_dataset, without_autotune
 
     minilm = minilm_or_exit()
     from common import glue_inputs_or_exit
@@ -105,11 +106,11 @@ def main():
     split = load_split(TASKS["sst2"], "train", load_tokenizer(minilm), data_dir=glue, max_len=128, cache_dir=cache,
                        limit=ROWS)
     batches = padded_batches(split)
-    same = tf.data.Dataset.from_generator(
+    same = without_autotune(tf.data.Dataset.from_generator(
         lambda: ((inputs, labels) for inputs, labels in batches),
         output_signature=({key: tf.TensorSpec((None, None), tf.int64) for key in batches[0][0]},
                           tf.TensorSpec((None,), tf.int64))).apply(
-        tf.data.experimental.assert_cardinality(len(batches))).cache()
+        tf.data.experimental.assert_cardinality(len(batches))).cache())  # as make_dataset's (see without_autotune)
     bucketed = make_dataset(split, BATCH, shuffle=True, seed=0, max_len=128).cache()
     for _ in same:  # fill the caches outside the timing
         pass
