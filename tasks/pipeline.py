@@ -16,7 +16,7 @@ def without_autotune(data):
     `model.fit`, a dev pass or a `for` loop over the dataset then ends only at
     the next `10 ms * (2^k - 1)` (20.47 s, 40.95 s, 81.91 s ...): up to twice
     its time, or 60 s more once the period has reached its cap (MiniLM
-    training epochs of 27 to 30 s took 40.95 s in two of every three).
+    training epochs of 27 to 30 s took 40.95 s in about half of them).
     Our pipelines slice pre-tokenized arrays and have nothing worth tuning.
     """
     options = tf.data.Options()
