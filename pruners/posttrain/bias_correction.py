@@ -21,7 +21,6 @@ over-fitted the way a per-unit fit can.
 """
 
 import numpy as np
-import tensorflow as tf
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 
@@ -65,11 +64,6 @@ def logit_distance(dense_logits, pruned_logits, regression=False):
 
 def sample_logits(probe, batches):
     """The logits of a `GateProbe`'s model, with the gates it has now, on every sample batch (`(features, labels)`
-    pairs), stacked: `[rows, num_labels]`. The probe's compiled pass serves every batch shape and reads the
-    gates as variables, so one probe scores the dense model and then the masked one."""
-    logits = []
-    for features, _ in batches:
-        x, mask = probe.embed(features), tf.convert_to_tensor(features["attention_mask"])
-        forward = probe.compiled("logits", lambda x, mask: probe.forward(x, mask, 0), x, mask)
-        logits.append(forward(x, mask).numpy())
-    return np.concatenate(logits)
+    pairs), stacked: `[rows, num_labels]`. `GateProbe.predict` is one compiled pass for every batch shape that
+    reads the gates as variables, so one probe scores the dense model and then the masked one."""
+    return np.concatenate([probe.predict(features).numpy() for features, _ in batches])

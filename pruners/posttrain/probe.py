@@ -129,3 +129,9 @@ class GateProbe:
         if start == 0:
             return x
         return self.compiled(("state", start), lambda x, mask: self.forward(x, mask, 0, stop=start), x, mask)(x, mask)
+
+    def predict(self, inputs):
+        """The logits for a batch of model inputs through one compiled pass (no scales): it reads the gates as
+        variables, so gates set after it was traced count."""
+        x, mask = self.embed(inputs), tf.convert_to_tensor(inputs["attention_mask"])
+        return self.compiled("logits", lambda x, mask: self.forward(x, mask, 0), x, mask)(x, mask)
