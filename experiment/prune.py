@@ -23,9 +23,10 @@ stage's masks are put on them only while they are scored.
 `--method kprune` (Park et al., ICLR 2024; MAC budget only): sublayer by
 sublayer, bottom to top, knowledge measurement, a global mask search, and
 least-squares tuning of the kept units' output
-weights (see `pruners.posttrain.kprune`). Writes the same files under
-`<task>/kprune_mac/...`, plus the tuned model as a train.py checkpoint
-(`config_kprune_<time>.json`, `best_kprune_<time>.keras`), which
+weights (see `pruners.posttrain.kprune`); then the same bias correction, fitted
+on K-prune's sample and added to the pruned model's classifier bias. Writes the
+same files under `<task>/kprune_mac/...`, plus the pruned model as a train.py
+checkpoint (`config_kprune_<time>.json`, `best_kprune_<time>.keras`), which
 `evaluate.py --ckpt_dir` and `prune.py --ckpt_dir` load.
 """
 
@@ -79,9 +80,10 @@ def build_parser():
         "implementation's scale (a head's knowledge per context dimension) [the head width: 64 on BERT-base as in "
         "the reference, 32 on MiniLM; importance per MAC alone]")
     add("--T", type=float, default=2.0, help="kprune: softmax temperature of predictive knowledge [2]")
-    add_bool_flag(parser, "bias_correction", "fisher: after rescaling, shift the classifier's bias so that the pruned "
-                  "model's mean prediction on the sample (its labels unused) is the dense model's; the mask folder "
-                  "keeps the shift (false: the masks alone, as the method's paper)", default=True)
+    add_bool_flag(parser, "bias_correction", "after the last stage, shift the classifier's bias so that the pruned "
+                  "model's mean prediction on the sample (its labels unused) is the dense model's; fisher's mask "
+                  "folder keeps the shift, kprune's checkpoint has it in its bias (false: as the methods' papers)",
+                  default=True)
     add_bool_flag(parser, "sublayerwise_tuning", "kprune: refit each pruned sublayer's output weights by least "
                   "squares, as the method's paper does (false: measurement and search only)", default=True)
     add("--sample_batch_size", type=int, help="rows per sample batch [fisher: 32, its estimate is per batch; "
@@ -285,20 +287,23 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
              "rescale": report}
     if not args.bias_correction:
         return heads, neurons, None, extra
-    logit_bias, extra["bias_correction"] = correct_logit_bias(model, heads, neurons, sample, spec)
+    logit_bias, extra["bias_correction"] = correct_logit_bias(model, model, heads, neurons, sample, spec)
     stages.score("bias_correction", model, heads, neurons, logit_bias=logit_bias)
     return heads, neurons, logit_bias, extra
 
 
-def correct_logit_bias(model, heads, neurons, sample, spec):
-    """The logit bias correction of the masks on the sample, and its metrics entry."""
+def correct_logit_bias(dense_model, pruned_model, heads, neurons, sample, spec):
+    """The logit bias correction, on the sample, of `pruned_model` with the masks on its gates against
+    `dense_model` as it is (one model for Fisher, whose stages only read it), and its metrics entry."""
     from gated import masks_applied
     from pruners.posttrain.bias_correction import fit_logit_bias, logit_distance, sample_logits
     from pruners.posttrain.probe import GateProbe
 
-    probe = GateProbe(model, "bias correction")
+    probe = GateProbe(dense_model, "bias correction")
     dense = sample_logits(probe, sample)
-    with masks_applied(model, {"head": heads, "neuron": neurons}):
+    if pruned_model is not dense_model:
+        probe = GateProbe(pruned_model, "bias correction")
+    with masks_applied(pruned_model, {"head": heads, "neuron": neurons}):
         pruned = sample_logits(probe, sample)
     shift = fit_logit_bias(dense, pruned, regression=spec.is_regression)
     measure = "mse" if spec.is_regression else "kl"
@@ -309,10 +314,11 @@ def correct_logit_bias(model, heads, neurons, sample, spec):
 
 
 def kprune_stages(args, config, model, spec, sample, budget, stages, out):
-    """K-prune, then the pruned copy saved as a train.py checkpoint: `(head mask, neuron mask, None, metrics
-    entries)`."""
+    """K-prune and the bias correction (added to the pruned copy's classifier bias), then the copy saved as a
+    train.py checkpoint: `(head mask, neuron mask, None, metrics entries)`; `model` is only read."""
     import datetime
 
+    from gated import add_logit_bias
     from pruners.posttrain.kprune import kprune
 
     mu = float(config.d_model // config.num_heads) if args.mu is None else args.mu
@@ -322,16 +328,22 @@ def kprune_stages(args, config, model, spec, sample, budget, stages, out):
         model, sample, budget=budget.limit, head_cost=budget.head_cost, neuron_cost=budget.neuron_cost,
         lam_pred=args.lam_pred, lam_rep=args.lam_rep, mu=mu, temperature=args.T, regression=spec.is_regression,
         tuning=args.sublayerwise_tuning, backend=args.backend, seed=args.seed)
-    stages.score("kprune", result.model, result.head_mask, result.neuron_mask)
+    heads, neurons = result.head_mask, result.neuron_mask
+    stages.score("kprune", result.model, heads, neurons)
+    extra = {"kprune": {"steps": result.steps, "seconds": result.seconds, "mu": mu}}
+    if args.bias_correction:
+        logit_bias, extra["bias_correction"] = correct_logit_bias(model, result.model, heads, neurons, sample, spec)
+        add_logit_bias(result.model, logit_bias)  # the checkpoint carries it: its mask folder holds no shift
+        stages.score("bias_correction", result.model, heads, neurons)
     stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
     checkpoint = os.path.join(out, f"best_kprune_{stamp}.keras")
     config.save(os.path.join(out, f"config_kprune_{stamp}.json"))
     result.model.save(checkpoint)
-    log.info("saved the pruned model (masks on its gates%s) as %s",
-             ", output weights tuned" if args.sublayerwise_tuning else "", os.path.basename(checkpoint))
-    return result.head_mask, result.neuron_mask, None, {
-        "kprune": {"steps": result.steps, "seconds": result.seconds, "checkpoint": os.path.basename(checkpoint),
-                   "mu": mu}}
+    extra["kprune"]["checkpoint"] = os.path.basename(checkpoint)
+    log.info("saved the pruned model (masks on its gates%s%s) as %s",
+             ", output weights tuned" if args.sublayerwise_tuning else "",
+             ", logit bias added" if args.bias_correction else "", os.path.basename(checkpoint))
+    return heads, neurons, None, extra
 
 
 def run(args, config, model_path, luts, out):

@@ -140,7 +140,10 @@ def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint,
     assert names[0].startswith("best_kprune_") and names[0].endswith(".keras")
     assert names[1] == names[0].replace("best_", "config_").replace(".keras", ".json")
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["method"] == "kprune" and list(metrics["dev"]) == ["dense", "kprune"]
+    assert metrics["method"] == "kprune" and list(metrics["dev"]) == ["dense", "kprune", "bias_correction"]
+    correction = metrics["bias_correction"]
+    assert len(correction["logit_bias"]) == 2 and correction["kl_after"] <= correction["kl_before"]
+    assert "logit_bias" not in json.loads((folder / "masks.json").read_text())  # it is in the checkpoint's bias
     assert metrics["macs"]["after"] <= 0.4 * metrics["macs"]["dense"]
     assert {"load", "kprune", "evaluation", "pruning"} <= set(metrics["seconds"])
     assert set(metrics["kprune"]["seconds"]) == {"measure", "search", "tuning"}
@@ -159,7 +162,7 @@ def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint,
         capsys.readouterr()
         assert evaluate.main([*args, "--max_eval_samples", "100"], env) == 0
         scored.append(json.loads(capsys.readouterr().out))
-    final = metrics["dev"]["kprune"]
+    final = metrics["dev"]["bias_correction"]
     for result in scored[:2]:
         assert result["dev_accuracy"] == final["dev_accuracy"]
         assert result["dev_loss"] == pytest.approx(final["dev_loss"], abs=1e-5)
@@ -171,7 +174,45 @@ def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint,
                if not np.allclose(a.numpy(), b.numpy())}
     tuned = {path for path in changed if path.endswith(("output/kernel", "output/bias"))}
     gates = {path for path in changed if path.endswith(("head_gate", "intermediate/unit_gate"))}
-    assert tuned and changed == tuned | gates  # only the masks and the output projections changed
+    classifier = {path for path in changed if path == original.get_layer("classifier").bias.path}
+    assert tuned and changed == tuned | gates | classifier  # the masks, the output projections, the logit bias
+    shift = tuned_model.get_layer("classifier").bias.numpy() - original.get_layer("classifier").bias.numpy()
+    np.testing.assert_allclose(shift, correction["logit_bias"], atol=1e-6)
+
+
+def test_kprune_puts_its_bias_correction_in_the_checkpoint_and_can_leave_it_out(checkpoint, tmp_path, glue_dir,
+                                                                              bert_tokenizer_dir, capsys,
+                                                                              monkeypatch):
+    # This micro model's logits hardly move under pruning, so its correction is ~0: a forced large shift shows
+    # where it goes (every row predicted label 0, counted from the TSV).
+    import pruners.posttrain.bias_correction
+
+    monkeypatch.setattr(pruners.posttrain.bias_correction, "fit_logit_bias",
+                        lambda dense, pruned, regression=False: np.float32([50.0, -50.0]))
+    env = _env(glue_dir, bert_tokenizer_dir)
+    labels = [line.rsplit("\t", 1)[1] for line in (glue_dir / "SST-2" / "dev.tsv").read_text().splitlines()[1:101]]
+    original = load_checkpoint(find_checkpoint(checkpoint)[0])
+    for correction, stages in (("true", ["dense", "kprune", "bias_correction"]), ("false", ["dense", "kprune"])):
+        out = tmp_path / correction
+        assert run_prune(checkpoint, out, env, "--constraint", "0.4", "--method", "kprune", "--num_tokens",
+                         "1500", "--sublayerwise_tuning", "false", "--bias_correction", correction) == 0
+        (folder,) = out.glob("*/sst2/kprune_mac/0.4/seed_0")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert list(metrics["dev"]) == stages and ("bias_correction" in metrics) == (correction == "true")
+        capsys.readouterr()
+        assert evaluate.main(["--ckpt_dir", str(folder), "--max_eval_samples", "100"], env) == 0
+        scored = json.loads(capsys.readouterr().out)["dev_accuracy"]
+        assert scored == metrics["dev"][stages[-1]]["dev_accuracy"]
+        pruned = load_checkpoint(find_checkpoint(folder)[0])
+        shift = pruned.get_layer("classifier").bias.numpy() - original.get_layer("classifier").bias.numpy()
+        if correction == "true":
+            assert scored == pytest.approx(labels.count("0") / 100)
+            np.testing.assert_allclose(shift, [50.0, -50.0], atol=1e-4)
+        else:
+            np.testing.assert_array_equal(shift, [0.0, 0.0])
+            changed = {a.path for a, b in zip(pruned.weights, original.weights, strict=True)
+                       if not np.array_equal(a.numpy(), b.numpy())}
+            assert changed and all(path.endswith(("head_gate", "intermediate/unit_gate")) for path in changed)
 
 
 @pytest.mark.parametrize("flags, message", [
