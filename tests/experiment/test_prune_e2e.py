@@ -174,10 +174,8 @@ def test_kprune_writes_a_tuned_checkpoint_that_reproduces_its_metric(checkpoint,
                if not np.allclose(a.numpy(), b.numpy())}
     tuned = {path for path in changed if path.endswith(("output/kernel", "output/bias"))}
     gates = {path for path in changed if path.endswith(("head_gate", "intermediate/unit_gate"))}
-    classifier = {path for path in changed if path == original.get_layer("classifier").bias.path}
-    assert tuned and changed == tuned | gates | classifier  # the masks, the output projections, the logit bias
-    shift = tuned_model.get_layer("classifier").bias.numpy() - original.get_layer("classifier").bias.numpy()
-    np.testing.assert_allclose(shift, correction["logit_bias"], atol=1e-6)
+    # The masks, the output projections and (here by ~1e-8: see the next test) the classifier's bias.
+    assert tuned and changed <= tuned | gates | {original.get_layer("classifier").bias.path}
 
 
 def test_kprune_puts_its_bias_correction_in_the_checkpoint_and_can_leave_it_out(checkpoint, tmp_path, glue_dir,
