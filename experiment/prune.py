@@ -98,6 +98,8 @@ def build_parser():
     add("--backend", default="auto", choices=("auto", "scipy", "cupy"),
         help="least-squares backend: SciPy (CPU), CuPy (GPU) or auto [auto]")
     add("--output_dir", default="outputs", help="root of the output folders [outputs]")
+    add("--export", metavar="DIR", help="then export the pruned model into DIR (as export.py does, every format "
+        "whose packages are installed; DIR must not exist) [no export]")
     add_verbose_flag(parser)
     return parser
 
@@ -145,6 +147,8 @@ def check_args(args, environ):
         luts = (read_lut(args.head_lut, "head", shape), read_lut(args.neuron_lut, "neuron", shape))
     elif args.head_lut or args.neuron_lut:
         log.warning("--head_lut/--neuron_lut are used by --metric latency only; ignoring them")
+    if args.export and os.path.exists(args.export):
+        raise ConfigError(f"--export {args.export} exists; choose another folder (export never replaces one here)")
     kind = args.metric if args.method == "fisher" else f"{args.method}_{args.metric}"
     folder = os.path.join(args.output_dir, model_name(config), config.task, kind, f"{args.constraint:g}",
                           f"seed_{args.seed}")
@@ -440,6 +444,26 @@ def main(argv=None, environ=None):
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
     log.info("done in %.1f s: %s", time.perf_counter() - start, folder)
+    return export_pruned(args, folder, environ) if args.export else 0
+
+
+def export_pruned(args, folder, environ):
+    """`--export`: export.py on the pruned result (Fisher: the checkpoint with the new mask folder; K-prune: its
+    tuned checkpoint); returns the exit status. A failed export keeps the pruning result."""
+    from deploy import ExportError, FormatUnavailableError
+    from experiment.export import export
+
+    kprune = args.method == "kprune"
+    export_args = argparse.Namespace(
+        ckpt_dir=folder if kprune else args.ckpt_dir, checkpoint="best" if kprune else args.checkpoint,
+        masks_dir=folder, output_dir=args.export, formats=None, overwrite=False, latency_runs=5, threads=0,
+        task=args.task, data_dir=args.data_dir, tokenizer=args.tokenizer, max_eval_samples=args.max_eval_samples)
+    try:
+        export(export_args, os.environ if environ is None else environ)
+    except (ExportError, FormatUnavailableError, FileExistsError, OSError) as error:
+        print(f"error: export: {error} (the pruning result in {folder} is complete)", file=sys.stderr)
+        return 1
+    log.info("exported to %s", args.export)
     return 0
 
 

@@ -4,6 +4,7 @@
 """
 
 from gated.attention import GatedMultiHeadAttention
+from gated.compact import compact_model, compact_shape, folded_weights
 from gated.dense import GatedDense
 from gated.encoder import INPUT_NAMES, EncoderBlock, EncoderEmbeddings, build_gated_encoder, last_hidden_state_model
 from gated.feed_forward import GatedFeedForward
@@ -52,10 +53,13 @@ __all__ = [
     "GumbelGate",
     "build_gated_encoder",
     "collect_gated_layers",
+    "compact_model",
+    "compact_shape",
     "copy_model",
     "count_parameters",
     "effective_kernel_masks",
     "expand_unit_kinds",
+    "folded_weights",
     "get_head_gates",
     "get_neuron_gates",
     "get_output_gates",

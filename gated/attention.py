@@ -33,11 +33,13 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             when heads were sliced away, so `num_heads * head_dim < d_model`.
         kernel_masks: give the four projections per-weight kernel masks
             (`GatedDense(use_kernel_mask=...)`; needed by weight-level pruning only).
+        gates: create the head gate; False is a plain attention layer
+            whose gates were folded into its weights (`gated.compact_model`).
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(self, num_heads, dropout_rate=0.0, kernel_initializer="glorot_uniform", learn_head_mask=False,
-                 head_dim=None, kernel_masks=True, **kwargs):
+                 head_dim=None, kernel_masks=True, gates=True, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 0:
             raise ValueError(f"num_heads must be a non-negative integer, got num_heads={num_heads!r}")
@@ -45,6 +47,8 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             raise ValueError(f"head_dim must be a positive integer or None, got head_dim={head_dim!r}")
         if num_heads == 0 and head_dim is None:
             raise ValueError("num_heads=0 needs an explicit head_dim (the width the pruned heads had)")
+        if learn_head_mask and not gates:
+            raise ValueError("learn_head_mask=True needs gates=True: a learned mask scales the head gate")
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got dropout_rate={dropout_rate!r}")
         self.num_heads = num_heads
@@ -53,6 +57,7 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         self.learn_head_mask = learn_head_mask
         self.fixed_head_dim = head_dim
         self.kernel_masks = kernel_masks
+        self.gates = gates
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
@@ -77,9 +82,11 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             self.key = projection("key", inner, d_model)
             self.value = projection("value", inner, d_model)
         self.output_dense = projection("output", d_model, inner)
-        self.head_gate = self.add_weight(
-            name="head_gate", shape=(self.num_heads,), initializer="ones", trainable=False
-        )
+        self.head_gate = None
+        if self.gates:
+            self.head_gate = self.add_weight(
+                name="head_gate", shape=(self.num_heads,), initializer="ones", trainable=False
+            )
         self.head_mask = None
         if self.learn_head_mask:
             self.head_mask = GumbelGate(self.num_heads, name="head_mask")
@@ -98,7 +105,8 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         scores = ops.matmul(queries, ops.transpose(keys, (0, 1, 3, 2)))  # (B, H, Tq, T)
         scores = scores / math.sqrt(self.head_dim)
         if attention_mask is not None:
-            keep = ops.cast(attention_mask[:, None, None, :], scores.dtype)  # (B, 1, 1, T)
+            # expand_dims, not [:, None, None, :]: TFLite's builtin strided slice has no new axes
+            keep = ops.cast(ops.expand_dims(ops.expand_dims(attention_mask, 1), 1), scores.dtype)  # (B, 1, 1, T)
             scores = scores + (1.0 - keep) * _MASK_PENALTY
         probs = self.dropout(ops.softmax(scores, axis=-1), training=training)
         return ops.transpose(ops.matmul(probs, values), (0, 2, 1, 3))
@@ -110,14 +118,16 @@ class GatedMultiHeadAttention(keras.layers.Layer):
 
     def call(self, inputs, attention_mask=None, training=None):
         if not self.num_heads:
-            return self.output_dense(inputs[..., :0])  # every head pruned: the output bias alone
+            return self.output_dense.bias_only(inputs)  # every head pruned: the output bias alone
         context = self.head_contexts(inputs, attention_mask, training)  # (B, T, H, Dh)
-        gate = self.head_gate
-        if self.head_mask is not None:
-            gate = gate * self.head_mask.gates(training)
-        context = context * ops.cast(gate[None, None, :, None], context.dtype)
-        batch, length = ops.shape(context)[0], ops.shape(context)[1]
-        context = ops.reshape(context, (batch, length, self.num_heads * self.head_dim))
+        if self.head_gate is not None:
+            gate = self.head_gate
+            if self.head_mask is not None:
+                gate = gate * self.head_mask.gates(training)
+            context = context * ops.cast(gate[None, None, :, None], context.dtype)
+        # -1, not the length read from `context`: tf2onnx turns a transpose that moves a size-1 axis (one head)
+        # into a reshape and then reads the length from the wrong tensor
+        context = ops.reshape(context, (ops.shape(context)[0], -1, self.num_heads * self.head_dim))  # (B, T, H*Dh)
         return self.output_dense(context)
 
     def compute_output_shape(self, input_shape):
@@ -132,4 +142,5 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             "learn_head_mask": self.learn_head_mask,
             "head_dim": self.fixed_head_dim,
             "kernel_masks": self.kernel_masks,
+            "gates": self.gates,
         }

@@ -98,6 +98,17 @@ class GatedDense(keras.layers.Layer):
             outputs = outputs * gate
         return outputs
 
+    def bias_only(self, like, unit_scale=None):
+        """The output when no input is left (every head or neuron before it pruned): the bias, activated and
+        gated, at `like`'s shape `(..., units)`. No zero-width matmul: ONNX Runtime rejects those."""
+        outputs = ops.zeros_like(like)
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        outputs = self.activation(outputs)
+        if self.unit_gate is not None:
+            outputs = outputs * (self.unit_gate if unit_scale is None else self.unit_gate * unit_scale)
+        return outputs
+
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
 

@@ -71,7 +71,7 @@ class EncoderEmbeddings(keras.layers.Layer):
         self.norm.build((*input_shape, self.d_model))
 
     def call(self, input_ids, token_type_ids, training=None):
-        positions = self.position_offset + ops.arange(ops.shape(input_ids)[1])[None, :]  # (1, T)
+        positions = self.position_offset + ops.expand_dims(ops.arange(ops.shape(input_ids)[1]), 0)  # (1, T)
         x = self.token_embedding(input_ids) + self.position_embedding(positions)  # (B, T, D)
         if self.segment_embedding is not None:
             x = x + self.segment_embedding(token_type_ids)
@@ -110,11 +110,13 @@ class EncoderBlock(keras.layers.Layer):
             (`gated.activations.HIDDEN_ACTS`: gelu, gelu_new, relu, ...).
         layer_norm_eps: epsilon of both LayerNorms.
         kernel_masks: give every `GatedDense` a per-weight kernel mask (weight-level pruning only).
+        gates: create the head, neuron and output gates; False is a plain
+            block whose gates were folded into its weights (`gated.compact_model`).
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(self, num_heads, dff, dropout_rate=0.0, learn_masks=(), head_dim=None, hidden_act="gelu",
-                 layer_norm_eps=1e-12, kernel_masks=True, **kwargs):
+                 layer_norm_eps=1e-12, kernel_masks=True, gates=True, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.dff = dff
@@ -124,15 +126,16 @@ class EncoderBlock(keras.layers.Layer):
         self.hidden_act = hidden_act
         self.layer_norm_eps = layer_norm_eps
         self.kernel_masks = kernel_masks
+        self.gates = gates
         init = bert_initializer()
         self.attention = GatedMultiHeadAttention(num_heads, dropout_rate, kernel_initializer=init,
                                                  learn_head_mask="head" in self.learn_masks, head_dim=head_dim,
-                                                 kernel_masks=kernel_masks, name="attention")
+                                                 kernel_masks=kernel_masks, gates=gates, name="attention")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm")
         self.ffn = GatedFeedForward(dff, activation=hidden_activation(hidden_act), kernel_initializer=init,
                                     learn_neuron_mask="neuron" in self.learn_masks,
                                     learn_output_mask="ffn_out" in self.learn_masks, kernel_masks=kernel_masks,
-                                    name="ffn")
+                                    gates=gates, name="ffn")
         self.ffn_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="ffn_norm")
         self.dropout = keras.layers.Dropout(dropout_rate)
 
@@ -167,6 +170,7 @@ class EncoderBlock(keras.layers.Layer):
             "hidden_act": self.hidden_act,
             "layer_norm_eps": self.layer_norm_eps,
             "kernel_masks": self.kernel_masks,
+            "gates": self.gates,
         }
 
 
@@ -189,6 +193,7 @@ def build_gated_encoder(
     position_offset=0,
     pooler="tanh",
     kernel_masks=True,
+    gates=True,
     name="gated_bert",
 ):
     """Build the gated encoder with a `[CLS]` head as a functional `GatedModel`.
@@ -210,7 +215,8 @@ def build_gated_encoder(
     `relu`: DistilBERT's pre-classifier; None: the classifier reads `[CLS]`).
     `kernel_masks=False` leaves out the per-weight kernel masks (structured
     gates stay): the model then holds one float per parameter, as a model that
-    no weight-level pruner touches should.
+    no weight-level pruner touches should. `gates=False` leaves out the head,
+    neuron and output gates too: a plain inference model (`gated.compact_model`).
     """
     if num_layers <= 0:
         raise ValueError(f"num_layers must be positive, got num_layers={num_layers}")
@@ -233,7 +239,7 @@ def build_gated_encoder(
     for index in range(num_layers):
         block = EncoderBlock(heads[index], widths[index], dropout_rate, learn_masks, head_dim=head_dim,
                              hidden_act=hidden_act, layer_norm_eps=layer_norm_eps, kernel_masks=kernel_masks,
-                             name=f"block_{index}")
+                             gates=gates, name=f"block_{index}")
         x = block(x, attention_mask=inputs["attention_mask"])
     pooled = x[:, 0, :]  # (B, D): [CLS]
     if pooler is not None:

@@ -26,20 +26,25 @@ class GatedFeedForward(keras.layers.Layer):
         learn_neuron_mask: add a learnable Gumbel-Sigmoid mask over the `dff` neurons.
         learn_output_mask: add a learnable Gumbel-Sigmoid mask over the block's output units.
         kernel_masks: give both kernels per-weight kernel masks (weight-level pruning only).
+        gates: create the neuron and output gates; False is a plain FFN whose
+            gates were folded into its weights (`gated.compact_model`).
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(self, dff, activation="gelu", kernel_initializer="glorot_uniform", learn_neuron_mask=False,
-                 learn_output_mask=False, kernel_masks=True, **kwargs):
+                 learn_output_mask=False, kernel_masks=True, gates=True, **kwargs):
         super().__init__(**kwargs)
         if isinstance(dff, bool) or not isinstance(dff, int) or dff < 0:
             raise ValueError(f"dff must be a non-negative integer, got dff={dff!r}")
+        if (learn_neuron_mask or learn_output_mask) and not gates:
+            raise ValueError("learned neuron or output masks need gates=True: a learned mask scales a gate")
         self.dff = dff
         self.activation = keras.activations.get(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.learn_neuron_mask = learn_neuron_mask
         self.learn_output_mask = learn_output_mask
         self.kernel_masks = kernel_masks
+        self.gates = gates
 
     def build(self, input_shape):
         d_model = input_shape[-1]
@@ -47,11 +52,11 @@ class GatedFeedForward(keras.layers.Layer):
         self.intermediate = None
         if self.dff:
             self.intermediate = GatedDense(
-                self.dff, activation=self.activation, use_unit_gate=True, use_kernel_mask=self.kernel_masks,
+                self.dff, activation=self.activation, use_unit_gate=self.gates, use_kernel_mask=self.kernel_masks,
                 kernel_initializer=init, name="intermediate",
             )
             self.intermediate.build(input_shape)
-        self.output_dense = GatedDense(d_model, use_unit_gate=True, use_kernel_mask=self.kernel_masks,
+        self.output_dense = GatedDense(d_model, use_unit_gate=self.gates, use_kernel_mask=self.kernel_masks,
                                        kernel_initializer=init, name="output")
         self.output_dense.build((*input_shape[:-1], self.dff))
         self.neuron_mask = GumbelGate(self.dff, name="neuron_mask") if self.learn_neuron_mask else None
@@ -71,13 +76,12 @@ class GatedFeedForward(keras.layers.Layer):
         return self.output_dense.unit_gate
 
     def call(self, inputs, training=None):
-        if self.intermediate is None:
-            hidden = inputs[..., :0]  # every neuron pruned: the output is the bias alone
-        else:
-            # Learned masks scale the static unit gates (vectors), not the activations.
-            neurons = None if self.neuron_mask is None else self.neuron_mask.gates(training)
-            hidden = self.intermediate(inputs, unit_scale=neurons)  # (B, T, dff)
+        # Learned masks scale the static unit gates (vectors), not the activations.
         units = None if self.output_mask is None else self.output_mask.gates(training)
+        if self.intermediate is None:  # every neuron pruned: the output is the bias alone
+            return self.output_dense.bias_only(inputs, unit_scale=units)  # (B, T, D)
+        neurons = None if self.neuron_mask is None else self.neuron_mask.gates(training)
+        hidden = self.intermediate(inputs, unit_scale=neurons)  # (B, T, dff)
         return self.output_dense(hidden, unit_scale=units)  # (B, T, D)
 
     def compute_output_shape(self, input_shape):
@@ -92,4 +96,5 @@ class GatedFeedForward(keras.layers.Layer):
             "learn_neuron_mask": self.learn_neuron_mask,
             "learn_output_mask": self.learn_output_mask,
             "kernel_masks": self.kernel_masks,
+            "gates": self.gates,
         }

@@ -11,9 +11,8 @@ import os
 
 import numpy as np
 
-from gated.attention import GatedMultiHeadAttention
+from gated.compact import folded_weights
 from gated.encoder import EncoderBlock, EncoderEmbeddings, build_gated_encoder
-from gated.feed_forward import GatedFeedForward
 from gated.masks import collect_gated_layers, learned_gates
 from gated_bert.files import staged_folder
 from gated_bert.pretrained_folders import (
@@ -209,7 +208,7 @@ def save_pretrained(model, folder, model_type=None, label_names=None, overwrite=
         raise ValueError("the model learns Gumbel masks; bake them into its gates first (gated.without_learned_masks)")
     architecture = _architecture_of(model, model_type)
     body = _tensor_names(_layer_names(architecture["model_type"], architecture["num_hidden_layers"]))
-    values = _folded_values(model)
+    values = folded_weights(model)
     tensors = {name: np.ascontiguousarray(values[ours].T if transpose else values[ours])
                for ours, (name, transpose) in body.items()}
     prefix = _PREFIXES[architecture["model_type"]]
@@ -276,21 +275,3 @@ def _hf_config(architecture, label_names):
                 "max_position_embeddings": architecture["max_position_embeddings"],
                 "activation": architecture["hidden_act"], **labels}
     return {**architecture, "position_embedding_type": "absolute", **labels}
-
-
-def _folded_values(model):
-    """`{variable path: numpy}` of the weights with every kernel mask and gate multiplied in."""
-    values = {variable.path: variable.numpy() for variable in model.weights}
-    for dense in collect_gated_layers(model).values():
-        if dense.kernel_mask is not None:
-            values[dense.kernel.path] = values[dense.kernel.path] * values[dense.kernel_mask.path]
-    for attention in collect_gated_layers(model, GatedMultiHeadAttention).values():
-        rows = np.repeat(attention.head_gate.numpy(), attention.head_dim)  # (H * Dh,)
-        values[attention.output_dense.kernel.path] = values[attention.output_dense.kernel.path] * rows[:, None]
-    for ffn in collect_gated_layers(model, GatedFeedForward).values():
-        output = ffn.output_dense
-        values[output.kernel.path] = values[output.kernel.path] * ffn.neuron_gate.numpy()[:, None]
-        columns = ffn.output_gate.numpy()
-        values[output.kernel.path] = values[output.kernel.path] * columns[None, :]
-        values[output.bias.path] = values[output.bias.path] * columns
-    return values

@@ -59,8 +59,12 @@ def _table_rows(path):
             yield reader.line_num, dict(zip(header, fields, strict=True))
 
 
-def read_columns(path, columns, limit=None):
-    """`(texts per column, line numbers)` of the first `limit` rows; a missing column is a `file:line` error."""
+COLUMN_FLAGS = "--text_column, --text_pair_column and --label_column"
+
+
+def read_columns(path, columns, limit=None, flags=COLUMN_FLAGS):
+    """`(texts per column, line numbers)` of the first `limit` rows; a missing column is a `file:line` error that
+    says to set `flags` to the file's names."""
     values, lines = [[] for _ in columns], []
     for lineno, row in _table_rows(path):
         if limit is not None and len(lines) >= limit:
@@ -68,7 +72,7 @@ def read_columns(path, columns, limit=None):
         missing = [name for name in columns if name not in row]
         if missing:
             raise GlueFormatError(f"{path}:{lineno}: no column {missing} (columns here: {sorted(row)}); set "
-                                  "--text_column, --text_pair_column and --label_column to this file's names")
+                                  f"{flags} to this file's names")
         for column, name in zip(values, columns, strict=True):
             column.append(row[name])
         lines.append(lineno)
