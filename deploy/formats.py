@@ -70,12 +70,14 @@ def write(fmt, model, folder):
 
 
 def _write_saved_model(model, path):
-    import keras
+    """A SavedModel whose `serving_default` signature runs `model`. A plain `tf.Module` holds the weights: Keras'
+    `ExportArchive` tracks them in two lists and writes every weight twice."""
+    import tensorflow as tf
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serve", _serving_function(model), input_signature=_input_signature())
-    archive.write_out(path, verbose=False)  # "serve" is also the SavedModel's serving_default signature
+    module = tf.Module()
+    module.weights = [variable.value for variable in model.weights]  # the tf.Variables behind the Keras ones
+    module.serve = tf.function(_serving_function(model), input_signature=_input_signature())
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve.get_concrete_function()})
 
 
 def _write_tflite(saved_model, path, quantize):

@@ -14,6 +14,16 @@ SHARED = REPO.parent / "shared" / "data"
 MICRO = {"vocab_size": 64, "max_len": 16, "num_layers": 2, "d_model": 16, "num_heads": 4, "dff": 32}
 
 
+def compact_parameter_count(heads, widths, d=MICRO["d_model"], dh=MICRO["d_model"] // MICRO["num_heads"], labels=2):
+    """Parameters of a compact micro encoder with `heads` and `widths` per block, counted by hand from BERT's
+    layout (token, position and segment embeddings; per block q/k/v, output projection, FFN, two LayerNorms)."""
+    embeddings = (MICRO["vocab_size"] + MICRO["max_len"] + 2) * d + 2 * d
+    blocks = sum(3 * (d * h * dh + h * dh) + h * dh * d + d + 2 * d  # q, k, v; output projection; LayerNorm
+                 + d * f + f + f * d + d + 2 * d  # intermediate; FFN output; LayerNorm
+                 for h, f in zip(heads, widths, strict=True))
+    return embeddings + blocks + d * d + d + d * labels + labels  # pooler, classifier
+
+
 def micro_sample_batches(seed, count=3, size=4, length=6):
     """`count` sample batches `(inputs, labels)` of random micro-vocabulary ids; rows 0 and 1 are padded."""
     rng = np.random.default_rng(seed)

@@ -12,13 +12,14 @@ import pytest
 
 from conftest import REPO
 
-PACKAGES = {"callbacks", "efficiency", "experiment", "gated", "gated_bert", "pruners", "tasks"}
+PACKAGES = {"callbacks", "deploy", "efficiency", "experiment", "gated", "gated_bert", "pruners", "tasks"}
 # Names the loose root modules used to claim when installed (`evaluate` hid Hugging Face's package).
 GENERIC = ("evaluate", "training", "methods", "fileio", "reporting", "evaluation", "config", "train", "prune",
-           "plot_comparison")
+           "plot_comparison", "export", "predict")
 HEAVY = ("tensorflow", "keras", "transformers", "scipy", "pandas", "matplotlib")
 SCRIPTS = {"gated-bert-train": "--pruning_method", "gated-bert-prune": "--constraint",
-           "gated-bert-evaluate": "--masks_dir", "gated-bert-plot": "--results_dir", "gated-bert-lut": "--ffn_points"}
+           "gated-bert-evaluate": "--masks_dir", "gated-bert-plot": "--results_dir", "gated-bert-lut": "--ffn_points",
+           "gated-bert-export": "--formats", "gated-bert-predict": "--pair_column"}
 
 
 def _python(code, cwd, *args):
@@ -53,6 +54,7 @@ def test_console_scripts_run_from_outside_the_checkout(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["train.py", "--help"], ["prune.py", "--help"], ["evaluate.py", "--help"],
+                                  ["export.py", "--help"], ["predict.py", "--help"],
                                   ["plot_comparison.py", "--help"], ["-m", "efficiency.generate_lut", "--help"],
                                   ["train.py", "--dry_run", "--pruning_method", "movement", "--epochs", "6"]])
 def test_help_and_dry_run_import_no_tensorflow(argv):
@@ -84,8 +86,9 @@ ALLOWED = {
     "pruners.posttrain": {"gated_bert", "gated"},
     "pruners": {"pruners.training", "pruners.posttrain"},
     "callbacks": {"gated_bert", "gated", "tasks"},
+    "deploy": {"gated_bert", "gated", "tasks", "efficiency"},
     "experiment": {"gated_bert", "gated", "tasks", "efficiency", "pruners", "pruners.training", "pruners.posttrain",
-                   "callbacks"},
+                   "callbacks", "deploy"},
 }
 
 

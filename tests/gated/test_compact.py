@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import MICRO
+from conftest import MICRO, compact_parameter_count
 from gated import (
     build_gated_encoder,
     compact_model,
@@ -40,15 +40,6 @@ def _pruned_unevenly(model, rng):
     return neurons
 
 
-def _hand_count(heads, widths, d=MICRO["d_model"], dh=MICRO["d_model"] // MICRO["num_heads"], labels=2):
-    """Parameters of a compact micro encoder with `heads` and `widths` per block, counted from BERT's layout."""
-    embeddings = (MICRO["vocab_size"] + MICRO["max_len"] + 2) * d + 2 * d
-    blocks = sum(3 * (d * h * dh + h * dh) + h * dh * d + d + 2 * d  # q, k, v; output projection; LayerNorm
-                 + d * f + f + f * d + d + 2 * d  # intermediate; FFN output; LayerNorm
-                 for h, f in zip(heads, widths, strict=True))
-    return embeddings + blocks + d * d + d + d * labels + labels  # pooler, classifier
-
-
 def test_compact_model_computes_the_masked_models_logits_with_only_the_kept_units(micro_model, micro_batch, tmp_path):
     rng = np.random.default_rng(3)
     neurons = _pruned_unevenly(micro_model, rng)
@@ -61,7 +52,7 @@ def test_compact_model_computes_the_masked_models_logits_with_only_the_kept_unit
     assert compact_shape(compact) == ([2, 0], widths)
     assert mask_variables(compact) == []
     assert not [v.path for v in compact.weights if "gate" in v.path or "mask" in v.path]
-    assert count_parameters(compact) == compact.count_params() == _hand_count([2, 0], widths)
+    assert count_parameters(compact) == compact.count_params() == compact_parameter_count([2, 0], widths)
     kept = compact.get_layer("block_0").attention.query.kernel.numpy()  # heads 1 and 3 of the q kernel
     source = micro_model.get_layer("block_0").attention.query
     dh = MICRO["d_model"] // MICRO["num_heads"]
@@ -75,7 +66,8 @@ def test_compact_model_computes_the_masked_models_logits_with_only_the_kept_unit
 def test_an_unpruned_model_compacts_to_the_same_function_and_parameter_count(micro_model, micro_batch):
     compact = compact_model(micro_model)
     np.testing.assert_allclose(compact(micro_batch), micro_model(micro_batch), atol=1e-6)
-    assert count_parameters(compact) == count_parameters(micro_model) == _hand_count([4, 4], [MICRO["dff"]] * 2)
+    full = compact_parameter_count([4, 4], [MICRO["dff"]] * 2)
+    assert count_parameters(compact) == count_parameters(micro_model) == full
     assert compact.count_params() < micro_model.count_params()  # the gated model also holds masks and gates
 
 

@@ -1,0 +1,193 @@
+"""Really smaller and faster: the fine-tuned MiniLM SST-2 model pruned by Fisher at 0.7, 0.5 and 0.3 MACs kept,
+exported with export.py, timed against the dense export in every format, on 2 CPU threads.
+
+Uses the checkpoint of bench/finetune_pretrained.py (bench_results/finetune_minilm/sst2/). Steps:
+1. prune.py (Fisher, sample seed 0) at each constraint, then export.py of the dense checkpoint and of each mask
+   folder (every format; each is checked on the 872 dev rows at export time);
+2. latency per batch of each model in each format, the models and formats taking turns over ROUNDS rounds (the
+   median per contender): batch 1 and batch 32 of 128-token rows, and batch 32 of real SST-2 dev rows (batched by
+   length, each batch padded to its longest row: ms per batch averaged over the dev set);
+3. the targets: compacted speed-up over dense in the same format (batch 32, 128 tokens) >= 0.85 x the MAC ratio;
+   the 0.5 model in its fastest format >= 1.5x faster than the dense model in ONNX Runtime; int8 within 1 point
+   of float dev accuracy; the 0.5 model's block weights <= 0.55 of dense on disk.
+
+    python bench/compaction_speedup.py            # ~20 min on 2 cores
+    ROUNDS=5 python bench/compaction_speedup.py
+    WORK=/tmp/compaction python bench/compaction_speedup.py   # keep the pruned and exported models there; a
+        # rerun reuses the exports it finds (delete the folder after changing the code)
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from common import glue_inputs_or_exit, prune_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKPOINT = os.path.join(os.environ.get("CHECKPOINTS") or os.path.join(ROOT, "bench_results", "finetune_minilm"),
+                          "sst2", "checkpoints_baseline_sst2")
+CONSTRAINTS = (0.7, 0.5, 0.3)
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+THREADS = 2
+SEQ_LEN = 128
+
+
+def export(out, masks_dir=None):
+    """export.py into `out` (or the card of an earlier run's export there) and its wall time."""
+    from experiment import export as driver
+
+    if os.path.isfile(os.path.join(out, "card.json")):
+        with open(os.path.join(out, "card.json")) as handle:
+            return json.load(handle), 0.0
+
+    glue, tokenizer = glue_inputs_or_exit()
+    argv = ["--ckpt_dir", CHECKPOINT, "--output_dir", out, "--latency_runs", "0", "--threads", str(THREADS),
+            "--verbose", "0", *(["--masks_dir", masks_dir] if masks_dir else [])]
+    tick = time.perf_counter()
+    status = driver.main(argv, {**os.environ, "GLUE_DIR": glue, "TOKENIZER": tokenizer})
+    if status:
+        sys.exit(f"export.py exited with {status}")
+    with open(os.path.join(out, "card.json")) as handle:
+        return json.load(handle), time.perf_counter() - tick
+
+
+def block_bytes(folder):
+    """Bytes of the block weights (float32) of an export's compact model."""
+    import keras
+
+    import gated  # noqa: F401
+
+    model = keras.saving.load_model(os.path.join(folder, "model.keras"), compile=False)
+    return 4 * sum(int(v.numpy().size) for v in model.weights if v.path.startswith("block_"))
+
+
+def timing_batches():
+    """`{name: [batches]}`: 128-token rows at batch 1 and 32, and the SST-2 dev rows batched by length."""
+    import numpy as np
+
+    from tasks import TASKS, load_split, load_tokenizer
+
+    rng = np.random.default_rng(0)
+    glue, tokenizer_dir = glue_inputs_or_exit()
+    tokenizer = load_tokenizer(tokenizer_dir)
+
+    def fixed(size):
+        ids = rng.integers(1000, len(tokenizer), size=(size, SEQ_LEN)).astype(np.int32)
+        return [{"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}]
+
+    dev = load_split(TASKS["sst2"], "dev", tokenizer, data_dir=glue, max_len=SEQ_LEN,
+                     cache_dir=os.path.join(tempfile.gettempdir(), "gated_bert_bench_cache"))
+    order = np.argsort(dev.lengths, kind="stable")
+    real = []
+    for start in range(0, len(order), 32):
+        rows = order[start:start + 32]
+        length = int(dev.lengths[rows].max())
+        batch = {name: np.zeros((len(rows), length), np.int32) for name in ("input_ids", "attention_mask",
+                                                                            "token_type_ids")}
+        for position, row in enumerate(rows):
+            start, stop = dev.offsets[row], dev.offsets[row + 1]  # the split's tokens are stored flat
+            batch["input_ids"][position, :stop - start] = dev.input_ids[start:stop]
+            batch["attention_mask"][position, :stop - start] = 1
+            batch["token_type_ids"][position, :stop - start] = dev.token_type_ids[start:stop]
+        real.append(batch)
+    return {"batch 1 x 128": fixed(1), "batch 32 x 128": fixed(32), "batch 32, dev lengths": real}
+
+
+def time_contenders(runners, batches):
+    """Median ms per batch of every `(model, format)` runner on every batch set, contenders taking turns."""
+    samples = {(key, name): [] for key in runners for name in batches}
+    for runner in runners.values():  # warm-up: traces, allocations
+        for items in batches.values():
+            runner(items[0])
+    for round_index in range(ROUNDS):
+        for key, runner in runners.items():
+            for name, items in batches.items():
+                repeats = 5 if name == "batch 1 x 128" else 2 if name == "batch 32 x 128" else 1
+                tick = time.perf_counter()
+                for _ in range(repeats):
+                    for batch in items:
+                        runner(batch)
+                samples[key, name].append(1000 * (time.perf_counter() - tick) / (repeats * len(items)))
+        print(f"timing round {round_index + 1}/{ROUNDS} done", flush=True)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def main():
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from deploy import load_runner
+    from deploy.formats import FILES
+
+    if not os.path.isdir(CHECKPOINT):
+        sys.exit(f"{CHECKPOINT} not found: run bench/finetune_pretrained.py sst2 first")
+    work = os.environ.get("WORK") or tempfile.mkdtemp(prefix="bench_compaction_")
+    exports = {}
+    card, seconds = export(os.path.join(work, "dense"))
+    exports["dense"] = os.path.join(work, "dense"), card
+    print(f"dense: exported in {seconds:.0f} s; {card['parameters']:,} parameters", flush=True)
+    for constraint in CONSTRAINTS:
+        prune_out = os.path.join(work, f"prune_{constraint}")
+        if os.path.isdir(prune_out):
+            (path,) = [os.path.join(r, "metrics.json") for r, _, names in os.walk(prune_out) if "metrics.json" in names]
+            with open(path) as handle:
+                metrics = json.load(handle)
+        else:
+            metrics = prune_metrics(CHECKPOINT, prune_out, "--constraint", str(constraint), "--seed", "0",
+                                    "--verbose", "0")
+        (masks_dir,) = [root for root, _, names in os.walk(prune_out) if "masks.json" in names]
+        out = os.path.join(work, f"mac_{constraint}")
+        card, seconds = export(out, masks_dir)
+        exports[constraint] = out, card
+        print(f"{constraint}: pruned (dev {metrics['dev'][metrics['final']]['dev_accuracy']:.4f}), exported in "
+              f"{seconds:.0f} s; heads {card['shape']['heads_per_layer']}, FFN widths "
+              f"{card['shape']['ffn_width_per_layer']}, MACs kept {card['macs']['kept_fraction']:.3f}", flush=True)
+    formats = list(exports["dense"][1]["formats"])
+    runners = {(model, fmt): load_runner(fmt, os.path.join(folder, FILES[fmt]), THREADS)
+               for model, (folder, _) in exports.items() for fmt in formats}
+    latency = time_contenders(runners, timing_batches())
+    report(exports, formats, latency)
+
+
+def report(exports, formats, latency):
+    names = ["batch 1 x 128", "batch 32 x 128", "batch 32, dev lengths"]
+    print(f"\nms per batch, median of {ROUNDS} rounds, {THREADS} threads (dev accuracy of the format; file MB):")
+    for model, (_, card) in exports.items():
+        for fmt in formats:
+            result = card["formats"][fmt]
+            figures = ", ".join(f"{name} {latency[(model, fmt), name]:.1f}" for name in names)
+            print(f"  {model!s:5} {fmt:11s}: {figures}; dev {result['dev']['dev_accuracy']:.4f}; "
+                  f"{result['bytes'] / 1e6:.1f} MB", flush=True)
+    dense_card = exports["dense"][1]
+    print("\ntargets:")
+    for constraint in CONSTRAINTS:
+        card = exports[constraint][1]
+        ratio = 1 / card["macs"]["kept_fraction"]
+        for fmt in formats:
+            speedup = latency[("dense", fmt), "batch 32 x 128"] / latency[(constraint, fmt), "batch 32 x 128"]
+            print(f"  {constraint} {fmt:11s}: speed-up {speedup:.2f}x at batch 32 x 128, MAC ratio {ratio:.2f}x "
+                  f"({speedup / ratio:.2f} of it; target >= 0.85): {'met' if speedup >= 0.85 * ratio else 'MISSED'}")
+    if "onnx" in formats:
+        anchor = latency[("dense", "onnx"), "batch 32 x 128"]
+        best = min(formats, key=lambda fmt: latency[(0.5, fmt), "batch 32 x 128"])
+        speedup = anchor / latency[(0.5, best), "batch 32 x 128"]
+        print(f"  0.5 in its fastest format ({best}) vs dense ONNX Runtime: {speedup:.2f}x (target >= 1.5): "
+              f"{'met' if speedup >= 1.5 else 'MISSED'}")
+    for model, (_, card) in exports.items():
+        if "tflite_int8" in card["formats"]:
+            gap = 100 * (card["formats"]["tflite"]["dev"]["dev_accuracy"]
+                         - card["formats"]["tflite_int8"]["dev"]["dev_accuracy"])
+            print(f"  {model!s:5} int8 vs float dev accuracy: {-gap:+.2f} points (target within 1): "
+                  f"{'met' if abs(gap) <= 1 else 'MISSED'}")
+    share = block_bytes(exports[0.5][0]) / block_bytes(exports["dense"][0])
+    print(f"  0.5 block weights on disk: {share:.3f} of dense (target <= 0.55): {'met' if share <= 0.55 else 'MISSED'}"
+          f"; whole model.keras {exports[0.5][1]['formats']['keras']['bytes'] / 1e6:.1f} MB vs "
+          f"{dense_card['formats']['keras']['bytes'] / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
