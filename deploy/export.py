@@ -118,7 +118,8 @@ def _checked(fmt, runner, dev, reference):
     if not agreement >= INT8_AGREEMENT:
         what = "Pearson r of its scores with" if dev.spec.is_regression else "share of predictions equal to"
         raise ExportError(f"{fmt}: {what} the gated model's is {agreement:.4f} on the dev rows, below "
-                          f"{INT8_AGREEMENT}; the export is not written")
+                          f"{INT8_AGREEMENT}; the export is not written (leave {fmt} out of --formats to export the "
+                          "float formats alone)")
     return {"dev": scores, "max_abs_logit_diff": difference, "agreement": agreement}
 
 

@@ -16,7 +16,8 @@ import sys
 
 from deploy.formats import FORMATS
 from gated_bert import progress
-from gated_bert.cli import add_verbose_flag, quiet_start
+from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
+from gated_bert.files import atomic_path
 from gated_bert.logs import setup_console_logging
 from tasks import GlueFormatError
 
@@ -29,7 +30,8 @@ def build_parser():
     parser.add_argument("--input", help="a CSV, TSV or JSON-lines file of texts (instead of --text)")
     parser.add_argument("--column", help="--input's column holding the texts [text]", default="text")
     parser.add_argument("--pair_column", help="--input's column holding the second texts of pairs [none]")
-    parser.add_argument("--output", help="write the predictions TSV here [stdout]")
+    parser.add_argument("--output", help="write the predictions TSV here (must not exist, see --overwrite) [stdout]")
+    add_bool_flag(parser, "overwrite", "replace an existing --output")
     parser.add_argument("--format", choices=FORMATS, help="which exported model to run [the fastest float one]")
     parser.add_argument("--batch_size", type=int, default=32, help="rows per batch [32]")
     add_verbose_flag(parser)
@@ -73,6 +75,8 @@ def main(argv=None):
     try:
         if args.batch_size < 1:
             raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+        if args.output and os.path.exists(args.output) and not args.overwrite:
+            raise ValueError(f"--output {args.output} exists; choose another file or pass --overwrite to replace it")
         read_card(args.model)  # before reading a large input
         texts, pairs = read_inputs(args)
         quiet_start()
@@ -83,8 +87,8 @@ def main(argv=None):
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as handle:
+    if args.output:  # written whole or not at all
+        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
             write_predictions(handle, texts, pairs, predictions)
     else:
         write_predictions(sys.stdout, texts, pairs, predictions)

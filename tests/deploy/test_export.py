@@ -22,17 +22,17 @@ from gated import (
 )
 from tasks import TASKS
 
-HEADS = [[0.0, 1.3, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]  # block 1 keeps no head
+HEADS = [[0.0, 1.3, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]  # block 1 keeps no head (block 0 no neuron, below)
 SHIFT = np.array([0.3, -0.2], "float32")
 
 
 @pytest.fixture
 def pruned(micro_model):
-    """The micro encoder with real-valued head gates, block 0's FFN cut to 11 neurons, block 1's to none, and
-    30% of every kernel masked."""
+    """The micro encoder with real-valued head gates, block 0's FFN cut to no neuron, block 1's to 11 (and no
+    head, above), and 30% of every kernel masked."""
     rng = np.random.default_rng(5)
     neurons = np.zeros((2, MICRO["dff"]), "float32")
-    neurons[0, rng.choice(MICRO["dff"], 11, replace=False)] = rng.uniform(0.5, 1.5, 11)
+    neurons[1, rng.choice(MICRO["dff"], 11, replace=False)] = rng.uniform(0.5, 1.5, 11)
     set_head_gates(micro_model, dict(zip(get_head_gates(micro_model), np.asarray(HEADS, "float32"), strict=True)))
     set_neuron_gates(micro_model, dict(zip(get_neuron_gates(micro_model), neurons, strict=True)))
     set_weight_masks(micro_model, {path: (rng.random(mask.shape) < 0.7).astype("float32")
@@ -63,8 +63,8 @@ def test_every_format_computes_the_masked_model_and_the_card_counts_it(pruned, t
     assert 0.99 <= card["formats"]["tflite_int8"]["agreement"] <= 1.0
     compact = keras.saving.load_model(folder / "model.keras", compile=False)
     assert not [v.path for v in compact.weights if "gate" in v.path or "mask" in v.path]
-    assert compact.count_params() == card["parameters"] == compact_parameter_count([2, 0], [11, 0])
-    assert card["shape"]["heads_per_layer"] == [2, 0] and card["shape"]["ffn_width_per_layer"] == [11, 0]
+    assert compact.count_params() == card["parameters"] == compact_parameter_count([2, 0], [0, 11])
+    assert card["shape"]["heads_per_layer"] == [2, 0] and card["shape"]["ffn_width_per_layer"] == [0, 11]
     assert card["dense_parameters"] == compact_parameter_count([4, 4], [MICRO["dff"]] * 2)
     sparsity = card["weight_sparsity"]
     assert 0.2 < sparsity["fraction"] < 0.4 and "run no faster" in sparsity["note"]

@@ -138,6 +138,9 @@ def test_bad_inputs_get_messages_and_exit_codes(trained, tmp_path, capsys):
     (tmp_path / "wrong.csv").write_text("review,stars\ngood,5\n")
     cases.append((["--model", str(out), "--input", str(tmp_path / "wrong.csv")],
                   "wrong.csv:2: no column ['text'] (columns here: ['review', 'stars']); set --column"))
+    (tmp_path / "taken.tsv").write_text("earlier predictions\n")
+    cases.append((["--model", str(out), "--text", "a", "--output", str(tmp_path / "taken.tsv")],
+                  "taken.tsv exists; choose another file or pass --overwrite"))
     (tmp_path / "empty.tsv").write_text("text\n")
     cases.append((["--model", str(out), "--input", str(tmp_path / "empty.tsv")], "empty.tsv: no data rows"))
     for argv, message in cases:
@@ -145,3 +148,4 @@ def test_bad_inputs_get_messages_and_exit_codes(trained, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err, (argv, err)
         assert status == (1 if "not found" in message else 2), argv
+    assert (tmp_path / "taken.tsv").read_text() == "earlier predictions\n"

@@ -90,11 +90,12 @@ def test_model_config_round_trip(micro_model, micro_batch):
         (GatedDense, {"units": 3, "activation": "gelu", "use_bias": False, "use_unit_gate": True,
                       "kernel_initializer": keras.initializers.TruncatedNormal(stddev=0.02),
                       "bias_initializer": "ones"}),
-        (GatedMultiHeadAttention, {"num_heads": 4, "dropout_rate": 0.1, "kernel_initializer": "he_normal"}),
-        (GatedFeedForward, {"dff": 12, "activation": "relu", "kernel_initializer": "lecun_normal"}),
+        (GatedMultiHeadAttention, {"num_heads": 4, "dropout_rate": 0.1, "kernel_initializer": "he_normal",
+                                   "gates": False, "kernel_masks": False}),
+        (GatedFeedForward, {"dff": 12, "activation": "relu", "kernel_initializer": "lecun_normal", "gates": False}),
         (EncoderEmbeddings, {"vocab_size": 50, "max_len": 12, "d_model": 8, "type_vocab_size": 3,
                              "dropout_rate": 0.2}),
-        (EncoderBlock, {"num_heads": 2, "dff": 24, "dropout_rate": 0.1}),
+        (EncoderBlock, {"num_heads": 2, "dff": 24, "dropout_rate": 0.1, "gates": False}),
     ],
 )
 def test_every_constructor_argument_survives_get_config(cls, kwargs):
