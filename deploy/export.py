@@ -38,7 +38,7 @@ class DevRows:
 
 
 def export_model(model, folder, dev, *, formats=FORMATS, logit_bias=None, tokenizer=None, about=None,
-                 overwrite=False, latency_runs=5, seq_len=128, threads=None):
+                 overwrite=False, latency_runs=5, seq_len=128, threads=None, int8_agreement=INT8_AGREEMENT):
     """Write `model` (a gated encoder with its masks on its gates) into `folder` as a compact model in `formats`.
 
     Args:
@@ -53,6 +53,8 @@ def export_model(model, folder, dev, *, formats=FORMATS, logit_bias=None, tokeni
         seq_len: tokens per row of the timed batches and of the MAC counts (at most what the position table
             holds).
         threads: TFLite and ONNX Runtime threads (None: their defaults).
+        int8_agreement: the least share of dev rows on which the int8 model must predict what the gated model
+            does (regression: Pearson r of their scores); 0 checks nothing.
 
     Returns:
         The card (`card.json`'s content).
@@ -61,6 +63,8 @@ def export_model(model, folder, dev, *, formats=FORMATS, logit_bias=None, tokeni
 
     if os.path.exists(folder) and not overwrite:
         raise FileExistsError(f"{folder} exists; choose another --output_dir or pass --overwrite to replace it")
+    if not 0 <= int8_agreement <= 1:
+        raise ValueError(f"int8_agreement is a share of rows in [0, 1], got {int8_agreement}")
     formats = _with_prerequisites(formats)
     check_available(formats)
     reference = _reference_logits(model, dev, logit_bias)
@@ -73,7 +77,8 @@ def export_model(model, folder, dev, *, formats=FORMATS, logit_bias=None, tokeni
             tick = time.perf_counter()
             path = write(fmt, compact, tmp)
             runner = load_runner(fmt, path, threads)
-            results[fmt] = {"file": FILES[fmt], "bytes": _size(path), **_checked(fmt, runner, dev, reference),
+            results[fmt] = {"file": FILES[fmt], "bytes": _size(path),
+                            **_checked(fmt, runner, dev, reference, int8_agreement),
                             "latency_ms": _latency(runner, compact, latency_runs, seq_len)}
             log.info("export: %s written and checked in %.1f s (%s)", fmt, time.perf_counter() - tick,
                      _summary(results[fmt], dev.spec))
@@ -101,7 +106,7 @@ def _reference_logits(model, dev, logit_bias):
     return logits if logit_bias is None else logits + np.asarray(logit_bias, dtype=np.float32)
 
 
-def _checked(fmt, runner, dev, reference):
+def _checked(fmt, runner, dev, reference, int8_agreement):
     """Run `fmt` over the dev rows; its dev metrics and parity figures, or `ExportError` when it fails the check."""
     from tasks.metrics import compute_metrics
 
@@ -115,12 +120,13 @@ def _checked(fmt, runner, dev, reference):
                               f"rows, more than {FLOAT_TOLERANCE:g}; the export is not written")
         return {"dev": scores, "max_abs_logit_diff": difference}
     agreement = _agreement(dev.spec, outputs, reference)
-    if not agreement >= INT8_AGREEMENT:
+    if not agreement >= int8_agreement:
         what = "Pearson r of its scores with" if dev.spec.is_regression else "share of predictions equal to"
         raise ExportError(f"{fmt}: {what} the gated model's is {agreement:.4f} on the dev rows, below "
-                          f"{INT8_AGREEMENT}; the export is not written (leave {fmt} out of --formats to export the "
-                          "float formats alone)")
-    return {"dev": scores, "max_abs_logit_diff": difference, "agreement": agreement}
+                          f"{int8_agreement:g}; the export is not written (leave {fmt} out of --formats to export the "
+                          "float formats alone, or accept less with --int8_agreement)")
+    return {"dev": scores, "max_abs_logit_diff": difference, "agreement": agreement,
+            "agreement_required": int8_agreement}
 
 
 def _agreement(spec, outputs, reference):

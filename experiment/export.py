@@ -8,8 +8,8 @@
 The output folder holds `model.keras` (gates, scales and masks folded into the kernels, pruned heads and
 neurons removed), `saved_model/`, `model.tflite`, `model_int8.tflite` (dynamic-range int8), `model.onnx` (with
 the `onnx` extra), the tokenizer files and the card (`card.json`, `README.md`). Every format is run on the dev
-rows and must reproduce the masked checkpoint's logits (to 1e-4; int8: the same prediction on 99% of rows), or
-nothing is written. An existing output folder is replaced only with `--overwrite`.
+rows and must reproduce the masked checkpoint's logits (to 1e-4; int8: the same prediction on 99% of rows,
+`--int8_agreement`), or nothing is written. An existing output folder is replaced only with `--overwrite`.
 """
 
 import argparse
@@ -41,6 +41,9 @@ def build_parser():
     add_bool_flag(parser, "overwrite", "replace an existing --output_dir")
     parser.add_argument("--latency_runs", type=_non_negative, default=5,
                         help="timed runs per format at batch 1 and 32 for the card (0: no timing) [5]")
+    parser.add_argument("--int8_agreement", type=_share, default=0.99,
+                        help="least share of dev rows on which the int8 model must predict what the checkpoint "
+                             "does, else nothing is written (regression: Pearson r); 0 checks nothing [0.99]")
     parser.add_argument("--threads", type=_non_negative, default=0,
                         help="TFLite and ONNX Runtime threads (0: their defaults) [0]")
     parser.add_argument("--task", "--task_name", dest="task", choices=tuple(TASKS),
@@ -67,6 +70,16 @@ def _non_negative(text):
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return int(text)
+
+
+def _share(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
+    return value
 
 
 def export(args, environ):
@@ -110,7 +123,8 @@ def export_checkpoint(args, model_path, config, folder, formats):
              "max_len": config.max_len}
     return export_model(model, args.output_dir, DevRows(list(dataset.as_numpy_iterator()), spec), formats=formats,
                         logit_bias=folder.logit_bias if folder else None, tokenizer=tokenizer, about=about,
-                        overwrite=args.overwrite, latency_runs=args.latency_runs, threads=args.threads or None)
+                        overwrite=args.overwrite, latency_runs=args.latency_runs, threads=args.threads or None,
+                        int8_agreement=args.int8_agreement)
 
 
 def _constraint(masks_dir):

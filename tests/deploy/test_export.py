@@ -99,3 +99,28 @@ def test_an_existing_folder_is_refused_unless_overwrite_and_formats_are_checked(
     assert not (folder / "old.txt").exists()
     with pytest.raises(ValueError, match="unknown format tflite8; formats: keras, saved_model"):
         export_model(pruned, str(tmp_path / "other"), _dev(), formats=("tflite8",))
+
+
+def test_an_int8_model_below_the_agreement_is_refused_unless_the_check_is_lowered(pruned, tmp_path, monkeypatch):
+    def swapping(fmt, path, threads=None):  # "int8": the float SavedModel with every fourth row's logits swapped
+        if fmt != "tflite_int8":
+            return load_runner(fmt, path, threads)
+        runner = load_runner("saved_model", os.path.join(os.path.dirname(path), FILES["saved_model"]))
+
+        def run(batch):
+            logits = np.array(runner(batch))
+            logits[::4] = logits[::4, ::-1]
+            return logits
+
+        return run
+
+    monkeypatch.setattr(deploy.export, "load_runner", swapping)
+    formats = ("tflite_int8",)
+    with pytest.raises(ExportError, match=r"tflite_int8: share of predictions equal to the gated model's is 0\.7500 "
+                                          r"on the dev rows, below 0\.99; .* or accept less with --int8_agreement"):
+        export_model(pruned, str(tmp_path / "strict"), _dev(), formats=formats, latency_runs=0)
+    assert not (tmp_path / "strict").exists()
+    card = export_model(pruned, str(tmp_path / "lenient"), _dev(), formats=formats, latency_runs=0,
+                        int8_agreement=0.7)
+    assert card["formats"]["tflite_int8"]["agreement"] == 0.75
+    assert card["formats"]["tflite_int8"]["agreement_required"] == 0.7
