@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/vs_transformers.py
 	$(BIN)/python bench/finetune_pretrained.py
 	$(BIN)/python bench/pretrained_pruning.py
+	$(BIN)/python bench/compaction_speedup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
