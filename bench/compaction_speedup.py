@@ -11,7 +11,7 @@ Uses the checkpoint of bench/finetune_pretrained.py (bench_results/finetune_mini
    the 0.5 model in its fastest format >= 1.5x faster than the dense model in ONNX Runtime; int8 within 1 point
    of float dev accuracy; the 0.5 model's block weights <= 0.55 of dense on disk.
 
-    python bench/compaction_speedup.py            # ~20 min on 2 cores
+    python bench/compaction_speedup.py            # ~25 min on 2 cores
     ROUNDS=5 python bench/compaction_speedup.py
     WORK=/tmp/compaction python bench/compaction_speedup.py   # keep the pruned and exported models there; a
         # rerun reuses the exports it finds (delete the folder after changing the code)
