@@ -199,8 +199,8 @@ def report(exports, formats, samples):
         gap = 100 * (card["formats"]["tflite"]["dev"]["dev_accuracy"] - int8["dev"]["dev_accuracy"])
         refused = "; export.py's default check (0.99) refuses it" if int8["agreement"] < 0.99 else ""
         print(f"  {model!s:5} int8 vs float dev accuracy: {-gap:+.2f} points (target within 1 point): "
-              f"{'met' if abs(gap) <= 1 else 'MISSED'}; same prediction as float on {int8['agreement']:.4f} of the "
-              f"dev rows{refused}")
+              f"{'met' if abs(gap) <= 1 else 'MISSED'}; same prediction as the gated model on "
+              f"{int8['agreement']:.4f} of the dev rows{refused}")
     share = block_bytes(exports[0.5][0]) / block_bytes(exports["dense"][0])
     print(f"  0.5 block weights on disk: {share:.3f} of dense (target <= 0.55): {'met' if share <= 0.55 else 'MISSED'}"
           f"; whole model.keras {exports[0.5][1]['formats']['keras']['bytes'] / 1e6:.1f} MB vs "
