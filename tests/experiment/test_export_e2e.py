@@ -149,3 +149,21 @@ def test_bad_inputs_get_messages_and_exit_codes(trained, tmp_path, capsys):
         assert message in err, (argv, err)
         assert status == (1 if "not found" in message else 2), argv
     assert (tmp_path / "taken.tsv").read_text() == "earlier predictions\n"
+
+
+def test_a_hugging_face_folder_fine_tuned_elsewhere_exports_as_it_scores(trained, tmp_path, capsys):
+    from gated import save_pretrained
+
+    checkpoint, _, env = trained
+    model_path, _ = find_checkpoint(str(checkpoint), "best")
+    folder = tmp_path / "hf"
+    save_pretrained(load_checkpoint(model_path), str(folder))  # a BertForSequenceClassification folder
+    assert export.main(["--ckpt_dir", str(folder), "--task", "sst2", "--output_dir", str(tmp_path / "export"),
+                        "--formats", "keras", "--latency_runs", "0", *ROWS], env) == 0
+    card = json.loads((tmp_path / "export" / "card.json").read_text())
+    capsys.readouterr()
+    assert evaluate.main(["--ckpt_dir", str(checkpoint), *ROWS], env) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert card["checkpoint"] == str(folder) and card["task"] == "sst2"
+    assert card["formats"]["keras"]["dev"]["dev_accuracy"] == pytest.approx(scored["dev_accuracy"], abs=1e-9)
+    assert card["parameters"] == scored["parameters"]  # nothing pruned: the same weights, without the masks
