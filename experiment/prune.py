@@ -457,11 +457,11 @@ def export_pruned(args, folder, environ):
     export_args = argparse.Namespace(
         ckpt_dir=folder if kprune else args.ckpt_dir, checkpoint="best" if kprune else args.checkpoint,
         masks_dir=folder, output_dir=args.export, formats=None, overwrite=False, latency_runs=5, threads=0,
-        int8_agreement=0.99,
-        task=args.task, data_dir=args.data_dir, tokenizer=args.tokenizer, max_eval_samples=args.max_eval_samples)
+        int8_agreement=0.99, task=args.task, data_dir=args.data_dir, tokenizer=args.tokenizer,
+        max_eval_samples=args.max_eval_samples)
     try:
         export(export_args, os.environ if environ is None else environ)
-    except (ExportError, FormatUnavailableError, FileExistsError, OSError) as error:
+    except (ExportError, FormatUnavailableError, FileExistsError, ValueError, OSError) as error:
         print(f"error: export: {error} (the pruning result in {folder} is complete)", file=sys.stderr)
         return 1
     log.info("exported to %s", args.export)
