@@ -37,16 +37,16 @@ class DevRows:
     spec: object
 
 
-def export_model(model, folder, dev, *, formats=FORMATS, logit_bias=None, tokenizer=None, about=None,
+def export_model(model, folder, dev, *, formats=FORMATS, tokenizer=None, about=None,
                  overwrite=False, latency_runs=5, seq_len=128, threads=None, int8_agreement=INT8_AGREEMENT):
     """Write `model` (a gated encoder with its masks on its gates) into `folder` as a compact model in `formats`.
 
     Args:
-        model: the gated encoder, its gates (and kernel masks) as they should be exported.
+        model: the gated encoder, its gates (and kernel masks) as they should be exported, a mask folder's logit
+            bias already on its classifier (`gated.add_logit_bias`).
         folder: the export folder; refused when it exists, unless `overwrite`.
         dev: `DevRows` to check each format against `model` on and to score it with.
         formats: any of `deploy.formats.FORMATS`; the TFLite formats bring the SavedModel they convert.
-        logit_bias: a mask folder's bias correction, added to the classifier's bias.
         tokenizer: a Hugging Face tokenizer to save beside the model (predict's).
         about: free-form facts for the card (source checkpoint, masks, method).
         latency_runs: timed runs per format and batch size (0: no timing).
@@ -67,8 +67,8 @@ def export_model(model, folder, dev, *, formats=FORMATS, logit_bias=None, tokeni
         raise ValueError(f"int8_agreement is a share of rows in [0, 1], got {int8_agreement}")
     formats = _with_prerequisites(formats)
     check_available(formats)
-    reference = _reference_logits(model, dev, logit_bias)
-    compact = compact_model(model, logit_bias)
+    reference = np.concatenate([np.asarray(model(features, training=False)) for features, _ in dev.batches])
+    compact = compact_model(model)
     embeddings = compact.get_layer("embeddings")
     seq_len = min(seq_len, embeddings.max_len - embeddings.position_offset)  # what its position table holds
     results = {}
@@ -98,12 +98,6 @@ def _with_prerequisites(formats):
     if wanted & {"tflite", "tflite_int8"}:
         wanted.add("saved_model")  # what the TFLite converter reads
     return [fmt for fmt in FORMATS if fmt in wanted]
-
-
-def _reference_logits(model, dev, logit_bias):
-    """The gated model's logits on the dev rows (with the bias correction): what every format must reproduce."""
-    logits = np.concatenate([np.asarray(model(features, training=False)) for features, _ in dev.batches])
-    return logits if logit_bias is None else logits + np.asarray(logit_bias, dtype=np.float32)
 
 
 def _checked(fmt, runner, dev, reference, int8_agreement):

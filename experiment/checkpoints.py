@@ -1,8 +1,8 @@
 """Find and load a checkpoint with its config, and the dev set it is scored on.
 
 A checkpoint is a train.py folder (`checkpoints_<method>_<task>/`) or a Hugging Face folder fine-tuned
-elsewhere (a `...ForSequenceClassification` with its head, given with its task). Shared by `prune.py` and
-`evaluate.py`.
+elsewhere (a `...ForSequenceClassification` with its head, given with its task). Shared by `prune.py`,
+`evaluate.py` and `export.py`.
 """
 
 import glob
@@ -11,6 +11,38 @@ import os
 
 class CheckpointError(ValueError):
     """A checkpoint folder lacks a file, or holds files that do not fit together."""
+
+
+def add_checkpoint_arguments(parser, masks_help):
+    """The flags of a driver that reads a checkpoint, a mask folder and the dev rows (evaluate.py, export.py):
+    `--ckpt_dir --checkpoint --masks_dir --task --data_dir --tokenizer --max_eval_samples`."""
+    from tasks import TASKS
+
+    parser.add_argument("--ckpt_dir", required=True, help="checkpoint folder written by train.py (or prune.py's "
+                        "K-prune folder), or a Hugging Face folder fine-tuned for --task")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which saved model [best]")
+    parser.add_argument("--masks_dir", help=masks_help)
+    parser.add_argument("--task", "--task_name", dest="task", choices=tuple(TASKS),
+                        help="GLUE task, must be the checkpoint's [the checkpoint's task]")
+    parser.add_argument("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's]")
+    parser.add_argument("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
+    parser.add_argument("--max_eval_samples", type=int, help="use only the first N dev rows [all]")
+
+
+def put_masks(model, masks, masks_dir, logit_bias=None):
+    """Set `model`'s gates from `masks` (`{kind: array}`, read from `masks_dir`) and add the folder's `logit_bias`
+    (if any) to its classifier's bias; masks or a bias of another shape are a `MaskFolderError` naming the
+    folder."""
+    from gated import add_logit_bias, set_structured_masks
+    from gated_bert.mask_folders import MaskFolderError
+
+    try:
+        set_structured_masks(model, masks)
+        if logit_bias is not None:
+            add_logit_bias(model, logit_bias)
+    except ValueError as error:
+        raise MaskFolderError(f"the masks in {masks_dir} do not fit this model: {error}; they were made for "
+                              "another model") from None
 
 
 def find_checkpoint(ckpt_dir, which="best"):

@@ -19,28 +19,20 @@ import json
 import os
 import sys
 
-from experiment.checkpoints import CheckpointError, open_checkpoint
+from experiment.checkpoints import CheckpointError, add_checkpoint_arguments, open_checkpoint
 from experiment.config import ConfigError
 from gated_bert import progress
 from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
 from gated_bert.logs import setup_console_logging
 from gated_bert.mask_folders import MaskFolderError, read_mask_folder
 from gated_bert.pretrained_folders import PretrainedError
-from tasks import TASKS, DataUnavailableError, GlueFormatError
+from tasks import DataUnavailableError, GlueFormatError
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--ckpt_dir", required=True, help="checkpoint folder written by train.py, or a Hugging Face "
-                        "folder fine-tuned for --task")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which saved model [best]")
-    parser.add_argument("--masks_dir", help="a mask folder (from prune.py or a gumbel run) to put on the gates")
+    add_checkpoint_arguments(parser, "a mask folder (from prune.py or a gumbel run) to put on the gates")
     add_bool_flag(parser, "slice", "remove pruned heads and neurons before scoring")
-    parser.add_argument("--task", "--task_name", dest="task", choices=tuple(TASKS),
-                        help="GLUE task, must be the checkpoint's [the checkpoint's task]")
-    parser.add_argument("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's]")
-    parser.add_argument("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
-    parser.add_argument("--max_eval_samples", type=int, help="score only the first N dev rows [all]")
     add_verbose_flag(parser)
     return parser
 
@@ -61,19 +53,13 @@ def score_checkpoint(args, model_path, config, masks, logit_bias=None):
     import numpy as np
 
     from efficiency import count_macs, mac_shape
-    from experiment.checkpoints import dev_dataset, load_checkpoint
-    from gated import add_logit_bias, count_parameters, set_structured_masks, structured_gates
+    from experiment.checkpoints import dev_dataset, load_checkpoint, put_masks
+    from gated import count_parameters, structured_gates
     from gated.slicing import slice_pruned
     from tasks import load_tokenizer, score_model
 
     model = load_checkpoint(model_path, config)
-    try:
-        set_structured_masks(model, masks)
-        if logit_bias is not None:
-            add_logit_bias(model, logit_bias)
-    except ValueError as error:
-        raise MaskFolderError(f"the masks in {args.masks_dir} do not fit this model: {error}; they were made for "
-                              "another model") from None
+    put_masks(model, masks, args.masks_dir, logit_bias)
     gates = structured_gates(model, ("head", "neuron"))
     if args.slice:
         model = slice_pruned(model)

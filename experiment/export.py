@@ -18,22 +18,19 @@ import os
 import sys
 
 from deploy.formats import FORMATS
-from experiment.checkpoints import CheckpointError, open_checkpoint
+from experiment.checkpoints import CheckpointError, add_checkpoint_arguments, open_checkpoint
 from experiment.config import ConfigError
 from gated_bert import progress
 from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
 from gated_bert.logs import setup_console_logging
 from gated_bert.mask_folders import MaskFolderError, read_mask_folder
 from gated_bert.pretrained_folders import PretrainedError
-from tasks import TASKS, DataUnavailableError, GlueFormatError
+from tasks import DataUnavailableError, GlueFormatError
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--ckpt_dir", required=True, help="checkpoint folder written by train.py (or prune.py's "
-                        "K-prune folder), or a Hugging Face folder fine-tuned for --task")
-    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which saved model [best]")
-    parser.add_argument("--masks_dir", help="a mask folder (from prune.py or a gumbel run) to fold in")
+    add_checkpoint_arguments(parser, "a mask folder (from prune.py or a gumbel run) to fold in")
     parser.add_argument("--output_dir", required=True, help="the export folder (must not exist, see --overwrite)")
     parser.add_argument("--formats", default="all", type=_formats,
                         help=f"comma-separated, any of {', '.join(FORMATS)} [all: every one whose packages are "
@@ -46,11 +43,6 @@ def build_parser():
                              "does, else nothing is written (regression: Pearson r); 0 checks nothing [0.99]")
     parser.add_argument("--threads", type=_non_negative, default=0,
                         help="TFLite and ONNX Runtime threads (0: their defaults) [0]")
-    parser.add_argument("--task", "--task_name", dest="task", choices=tuple(TASKS),
-                        help="GLUE task, must be the checkpoint's [the checkpoint's task]")
-    parser.add_argument("--data_dir", help="GLUE directory of the dev rows [env GLUE_DIR, else the checkpoint's]")
-    parser.add_argument("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
-    parser.add_argument("--max_eval_samples", type=int, help="check and score on the first N dev rows only [all]")
     add_verbose_flag(parser)
     return parser
 
@@ -102,18 +94,14 @@ def export(args, environ):
 
 
 def export_checkpoint(args, model_path, config, folder, formats):
-    """Load the checkpoint, put the folder's masks on its gates, export it."""
+    """Load the checkpoint, put the folder's masks on its gates (and its logit bias on its classifier), export it."""
     from deploy import DevRows, export_model
-    from experiment.checkpoints import dev_dataset, load_checkpoint
-    from gated import set_structured_masks
+    from experiment.checkpoints import dev_dataset, load_checkpoint, put_masks
     from tasks import load_tokenizer
 
     model = load_checkpoint(model_path, config)
-    try:
-        set_structured_masks(model, folder.masks if folder else {})
-    except ValueError as error:
-        raise MaskFolderError(f"the masks in {args.masks_dir} do not fit this model: {error}; they were made for "
-                              "another model") from None
+    if folder:
+        put_masks(model, folder.masks, args.masks_dir, folder.logit_bias)
     spec = config.task_spec()
     tokenizer = load_tokenizer(config.tokenizer)
     _, dataset = dev_dataset(config, spec, tokenizer)
@@ -122,7 +110,7 @@ def export_checkpoint(args, model_path, config, folder, formats):
              "method": source.get("method") or config.method, "constraint": _constraint(args.masks_dir),
              "max_len": config.max_len}
     return export_model(model, args.output_dir, DevRows(list(dataset.as_numpy_iterator()), spec), formats=formats,
-                        logit_bias=folder.logit_bias if folder else None, tokenizer=tokenizer, about=about,
+                        tokenizer=tokenizer, about=about,
                         overwrite=args.overwrite, latency_runs=args.latency_runs, threads=args.threads or None,
                         int8_agreement=args.int8_agreement)
 

@@ -451,14 +451,16 @@ def export_pruned(args, folder, environ):
     """`--export`: export.py on the pruned result (Fisher: the checkpoint with the new mask folder; K-prune: its
     tuned checkpoint); returns the exit status. A failed export keeps the pruning result."""
     from deploy import ExportError, FormatUnavailableError
+    from experiment.export import build_parser as export_parser
     from experiment.export import export
 
-    kprune = args.method == "kprune"
-    export_args = argparse.Namespace(
-        ckpt_dir=folder if kprune else args.ckpt_dir, checkpoint="best" if kprune else args.checkpoint,
-        masks_dir=folder, output_dir=args.export, formats=None, overwrite=False, latency_runs=5, threads=0,
-        int8_agreement=0.99, task=args.task, data_dir=args.data_dir, tokenizer=args.tokenizer,
-        max_eval_samples=args.max_eval_samples)
+    source = ["--ckpt_dir", folder] if args.method == "kprune" else ["--ckpt_dir", args.ckpt_dir, "--checkpoint",
+                                                                     args.checkpoint]
+    given = {"task": args.task, "data_dir": args.data_dir, "tokenizer": args.tokenizer,
+             "max_eval_samples": args.max_eval_samples, "verbose": args.verbose}
+    export_args = export_parser().parse_args([*source, "--masks_dir", folder, "--output_dir", args.export,
+                                              *(item for name, value in given.items() if value is not None
+                                                for item in (f"--{name}", str(value)))])
     try:
         export(export_args, os.environ if environ is None else environ)
     except (ExportError, FormatUnavailableError, FileExistsError, ValueError, OSError) as error:

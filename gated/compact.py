@@ -1,10 +1,10 @@
 """Fold every gate and mask into the weights and cut the removed units out: a plain inference model.
 
-`compact_model` is what an engineer deploys. Where `slice_pruned` keeps the gates (so the small model can still
-be pruned or rescaled), the compact model has none: head gates scale the rows of the attention's output
-projection, neuron gates the rows of the FFN's output kernel, output gates its columns and bias, kernel masks
-their kernels, and learned Gumbel masks are baked into the gates first. Each block keeps its own head count and
-FFN width; a block with no heads (or no neurons) left adds only its output bias to the residual.
+`compact_model` is what an engineer deploys: `slice_pruned`'s smaller model, whose remaining gates and masks are
+then folded into the weights. Head gates scale the rows of the attention's output projection, neuron gates the
+rows of the FFN's output kernel, output gates its columns and bias, kernel masks their kernels. Each block keeps
+its own head count and FFN width; a block with no heads (or no neurons) left adds only its output bias to the
+residual.
 """
 
 import numpy as np
@@ -12,7 +12,8 @@ import numpy as np
 from gated.attention import GatedMultiHeadAttention
 from gated.encoder import EncoderBlock
 from gated.feed_forward import GatedFeedForward
-from gated.masks import collect_gated_layers, learned_gates, without_learned_masks
+from gated.masks import collect_gated_layers
+from gated.slicing import slice_pruned
 
 
 def folded_weights(model):
@@ -40,42 +41,24 @@ def folded_weights(model):
     return values
 
 
-def compact_model(model, logit_bias=None):
+def compact_model(model):
     """A plain copy of `model` (a gated encoder) that computes the same logits with only the units it uses.
 
-    Heads and neurons whose gate is zero are removed; real-valued gates (rescaled masks) and kernel masks are
-    multiplied into the weights that remain, so the copy has no gate, mask or mask-logit variable
-    (`build_gated_encoder(gates=False, kernel_masks=False)`, one head count and FFN width per block).
-    `logit_bias` (`[num_labels]`, a mask folder's bias correction) is added to the classifier's bias.
+    The pruned units are cut out first (`slice_pruned`, which bakes learned masks in and keeps the remaining
+    gates); then every gate and kernel mask left is multiplied into the weights (`folded_weights`), so the copy
+    has no gate, mask or mask-logit variable (`build_gated_encoder(gates=False, kernel_masks=False)`, one head
+    count and FFN width per block). A mask folder's logit bias goes on `model` first (`add_logit_bias`).
     `model` is left as it is.
     """
-    if learned_gates(model):
-        model = without_learned_masks(model)
-    values = folded_weights(model)
-    if logit_bias is not None:
-        bias = model.get_layer("classifier").bias
-        shift = np.asarray(logit_bias, dtype=np.float32)
-        if shift.shape != tuple(bias.shape):
-            raise ValueError(f"a logit bias of shape {shift.shape} does not fit the classifier's bias "
-                             f"{tuple(bias.shape)}")
-        values[bias.path] = values[bias.path] + shift
-    config = model.get_config()
-    blocks = {block.name: block for block in collect_gated_layers(model, EncoderBlock).values()}
+    sliced = slice_pruned(model)
+    values = folded_weights(sliced)
+    config = sliced.get_config()
     for layer in config["layers"]:
-        if layer["class_name"] != "EncoderBlock":
-            continue
-        block = blocks[layer["config"]["name"]]
-        heads, neurons = _kept(block.attention.head_gate, block.num_heads), _kept(block.ffn.neuron_gate, block.dff)
-        _cut_attention(values, block.attention, heads)
-        _cut_ffn(values, block.ffn, neurons)
-        layer["config"].update(num_heads=len(heads), dff=len(neurons), head_dim=block.attention.head_dim,
-                               learn_masks=[], kernel_masks=False, gates=False)
-    compact = type(model).from_config(config)
+        if layer["class_name"] == "EncoderBlock":
+            layer["config"].update(kernel_masks=False, gates=False)
+    compact = type(sliced).from_config(config)
     for variable in compact.weights:
-        value = values[variable.path]
-        if tuple(variable.shape) != value.shape:  # a bug, not a user error: the config and the cuts disagree
-            raise RuntimeError(f"compact_model: {variable.path} needs {tuple(variable.shape)}, got {value.shape}")
-        variable.assign(value)
+        variable.assign(values[variable.path])
     return compact
 
 
@@ -83,28 +66,3 @@ def compact_shape(model):
     """`(heads per block, FFN width per block)` of a gated encoder: the units that are really there."""
     blocks = collect_gated_layers(model, EncoderBlock).values()
     return [block.attention.num_heads for block in blocks], [block.ffn.dff for block in blocks]
-
-
-def _kept(gate, units):
-    """Indices of the units whose gate is non-zero (all `units` when the layer has no gate)."""
-    return np.arange(units) if gate is None else np.flatnonzero(gate.numpy() != 0)
-
-
-def _cut_attention(values, attention, heads):
-    """Keep `heads`' columns of the query, key and value projections and their rows of the output projection."""
-    columns = (heads[:, None] * attention.head_dim + np.arange(attention.head_dim)[None, :]).ravel()  # (kept*Dh,)
-    for dense in (attention.query, attention.key, attention.value):
-        if dense is not None:  # None: a block whose heads were all sliced away already
-            values[dense.kernel.path] = values[dense.kernel.path][:, columns]
-            values[dense.bias.path] = values[dense.bias.path][columns]
-    output = attention.output_dense.kernel.path
-    values[output] = values[output][columns]
-
-
-def _cut_ffn(values, ffn, neurons):
-    """Keep `neurons`' columns of the intermediate layer and their rows of the FFN's output kernel."""
-    if ffn.intermediate is not None:
-        values[ffn.intermediate.kernel.path] = values[ffn.intermediate.kernel.path][:, neurons]
-        values[ffn.intermediate.bias.path] = values[ffn.intermediate.bias.path][neurons]
-    output = ffn.output_dense.kernel.path
-    values[output] = values[output][neurons]

@@ -24,6 +24,25 @@ def compact_parameter_count(heads, widths, d=MICRO["d_model"], dh=MICRO["d_model
     return embeddings + blocks + d * d + d + d * labels + labels  # pooler, classifier
 
 
+# A gumbel run short enough for a test that still switches some neurons off (train_micro_sst2's extra flags).
+GUMBEL_FLAGS = ("--enable_pruning", "true", "--pruning_method", "gumbel", "--target_sparsity", "0.5",
+                "--target_warmup", "0.1", "--masks_lr", "0.5")
+
+
+def train_micro_sst2(out, glue_dir, tokenizer_dir, train_rows, eval_rows, *flags):
+    """Train a 2-block encoder (d_model 32, 2 heads, dff 64, max_len 64) for one epoch on the first `train_rows`
+    SST-2 rows into `out` (its checkpoints in `out/checkpoints_<method>_sst2`), scored on `eval_rows` dev rows."""
+    from experiment import train
+
+    argv = ["--num_layers", "2", "--d_model", "32", "--num_heads", "2", "--dff", "64", "--max_len", "64",
+            "--batch_size", "32", "--learning_rate", "1e-3", "--verbose", "0", "--data_dir", str(glue_dir),
+            "--tokenizer", str(tokenizer_dir), "--task", "sst2", "--epochs", "1", "--max_train_samples",
+            str(train_rows), "--max_eval_samples", str(eval_rows), "--output_dir", str(out), "--cache_dir",
+            str(out / "cache"), *flags]
+    assert train.main(argv) == 0
+    return out
+
+
 def micro_sample_batches(seed, count=3, size=4, length=6):
     """`count` sample batches `(inputs, labels)` of random micro-vocabulary ids; rows 0 and 1 are padded."""
     rng = np.random.default_rng(seed)

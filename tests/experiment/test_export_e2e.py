@@ -6,25 +6,20 @@ import json
 import numpy as np
 import pytest
 
-from experiment import evaluate, export, predict, prune, train
+from conftest import GUMBEL_FLAGS, train_micro_sst2
+from experiment import evaluate, export, predict, prune
 from experiment.checkpoints import find_checkpoint, load_checkpoint
 from gated import add_logit_bias, set_structured_masks
 from gated_bert.mask_folders import read_mask_folder
 from tasks import load_tokenizer
 
-MICRO_FLAGS = ["--num_layers", "2", "--d_model", "32", "--num_heads", "2", "--dff", "64", "--max_len", "64",
-               "--batch_size", "32", "--learning_rate", "1e-3", "--verbose", "0"]
 ROWS = ["--max_eval_samples", "60"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, glue_dir, bert_tokenizer_dir):
     """`(checkpoint folder, Fisher mask folder at 0.5 MACs, env)`."""
-    out = tmp_path_factory.mktemp("export_e2e")
-    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--task", "sst2",
-            "--epochs", "1", "--max_train_samples", "300", "--max_eval_samples", "60", "--output_dir", str(out),
-            "--cache_dir", str(out / "cache")]
-    assert train.main(argv) == 0
+    out = train_micro_sst2(tmp_path_factory.mktemp("export_e2e"), glue_dir, bert_tokenizer_dir, 300, 60)
     env = {"GLUE_DIR": str(glue_dir), "TOKENIZER": str(bert_tokenizer_dir)}
     checkpoint = out / "checkpoints_baseline_sst2"
     assert prune.main(["--ckpt_dir", str(checkpoint), "--output_dir", str(out / "pruned"), "--constraint", "0.5",
@@ -80,12 +75,7 @@ def test_export_of_rescaled_masks_scores_as_evaluate_and_predict_agrees_row_by_r
 
 
 def test_a_gumbel_runs_learned_masks_export(tmp_path, glue_dir, bert_tokenizer_dir):
-    out = tmp_path / "gumbel"
-    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--task", "sst2",
-            "--epochs", "1", "--max_train_samples", "200", "--max_eval_samples", "50", "--output_dir", str(out),
-            "--cache_dir", str(tmp_path / "cache"), "--enable_pruning", "true", "--pruning_method", "gumbel",
-            "--target_sparsity", "0.5", "--target_warmup", "0.1", "--masks_lr", "0.5"]
-    assert train.main(argv) == 0
+    out = train_micro_sst2(tmp_path / "gumbel", glue_dir, bert_tokenizer_dir, 200, 50, *GUMBEL_FLAGS)
     (masks_dir,) = (out / "results_gumbel_sst2").glob("masks_gumbel_*")
     learned = read_mask_folder(masks_dir).masks
     env = {"GLUE_DIR": str(glue_dir), "TOKENIZER": str(bert_tokenizer_dir)}

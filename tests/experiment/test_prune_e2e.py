@@ -12,24 +12,19 @@ import types
 import numpy as np
 import pytest
 
+from conftest import GUMBEL_FLAGS, train_micro_sst2
 from efficiency import generate_lut
-from experiment import evaluate, prune, train
+from experiment import evaluate, prune
 from experiment.checkpoints import find_checkpoint, load_checkpoint
 from gated import structured_gates
 from gated_bert.mask_folders import read_mask_folder
 
-MICRO_FLAGS = ["--num_layers", "2", "--d_model", "32", "--num_heads", "2", "--dff", "64", "--max_len", "64",
-               "--batch_size", "32", "--learning_rate", "1e-3", "--verbose", "0"]
 PRUNE_FLAGS = ["--num_samples", "64", "--sample_batch_size", "16", "--max_eval_samples", "100"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, glue_dir, bert_tokenizer_dir):
-    out = tmp_path_factory.mktemp("ckpt")
-    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--task", "sst2",
-            "--epochs", "1", "--max_train_samples", "300", "--max_eval_samples", "100", "--output_dir", str(out),
-            "--cache_dir", str(out / "cache")]
-    assert train.main(argv) == 0
+    out = train_micro_sst2(tmp_path_factory.mktemp("ckpt"), glue_dir, bert_tokenizer_dir, 300, 100)
     return out / "checkpoints_baseline_sst2"
 
 
@@ -282,12 +277,7 @@ def test_evaluate_rejects_masks_it_cannot_use(checkpoint, tmp_path, glue_dir, be
 
 
 def test_a_gumbel_checkpoint_keeps_its_learned_masks_off(tmp_path, glue_dir, bert_tokenizer_dir):
-    out = tmp_path / "gumbel"
-    argv = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--tokenizer", str(bert_tokenizer_dir), "--task", "sst2",
-            "--epochs", "1", "--max_train_samples", "200", "--max_eval_samples", "50", "--output_dir", str(out),
-            "--cache_dir", str(tmp_path / "cache"), "--enable_pruning", "true", "--pruning_method", "gumbel",
-            "--target_sparsity", "0.5", "--target_warmup", "0.1", "--masks_lr", "0.5"]
-    assert train.main(argv) == 0
+    out = train_micro_sst2(tmp_path / "gumbel", glue_dir, bert_tokenizer_dir, 200, 50, *GUMBEL_FLAGS)
     (masks_dir,) = (out / "results_gumbel_sst2").glob("masks_gumbel_*")
     learned = read_mask_folder(masks_dir).masks["neuron"]
     assert 0 < learned.sum() < learned.size  # the learned masks did switch some neurons off

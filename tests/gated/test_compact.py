@@ -46,8 +46,8 @@ def test_compact_model_computes_the_masked_models_logits_with_only_the_kept_unit
     masks = {path: (rng.random(mask.shape) < 0.7).astype("float32") for path, mask in
              get_weight_masks(micro_model).items()}
     set_weight_masks(micro_model, masks)  # weight-level masks too: folded in, zeros stay zeros
-    compact = compact_model(micro_model, logit_bias=[0.25, -0.5])
-    np.testing.assert_allclose(compact(micro_batch), np.asarray(micro_model(micro_batch)) + [0.25, -0.5], atol=1e-5)
+    compact = compact_model(micro_model)
+    np.testing.assert_allclose(compact(micro_batch), micro_model(micro_batch), atol=1e-5)
     widths = [int(np.count_nonzero(row)) for row in neurons]
     assert compact_shape(compact) == ([2, 0], widths)
     assert mask_variables(compact) == []
@@ -82,8 +82,6 @@ def test_learned_masks_are_baked_in_and_dropped(micro_batch):
     assert compact_shape(compact)[0] == [2, 4] and mask_variables(compact) == []
 
 
-def test_bad_inputs_are_clear_errors(micro_model):
-    with pytest.raises(ValueError, match=r"a logit bias of shape \(3,\) does not fit the classifier's bias \(2,\)"):
-        compact_model(micro_model, logit_bias=[1.0, 2.0, 3.0])
+def test_learned_masks_need_gates():
     with pytest.raises(ValueError, match="learn_head_mask=True needs gates=True"):
         build_gated_encoder(**MICRO, num_labels=2, learn_masks=("head",), gates=False)
