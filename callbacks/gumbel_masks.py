@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from gated.masks import save_learned_masks, structured_masks
+from gated_bert.files import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,11 @@ class GumbelMaskCallback(keras.callbacks.Callback):
         step_log_path: CSV file for the per-step loss terms (None: no file).
         masks_dir: folder for the learned masks and logits, written when
             training ends (`gated.save_learned_masks`; None: not saved).
+        checkpoints: the run's checkpoint files; the mask folder records the
+            SHA-256 of those that exist when training ends (the masks go with them).
     """
 
-    def __init__(self, learner, schedule, log_every=5, step_log_path=None, masks_dir=None):
+    def __init__(self, learner, schedule, log_every=5, step_log_path=None, masks_dir=None, checkpoints=()):
         super().__init__()
         if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every <= 0:
             raise ValueError(f"log_every must be a positive integer, got log_every={log_every!r}")
@@ -44,6 +47,7 @@ class GumbelMaskCallback(keras.callbacks.Callback):
         self.log_every = log_every
         self.step_log_path = step_log_path
         self.masks_dir = masks_dir
+        self.checkpoints = tuple(checkpoints)
         self.temperature = None
         self._step = 0
 
@@ -96,6 +100,8 @@ class GumbelMaskCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.masks_dir:
-            saved = save_learned_masks(self.model, self.masks_dir,
-                                       {"written_by": "train.py (gumbel)", "steps": self._step})
+            made_for = [{"path": os.path.abspath(path), "weights_sha256": sha256_of([path])}
+                        for path in self.checkpoints if os.path.isfile(path)]
+            saved = save_learned_masks(self.model, self.masks_dir, {"written_by": "train.py (gumbel)",
+                                                                    "steps": self._step, "checkpoints": made_for})
             log.info("learned masks in %s: %s", self.masks_dir, ", ".join(saved))

@@ -72,7 +72,8 @@ def card_markdown(card):
     metric = f"dev_{card['primary_metric']}"
     lines = [
         f"# {card['task']} encoder (gated-bert export)", "",
-        f"- source checkpoint: `{card.get('checkpoint', 'unknown')}`",
+        f"- source checkpoint: `{card.get('checkpoint', 'unknown')}`"
+        + (f" (weights SHA-256 `{card['checkpoint_sha256']}`)" if card.get("checkpoint_sha256") else ""),
         f"- masks: `{card.get('masks_dir') or 'none (the checkpoint as trained)'}`"
         + (f"; method {card['method']}" if card.get("method") else "")
         + (f", constraint {card['constraint']}" if card.get("constraint") is not None else ""),

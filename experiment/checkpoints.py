@@ -15,7 +15,8 @@ class CheckpointError(ValueError):
 
 def add_checkpoint_arguments(parser, masks_help):
     """The flags of a driver that reads a checkpoint, a mask folder and the dev rows (evaluate.py, export.py):
-    `--ckpt_dir --checkpoint --masks_dir --task --data_dir --tokenizer --max_eval_samples`."""
+    `--ckpt_dir --checkpoint --masks_dir --task --data_dir --tokenizer --max_eval_samples --force`."""
+    from gated_bert.cli import add_bool_flag
     from tasks import TASKS
 
     parser.add_argument("--ckpt_dir", required=True, help="checkpoint folder written by train.py (or prune.py's "
@@ -27,6 +28,33 @@ def add_checkpoint_arguments(parser, masks_help):
     parser.add_argument("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's]")
     parser.add_argument("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
     parser.add_argument("--max_eval_samples", type=int, help="use only the first N dev rows [all]")
+    add_bool_flag(parser, "force", "put --masks_dir on the checkpoint even when the folder says it was made from "
+                  "another one (its weights' SHA-256 differs)", default=False)
+
+
+def checkpoint_source(model_path):
+    """`{"path", "weights_sha256"}` of a checkpoint (`open_checkpoint`'s model path): what every result records
+    about the model it came from. A `.keras` file's digest is that of its bytes, a Hugging Face folder's that of
+    its weight files."""
+    from gated_bert.files import sha256_of
+    from gated_bert.pretrained_folders import weights_sha256
+
+    digest = weights_sha256(model_path) if os.path.isdir(model_path) else sha256_of([model_path])
+    return {"path": os.path.abspath(model_path), "weights_sha256": digest}
+
+
+def check_mask_source(folder, masks_dir, source, force=False):
+    """Refuse (`MaskFolderError`) a mask folder made from another checkpoint than `source` (`checkpoint_source`)
+    unless `force`. A folder that names no checkpoint digest (written before they were recorded) is accepted."""
+    from gated_bert.mask_folders import MaskFolderError
+
+    made_from = [entry for entry in folder.source.get("checkpoints") or [] if isinstance(entry, dict)]
+    digests = {entry.get("weights_sha256") for entry in made_from} - {None}
+    if force or not digests or source["weights_sha256"] in digests:
+        return
+    raise MaskFolderError(f"the masks in {masks_dir} were made from {made_from[0].get('path')} (weights SHA-256 "
+                          f"{sorted(digests)[0][:12]}...), not from {source['path']} ({source['weights_sha256'][:12]}"
+                          "...); pass the checkpoint they were made from, or --force to put them on this one anyway")
 
 
 def put_masks(model, masks, masks_dir, logit_bias=None):
@@ -144,14 +172,34 @@ def dev_dataset(config, spec, tokenizer):
 
 def load_checkpoint(model_path, config=None):
     """The saved model, with learned Gumbel masks (if any) baked into its gates. A Hugging Face folder
-    (`open_checkpoint`) is loaded with its head for `config`'s task."""
+    (`open_checkpoint`) is loaded with its head for `config`'s task.
+
+    A file that is not a readable Keras archive, or a model with NaN or infinite weights (the run that saved it
+    diverged), is a `CheckpointError`.
+    """
+    import zipfile
+
     import keras
 
     import gated  # noqa: F401  (registers the gated layers for deserialisation)
-    from gated import learned_gates, load_pretrained, without_learned_masks
+    from gated import learned_gates, load_pretrained, non_finite_weights, without_learned_masks
 
     if os.path.isdir(model_path):
-        return load_pretrained(model_path, num_labels=config.task_spec().num_labels, max_len=config.max_len,
-                               require_head=True)
-    model = keras.saving.load_model(model_path, compile=False)
+        model = load_pretrained(model_path, num_labels=config.task_spec().num_labels, max_len=config.max_len,
+                                require_head=True)
+    else:
+        if not zipfile.is_zipfile(model_path):
+            raise CheckpointError(f"{model_path} is not a Keras archive or is truncated (a copy cut short, or a "
+                                  "save that was killed); use the other checkpoint (--checkpoint best|last) or "
+                                  "train again")
+        try:
+            model = keras.saving.load_model(model_path, compile=False)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise CheckpointError(f"{model_path} is not a Keras archive or is truncated ({type(error).__name__}: "
+                                  f"{error}); use the other checkpoint (--checkpoint best|last) or train "
+                                  "again") from None
+    bad = non_finite_weights(model)
+    if bad:
+        raise CheckpointError(f"{model_path} holds NaN or infinite weights ({len(bad)} tensors, first: {bad[0]}): "
+                              "the run that saved it diverged; train it again with a lower --learning_rate")
     return without_learned_masks(model) if learned_gates(model) else model

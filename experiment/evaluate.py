@@ -15,14 +15,20 @@ and their MACs. `--slice` scores the physically smaller model instead
 """
 
 import argparse
-import json
 import os
 import sys
 
-from experiment.checkpoints import CheckpointError, add_checkpoint_arguments, open_checkpoint
+from experiment.checkpoints import (
+    CheckpointError,
+    add_checkpoint_arguments,
+    check_mask_source,
+    checkpoint_source,
+    open_checkpoint,
+)
 from experiment.config import ConfigError
 from gated_bert import progress
 from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
+from gated_bert.files import json_text
 from gated_bert.logs import setup_console_logging
 from gated_bert.mask_folders import MaskFolderError, read_mask_folder
 from gated_bert.pretrained_folders import PretrainedError
@@ -42,9 +48,13 @@ def evaluate(args, environ):
     model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
                                          args.max_eval_samples, args.task)
     folder = read_mask_folder(args.masks_dir) if args.masks_dir else None
+    source = checkpoint_source(model_path)
+    if folder:
+        check_mask_source(folder, args.masks_dir, source, args.force)
     quiet_start()
-    return score_checkpoint(args, model_path, config, folder.masks if folder else {},
-                            folder.logit_bias if folder else None)
+    result = score_checkpoint(args, model_path, config, folder.masks if folder else {},
+                              folder.logit_bias if folder else None)
+    return {"checkpoint": model_path, "weights_sha256": source["weights_sha256"], **result}
 
 
 def score_checkpoint(args, model_path, config, masks, logit_bias=None):
@@ -67,7 +77,7 @@ def score_checkpoint(args, model_path, config, masks, logit_bias=None):
     dev, dataset = dev_dataset(config, spec, load_tokenizer(config.tokenizer))
     macs = count_macs(gates["head"], gates["neuron"], **mac_shape(config))["total"]
     dense = count_macs(np.ones_like(gates["head"]), np.ones_like(gates["neuron"]), **mac_shape(config))["total"]
-    return {"checkpoint": model_path, "masks_dir": args.masks_dir, "task": spec.name, "dev_rows": len(dev),
+    return {"masks_dir": args.masks_dir, "task": spec.name, "dev_rows": len(dev),
             **score_model(model, dataset, spec), "kept_heads": int(np.count_nonzero(gates["head"])),
             "kept_neurons": int(np.count_nonzero(gates["neuron"])), "macs": macs, "macs_kept_fraction": macs / dense,
             "parameters": count_parameters(model), "sliced": args.slice}
@@ -86,7 +96,7 @@ def main(argv=None, environ=None):
     except (DataUnavailableError, GlueFormatError, PretrainedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(result, indent=2))
+    print(json_text(result))
     return 0
 
 

@@ -18,10 +18,17 @@ import os
 import sys
 
 from deploy.formats import FORMATS
-from experiment.checkpoints import CheckpointError, add_checkpoint_arguments, open_checkpoint
+from experiment.checkpoints import (
+    CheckpointError,
+    add_checkpoint_arguments,
+    check_mask_source,
+    checkpoint_source,
+    open_checkpoint,
+)
 from experiment.config import ConfigError
 from gated_bert import progress
 from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
+from gated_bert.files import json_text
 from gated_bert.logs import setup_console_logging
 from gated_bert.mask_folders import MaskFolderError, read_mask_folder
 from gated_bert.pretrained_folders import PretrainedError
@@ -89,11 +96,14 @@ def export(args, environ):
     model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
                                          args.max_eval_samples, args.task)
     folder = read_mask_folder(args.masks_dir) if args.masks_dir else None
+    source = checkpoint_source(model_path)
+    if folder:
+        check_mask_source(folder, args.masks_dir, source, args.force)
     quiet_start()
-    return export_checkpoint(args, model_path, config, folder, formats)
+    return export_checkpoint(args, model_path, config, folder, formats, source)
 
 
-def export_checkpoint(args, model_path, config, folder, formats):
+def export_checkpoint(args, model_path, config, folder, formats, source):
     """Load the checkpoint, put the folder's masks on its gates (and its logit bias on its classifier), export it."""
     from deploy import DevRows, export_model
     from experiment.checkpoints import dev_dataset, load_checkpoint, put_masks
@@ -105,9 +115,10 @@ def export_checkpoint(args, model_path, config, folder, formats):
     spec = config.task_spec()
     tokenizer = load_tokenizer(config.tokenizer)
     _, dataset = dev_dataset(config, spec, tokenizer)
-    source = folder.source if folder else {}
-    about = {"checkpoint": os.path.abspath(model_path), "masks_dir": args.masks_dir and os.path.abspath(args.masks_dir),
-             "method": source.get("method") or config.method, "constraint": _constraint(args.masks_dir),
+    made_by = folder.source if folder else {}
+    about = {"checkpoint": source["path"], "checkpoint_sha256": source["weights_sha256"],
+             "masks_dir": args.masks_dir and os.path.abspath(args.masks_dir),
+             "method": made_by.get("method") or config.method, "constraint": _constraint(args.masks_dir),
              "max_len": config.max_len}
     return export_model(model, args.output_dir, DevRows(list(dataset.as_numpy_iterator()), spec), formats=formats,
                         tokenizer=tokenizer, about=about,
@@ -139,9 +150,9 @@ def main(argv=None, environ=None):
     except (ExportError, DataUnavailableError, GlueFormatError, PretrainedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps({"output_dir": args.output_dir, "parameters": card["parameters"], "macs": card["macs"],
-                      "formats": {fmt: {"bytes": r["bytes"], "dev": r["dev"], "latency_ms": r["latency_ms"]}
-                                  for fmt, r in card["formats"].items()}}, indent=2))
+    print(json_text({"output_dir": args.output_dir, "parameters": card["parameters"], "macs": card["macs"],
+                     "formats": {fmt: {"bytes": r["bytes"], "dev": r["dev"], "latency_ms": r["latency_ms"]}
+                                 for fmt, r in card["formats"].items()}}))
     return 0
 
 

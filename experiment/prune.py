@@ -98,6 +98,8 @@ def build_parser():
     add("--backend", default="auto", choices=("auto", "scipy", "cupy"),
         help="least-squares backend: SciPy (CPU), CuPy (GPU) or auto [auto]")
     add("--output_dir", default="outputs", help="root of the output folders [outputs]")
+    add_bool_flag(parser, "overwrite", "replace the result folder of an earlier run with the same model shape, "
+                  "task, metric, constraint and seed (without it such a run is refused)", default=False)
     add("--export", metavar="DIR", help="then export the pruned model into DIR (as export.py does, every format "
         "whose packages are installed; DIR must not exist) [no export]")
     add_verbose_flag(parser)
@@ -152,6 +154,9 @@ def check_args(args, environ):
     kind = args.metric if args.method == "fisher" else f"{args.method}_{args.metric}"
     folder = os.path.join(args.output_dir, model_name(config), config.task, kind, f"{args.constraint:g}",
                           f"seed_{args.seed}")
+    if os.path.exists(folder) and not args.overwrite:
+        raise ConfigError(f"{folder} holds an earlier result (same model shape, task, metric, constraint and seed); "
+                          "pass --overwrite to replace it, or another --output_dir or --seed to keep both")
     return config, model_path, luts, folder
 
 
@@ -323,6 +328,7 @@ def kprune_stages(args, config, model, spec, sample, budget, stages, out):
     import datetime
 
     from gated import add_logit_bias
+    from gated_bert.files import sha256_of
     from pruners.posttrain.kprune import kprune
 
     mu = float(config.d_model // config.num_heads) if args.mu is None else args.mu
@@ -344,6 +350,8 @@ def kprune_stages(args, config, model, spec, sample, budget, stages, out):
     config.save(os.path.join(out, f"config_kprune_{stamp}.json"))
     result.model.save(checkpoint)
     extra["kprune"]["checkpoint"] = os.path.basename(checkpoint)
+    # Named by file name: the folder is renamed into place once every file is written.
+    extra["kprune"]["source"] = {"path": os.path.basename(checkpoint), "weights_sha256": sha256_of([checkpoint])}
     log.info("saved the pruned model (masks on its gates%s%s) as %s",
              ", output weights tuned" if args.sublayerwise_tuning else "",
              ", logit bias added" if args.bias_correction else "", os.path.basename(checkpoint))
@@ -354,7 +362,7 @@ def run(args, config, model_path, luts, out):
     """Every stage, each timed and scored; writes the mask folder and metrics.json (and K-prune's model) into `out`."""
     import numpy as np
 
-    from experiment.checkpoints import load_checkpoint
+    from experiment.checkpoints import checkpoint_source, load_checkpoint
     from gated import structured_gates
     from gated_bert.files import write_json_atomic
     from gated_bert.mask_folders import write_mask_folder
@@ -363,6 +371,7 @@ def run(args, config, model_path, luts, out):
              "MACs" if args.metric == "mac" else "estimated latency", 1 - args.constraint)
     tick = time.perf_counter()
     # -- Model and data ---------------------------------------------------------
+    source = checkpoint_source(model_path)
     model = load_checkpoint(model_path, config)
     spec, sample, dev_ds = load_inputs(args, config)
     gates = structured_gates(model, ("head", "neuron"))  # the loaded model's gates, kept as they are throughout
@@ -378,11 +387,14 @@ def run(args, config, model_path, luts, out):
         heads, neurons, logit_bias, extra = fisher_stages(args, model, spec, sample, budget, stages, *alive)
     # -- Outputs -------------------------------------------------------------------
     final = list(stages.scores)[-1]
+    # The masks go with the checkpoint they are put on: the loaded one, or K-prune's tuned copy beside them.
+    made_for = extra["kprune"]["source"] if args.method == "kprune" else source
     write_mask_folder(out, {"head": heads, "neuron": neurons},
-                      {"written_by": "prune.py", "method": args.method, "stage": final, "checkpoint": model_path},
+                      {"written_by": "prune.py", "method": args.method, "stage": final, "checkpoint": model_path,
+                       "checkpoints": [made_for]},
                       logit_bias=logit_bias)
-    metrics = {"checkpoint": model_path, "method": args.method, "task": spec.name, "metric": args.metric,
-               "constraint": args.constraint, "removed": 1 - args.constraint,
+    metrics = {"checkpoint": model_path, "weights_sha256": source["weights_sha256"], "method": args.method,
+               "task": spec.name, "metric": args.metric, "constraint": args.constraint, "removed": 1 - args.constraint,
                "primary_metric": f"dev_{spec.primary_metric}", "dev": stages.scores, "final": final,
                **run_summary(config, stages, budget, alive, heads, neurons), **extra, "args": vars(args)}
     write_json_atomic(os.path.join(out, "metrics.json"), metrics)
@@ -437,7 +449,10 @@ def main(argv=None, environ=None):
     try:
         with staged_folder(folder) as tmp, log_file(os.path.join(tmp, "log.txt")):
             run(args, config, model_path, luts, tmp)
-    except (ConfigError, CheckpointError, DataUnavailableError, GlueFormatError, PretrainedError, OSError) as error:
+    except CheckpointError as error:  # a checkpoint that loads badly or holds NaN weights
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ConfigError, DataUnavailableError, GlueFormatError, PretrainedError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

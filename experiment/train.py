@@ -100,7 +100,7 @@ class MethodSetup:
         elif config.method == "gumbel":
             learner, temperature = gumbel_from_config(config, steps_per_epoch)
             self.callbacks = [GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
-                                                 paths.masks_dir)]
+                                                 paths.masks_dir, (paths.best_checkpoint, paths.last_checkpoint))]
             kinds = config.learn_masks
             self.columns = ["temperature", "sparsity_loss", "quantization_loss",
                             *(f"mask_sparsity/{kind}" for kind in kinds),
@@ -154,6 +154,7 @@ def run(config):
     from callbacks import (
         BestAndLastCheckpoint,
         DevEvaluator,
+        FiniteGuard,
         GracefulStop,
         ProgressFile,
         ResultsLogger,
@@ -191,8 +192,11 @@ def run(config):
     # SIGTERM while training: recorded at once (the sender may kill us soon), raised at the next batch end.
     stop = GracefulStop(on_signal=lambda signum: logger.write_metadata(status="interrupted",
                                                                        error=f"KeyboardInterrupt: signal {signum}"))
+    advice = (f"lower --learning_rate (now {config.learning_rate:g}; gradients are already clipped at global norm 1)"
+              " or check the data")
     callbacks = [
-        DevEvaluator(dev_ds, spec),  # first: the others read its dev_* logs
+        FiniteGuard(advice),  # first: a diverged epoch is neither scored, nor recorded, nor saved
+        DevEvaluator(dev_ds, spec),  # the others read its dev_* logs
         *method.callbacks,  # before the logger, which reads their sparsity and mask logs
         logger,
         BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
@@ -263,9 +267,11 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped run records itself like Ctrl-C does
     quiet_start()
     configure_tensorflow(config)
+    from callbacks import NonFiniteError  # TensorFlow has started: importing Keras callbacks costs nothing more
+
     try:
         run(config)
-    except (ConfigError, DataUnavailableError, GlueFormatError, PretrainedError, OSError) as error:
+    except (ConfigError, DataUnavailableError, GlueFormatError, PretrainedError, NonFiniteError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

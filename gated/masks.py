@@ -234,6 +234,12 @@ def count_parameters(model):
     return sum(int(np.prod(variable.shape)) for variable in model.weights if id(variable) not in masks)
 
 
+def non_finite_weights(model):
+    """Paths of `model`'s variables that hold a NaN or an infinity (empty when every value is finite)."""
+    return [variable.path for variable in model.weights
+            if not np.all(np.isfinite(variable.numpy()))]
+
+
 def copy_model(model):
     """An independent copy of `model`: the same class, config and weights (masks and gates included)."""
     return _rebuilt(model, model.get_config())

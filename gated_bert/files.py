@@ -1,6 +1,7 @@
 """Writing files and folders so that a crash never leaves half of one behind; reading JSON objects with clear errors."""
 
 import contextlib
+import hashlib
 import itertools
 import json
 import math
@@ -47,21 +48,36 @@ def staged_folder(folder):
         raise
 
 
-def _nan_to_none(value):
-    if isinstance(value, float) and math.isnan(value):
+def sha256_of(paths):
+    """Hex SHA-256 of the files' bytes, read in the order given (one file: that file's own digest)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _nan_to_none(item) for key, item in value.items()}
+        return {key: _finite_or_none(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_nan_to_none(item) for item in value]
+        return [_finite_or_none(item) for item in value]
     return value
 
 
+def json_text(payload):
+    """`payload` as indented, standard JSON: NaN and infinities (which JSON lacks) become null, other objects
+    their `str`."""
+    return json.dumps(_finite_or_none(payload), indent=2, default=str, allow_nan=False)
+
+
 def write_json_atomic(path, payload):
-    """Write `payload` as indented, standard JSON (NaN becomes null), atomically."""
+    """Write `payload` as `json_text`, atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(_nan_to_none(payload), handle, indent=2, default=str, allow_nan=False)
-        handle.write("\n")
+        handle.write(json_text(payload) + "\n")
 
 
 def read_json_object(path, what, error_type, missing_hint=""):

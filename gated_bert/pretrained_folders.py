@@ -5,10 +5,11 @@ Supported `model_type`s: `bert` (and every BERT-architecture model: MiniLM, BGE,
 `roberta`. `gated.load_pretrained` reads the weights.
 """
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
+
+from gated_bert.files import sha256_of
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -172,12 +173,7 @@ def weight_files(folder):
 
 def weights_sha256(folder):
     """SHA-256 of the folder's weight files, read in shard order (one file: that file's own digest)."""
-    digest = hashlib.sha256()
-    for path in weight_files(folder):
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(weight_files(folder))
 
 
 # The classification head's output weight, per model type (`(num_labels, d_model)`; never under the prefix).

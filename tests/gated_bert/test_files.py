@@ -29,10 +29,11 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 
 
 def test_json_is_standard_with_nan_as_null(tmp_path):
-    write_json_atomic(tmp_path / "m.json", {"pearson": float("nan"), "rows": [1.0, float("nan")]})
+    write_json_atomic(tmp_path / "m.json", {"pearson": float("nan"), "rows": [1.0, float("nan"), -float("inf")],
+                                            "loss": (float("inf"), 2.0)})
     text = (tmp_path / "m.json").read_text()
-    assert "NaN" not in text
-    assert json.loads(text) == {"pearson": None, "rows": [1.0, None]}
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"pearson": None, "rows": [1.0, None, None], "loss": [None, 2.0]}
 
 
 def test_best_checkpoint_survives_later_epochs(micro_model, micro_batch, tmp_path):
