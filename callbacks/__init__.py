@@ -3,7 +3,7 @@
 from callbacks.checkpoints import BestAndLastCheckpoint, save_model_atomic
 from callbacks.dev_evaluator import DevEvaluator
 from callbacks.finite_guard import FiniteGuard, NonFiniteError
-from callbacks.graceful_stop import GracefulStop
+from callbacks.graceful_stop import GracefulStop, deferred_signals
 from callbacks.gumbel_masks import GumbelMaskCallback
 from callbacks.progress import ProgressFile
 from callbacks.pruning import PruningCallback
@@ -11,5 +11,5 @@ from callbacks.results_logger import ResultsLogger
 from callbacks.tracking import WandbLogger, start_wandb_run
 
 __all__ = ["BestAndLastCheckpoint", "DevEvaluator", "FiniteGuard", "GracefulStop", "GumbelMaskCallback",
-           "NonFiniteError", "ProgressFile", "PruningCallback", "ResultsLogger", "WandbLogger", "save_model_atomic",
-           "start_wandb_run"]
+           "NonFiniteError", "ProgressFile", "PruningCallback", "ResultsLogger", "WandbLogger", "deferred_signals",
+           "save_model_atomic", "start_wandb_run"]

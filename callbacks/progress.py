@@ -13,7 +13,9 @@ class ProgressFile(keras.callbacks.Callback):
 
     `percent` is the share of training steps done (0-100, one decimal),
     `epoch` the epochs finished, `value` the latest `metric` from the epoch
-    logs (`-` before the first epoch ends) and `status` `running` or `done`.
+    logs (`-` before the first epoch ends) and `status` `running`, `done`,
+    `stopped` (fit ended early), or what `finish` is given (`failed`,
+    `interrupted`) when fit raised.
     The file is replaced atomically at most every `interval` seconds during
     an epoch, and at every epoch end. Place it after the `DevEvaluator`.
 
@@ -59,3 +61,7 @@ class ProgressFile(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._write(self.epoch * self.steps_per_epoch, "done" if self.epoch == self.epochs else "stopped")
+
+    def finish(self, status):
+        """Record the run's end when `fit` raised (Keras then skips `on_train_end`): `failed` or `interrupted`."""
+        self._write(self.epoch * self.steps_per_epoch, status)

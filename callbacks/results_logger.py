@@ -1,4 +1,5 @@
-"""`ResultsLogger`: one CSV row per epoch as it ends, and the metadata JSON at the end."""
+"""`ResultsLogger`: one CSV row per epoch as it ends, and the metadata JSON from the start, after every epoch and
+at the end."""
 
 import csv
 import math
@@ -16,7 +17,10 @@ from gated_bert.files import write_json_atomic
 class ResultsLogger(keras.callbacks.Callback):
     """Appends each epoch's results to a CSV and writes the run's metadata JSON.
 
-    Rows are flushed as each epoch ends, so a killed run keeps them. Row
+    Rows are flushed as each epoch ends, so a killed run keeps them; the
+    metadata is written as training begins and after every epoch with status
+    `running` (a run killed outright is left saying so, with its finished
+    epochs), and at the end with `completed` (or the caller's status). Row
     columns: `epoch, train_loss, dev_loss, dev_<metric>..., learning_rate,
     target_sparsity, global_sparsity, <extra columns>..., epoch_seconds,
     train_examples_per_second`. `global_sparsity` is counted from the masks;
@@ -59,6 +63,7 @@ class ResultsLogger(keras.callbacks.Callback):
         if not os.path.exists(self.csv_path):
             with open(self.csv_path, "w", newline="", encoding="utf-8") as handle:
                 csv.writer(handle).writerow(self.columns)
+        self.write_metadata(status="running")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
@@ -84,6 +89,7 @@ class ResultsLogger(keras.callbacks.Callback):
         self.train_seconds.append(train_seconds)
         with open(self.csv_path, "a", newline="", encoding="utf-8") as handle:
             csv.DictWriter(handle, self.columns).writerow(row)
+        self.write_metadata(status="running")
 
     def on_train_end(self, logs=None):
         self.write_metadata(status="completed")

@@ -51,8 +51,18 @@ def read_lut(path, kind, shape=None):
         raise LutError(f"{path} is not a {kind} LUT (kind={lut.get('kind')!r}); pass the {lut_file_name(kind)} "
                        "that generate_lut wrote")
     lut = {**lut, "kind": kind}
-    if len(lut.get("counts", [])) < 2 or len(lut["counts"]) != len(lut.get("latency_ms", [])):
+    counts, latency = lut.get("counts"), lut.get("latency_ms")
+    if not isinstance(counts, list) or not isinstance(latency, list) or len(counts) < 2 or len(counts) != len(latency):
         raise LutError(f"{kind} LUT {path} needs matching 'counts' and 'latency_ms' lists of 2 or more entries")
+    for key, values, kinds, what in (("counts", counts, int, "whole numbers"),
+                                     ("latency_ms", latency, (int, float), "numbers")):
+        bad = [value for value in values if isinstance(value, bool) or not isinstance(value, kinds)]
+        if bad:
+            raise LutError(f"{kind} LUT {path}: '{key}' must hold {what}, got {bad[0]!r}; regenerate it with "
+                           "python -m efficiency.generate_lut")
+    if shape is not None and not isinstance(lut.get("shape"), dict):
+        raise LutError(f"{kind} LUT {path} has no 'shape' (the model shape it was measured for: "
+                       f"{', '.join(LUT_SHAPE_KEYS)}); regenerate it with python -m efficiency.generate_lut")
     if shape is not None:
         wrong = {key: (lut["shape"].get(key), shape[key]) for key in LUT_SHAPE_KEYS
                  if lut["shape"].get(key) != shape[key]}

@@ -22,12 +22,20 @@ import sys
 from gated_bert.cli import add_bool_flag
 from gated_bert.files import atomic_path
 
-SUMMARY_COLUMNS = ("method", "run", "best_dev", "final_dev", "final_sparsity", "parameters_remaining",
+SUMMARY_COLUMNS = ("method", "run", "status", "best_dev", "final_dev", "final_sparsity", "parameters_remaining",
                    "wall_seconds")
 
 
+def run_status(meta):
+    """A run's status for the summary: its metadata's, except that a run whose metadata still says `running`
+    is `incomplete` (killed outright, or not finished yet: its finished epochs are what it has)."""
+    status = meta.get("status") or "incomplete"
+    return "incomplete" if status == "running" else status
+
+
 def find_runs(results_dir, task, methods=None, every_run=False):
-    """`[(metadata, csv rows)]`, sorted by method; the latest run per method unless `every_run`."""
+    """`[(metadata, csv rows)]`, sorted by method; the latest run per method unless `every_run`. Runs without a
+    finished epoch are left out (with a note on stderr): they have nothing to compare."""
     import pandas as pd
 
     runs = {}
@@ -41,6 +49,11 @@ def find_runs(results_dir, task, methods=None, every_run=False):
         key = (meta["method"], meta["timestamp"]) if every_run else meta["method"]
         if key not in runs or meta["timestamp"] > runs[key][0]["timestamp"]:
             runs[key] = (meta, pd.read_csv(meta["paths"]["csv"]))
+    for key, (meta, rows) in list(runs.items()):
+        if rows.empty:
+            print(f"note: {meta['method']} run {meta['timestamp']} ({run_status(meta)}) has no finished epoch; left "
+                  "out", file=sys.stderr)
+            del runs[key]
     return [runs[key] for key in sorted(runs)]
 
 
@@ -54,6 +67,7 @@ def summary_row(meta, rows):
     return {
         "method": meta["method"],
         "run": meta["timestamp"],
+        "status": run_status(meta),
         "best_dev": (meta.get("best") or {}).get(metric, float("nan")),
         "final_dev": final.get(metric, float("nan")),
         "final_sparsity": sparsity,
@@ -63,11 +77,12 @@ def summary_row(meta, rows):
 
 
 def markdown_table(summary, metric):
-    header = f"| method | best {metric} | final {metric} | final sparsity | parameters remaining | wall time |"
-    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    header = (f"| method | status | best {metric} | final {metric} | final sparsity | parameters remaining | "
+              "wall time |")
+    lines = [header, "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in summary:
         minutes, seconds = divmod(int(round(row["wall_seconds"])), 60)
-        lines.append(f"| {row['method']} | {row['best_dev']:.4f} | {row['final_dev']:.4f} | "
+        lines.append(f"| {row['method']} | {row['status']} | {row['best_dev']:.4f} | {row['final_dev']:.4f} | "
                      f"{row['final_sparsity']:.4f} | {row['parameters_remaining']:,} | {minutes}m{seconds:02d}s |")
     return "\n".join(lines) + "\n"
 
@@ -169,8 +184,8 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     runs = find_runs(args.results_dir, args.task, args.methods, args.all)
     if not runs:
-        print(f"error: no finished runs in {args.results_dir}/results_*_{args.task}/ (metadata_*.json with its CSV)",
-              file=sys.stderr)
+        print(f"error: no runs with a finished epoch in {args.results_dir}/results_*_{args.task}/ (metadata_*.json "
+              "with its CSV)", file=sys.stderr)
         return 1
     output_dir = args.output_dir or args.results_dir
     os.makedirs(output_dir, exist_ok=True)

@@ -63,6 +63,10 @@ class ConfigError(ValueError):
     """A configuration value, key or file is invalid; the message says which and how to fix it."""
 
 
+# The longest position table (max_len) of a model trained from scratch here; an imported model's is its own.
+MAX_POSITIONS = 4096
+
+
 def _field(default, help_text, **checks):
     """A dataclass field carrying its help text and validation rules.
 
@@ -83,7 +87,8 @@ class GatedBertConfig:
     num_heads: int | None = _field(None, "attention heads", positive=True)
     dff: int | None = _field(None, "feed-forward width", positive=True)
     vocab_size: int = _field(30522, "token vocabulary size (must cover the tokenizer's)", positive=True)
-    max_len: int = _field(DEFAULT_MAX_LEN, "longest sequence in tokens; longer inputs are truncated", positive=True)
+    max_len: int = _field(DEFAULT_MAX_LEN, "longest sequence in tokens; longer inputs are truncated (at most 4096; "
+                          "with init_from, the checkpoint's position count)", positive=True)
     dropout_rate: float = _field(0.0, "dropout on embeddings, attention and residuals", fraction=(0.0, 1.0, False))
     init_from: str = _field("", "Hugging Face folder (config.json + model.safetensors) to fine-tune from: its "
                             "shape, vocabulary and tokenizer are used, and the fine-tuning recipe becomes the "
@@ -182,6 +187,10 @@ class GatedBertConfig:
         for name, value in PRESETS[self.model_size].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.max_len > MAX_POSITIONS and not self.init_from:
+            raise ConfigError(f"max_len={self.max_len} exceeds {MAX_POSITIONS}, the longest position table a model "
+                              "trained here gets (attention's memory grows with its square; BERT's is 512); set "
+                              f"--max_len {MAX_POSITIONS} or less")
         if self.d_model % self.num_heads:
             raise ConfigError(
                 f"num_heads must divide d_model, got num_heads={self.num_heads}, "

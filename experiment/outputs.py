@@ -1,5 +1,6 @@
 """Where a run's outputs go, and what versions produced them."""
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -82,6 +83,22 @@ class RunPaths:
     def create_dirs(self):
         for folder in (self.results_dir, self.checkpoint_dir, self.log_dir):
             os.makedirs(folder, exist_ok=True)
+
+    def remove_stale_partials(self):
+        """Delete what killed runs left half-written in this run's folders (`files.remove_stale_partials`)."""
+        from gated_bert.files import remove_stale_partials
+
+        return [name for folder in (self.results_dir, self.checkpoint_dir) for name in remove_stale_partials(folder)]
+
+    def remove_empty_dirs(self):
+        """After a run that ended early: its config when it saved no checkpoint (nothing to score or resume), then
+        each of its folders left empty."""
+        if not any(os.path.exists(path) for path in (self.best_checkpoint, self.last_checkpoint)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.checkpoint_config)
+        for folder in (self.checkpoint_dir, self.results_dir, self.log_dir):
+            with contextlib.suppress(OSError):  # not empty, or gone
+                os.rmdir(folder)
 
     def as_dict(self):
         names = ("csv", "metadata", "accuracy_plot", "loss_plot", "best_checkpoint", "last_checkpoint",

@@ -159,6 +159,7 @@ def run(config):
         ProgressFile,
         ResultsLogger,
         WandbLogger,
+        deferred_signals,
         start_wandb_run,
     )
     from experiment.outputs import RunPaths
@@ -184,12 +185,16 @@ def run(config):
 
     # -- Outputs (created only now that data and model are known to work) ---
     paths.create_dirs()
+    paths.remove_stale_partials()
     config.save(paths.checkpoint_config)
     metadata = run_metadata(config, spec, paths, name, model, train_split, dev_split, steps_per_epoch, method)
     logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata,
                            extra_columns=method.columns, **method.selection)
     tracker = start_wandb_run(name, config.to_dict(), paths.results_dir) if config.wandb else None
-    # SIGTERM while training: recorded at once (the sender may kill us soon), raised at the next batch end.
+    progress_file = (ProgressFile(config.progress_file, config.epochs, steps_per_epoch, f"dev_{spec.primary_metric}")
+                     if config.progress_file else None)
+    # Ctrl-C or SIGTERM while training: recorded at once (the sender may kill us soon), raised at the next batch
+    # end.
     stop = GracefulStop(on_signal=lambda signum: logger.write_metadata(status="interrupted",
                                                                        error=f"KeyboardInterrupt: signal {signum}"))
     advice = (f"lower --learning_rate (now {config.learning_rate:g}; gradients are already clipped at global norm 1)"
@@ -202,8 +207,7 @@ def run(config):
         BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
                               **method.selection),
         *([WandbLogger(tracker, config.log_loss_every)] if tracker else []),
-        *([ProgressFile(config.progress_file, config.epochs, steps_per_epoch, f"dev_{spec.primary_metric}")]
-          if config.progress_file else []),
+        *([progress_file] if progress_file else []),
         stop,
     ]
 
@@ -221,16 +225,21 @@ def run(config):
                 model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
         except BaseException as error:
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-            logger.write_metadata(status=status, error=f"{type(error).__name__}: {error}")
-            plot_run(logger.rows, spec.metrics, paths)
-            if tracker:
-                tracker.finish(exit_code=1)
+            with deferred_signals():  # a second Ctrl-C, or the orchestrator's SIGTERM, waits for these writes
+                logger.write_metadata(status=status, error=f"{type(error).__name__}: {error}")
+                if progress_file:
+                    progress_file.finish(status)
+                plot_run(logger.rows, spec.metrics, paths)
+                if tracker:
+                    tracker.finish(exit_code=1)
+                paths.remove_empty_dirs()
             raise
 
         # -- Results --------------------------------------------------------
-        plot_run(logger.rows, spec.metrics, paths)
-        if tracker:
-            tracker.finish()
+        with deferred_signals():
+            plot_run(logger.rows, spec.metrics, paths)
+            if tracker:
+                tracker.finish()
         best, final = logger.best_row(), logger.rows[-1]
         log.info("final %s: %s; best %s (epoch %s)", logger.primary, final.get(logger.primary),
                  best and best.get(logger.primary), best and best["epoch"])

@@ -31,6 +31,35 @@ def atomic_path(path):
         raise
 
 
+def _alive(pid):
+    """Whether a process `pid` exists on this machine (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(folder):
+    """Delete the temporary files and folders (`.partial-<pid>-...`) in `folder` that a killed process left
+    behind: those whose process is gone, this one's excepted. Returns the names removed."""
+    removed = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        pid = name.removeprefix(".partial-").split("-", 1)[0]
+        if not name.startswith(".partial-") or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        removed.append(name)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_folder(folder):
     """Yield a new temporary folder beside `folder`; on success it replaces `folder`, on error it is deleted."""
@@ -83,17 +112,25 @@ def write_json_atomic(path, payload):
 def read_json_object(path, what, error_type, missing_hint=""):
     """The JSON object stored in `path`.
 
-    A missing file, invalid JSON or a value that is not an object raises
-    `error_type` with a message naming `what` (e.g. "config file") and the
-    path; `missing_hint` is appended when the file is missing.
+    A missing or unreadable file, a folder, bytes that are not UTF-8, invalid
+    JSON or a value that is not an object raises `error_type` with a message
+    naming `what` (e.g. "config file") and the path; `missing_hint` is
+    appended when the file is missing.
     """
     try:
-        with open(path, encoding="utf-8") as handle:
-            values = json.load(handle)
+        with open(path, "rb") as handle:
+            values = json.loads(handle.read().decode("utf-8"))
     except FileNotFoundError:
         raise error_type(f"{what} not found: {path}{missing_hint}") from None
+    except IsADirectoryError:
+        raise error_type(f"{what} {path} is a folder; pass a JSON file") from None
+    except UnicodeDecodeError as error:
+        raise error_type(f"{what} {path} is not JSON text: byte {error.start} (0x{error.object[error.start]:02x}) "
+                         "is not UTF-8") from None  # the whole file was decoded at once: the offset is the file's
     except json.JSONDecodeError as error:
         raise error_type(f"{what} {path} is not valid JSON: {error}") from None
+    except OSError as error:
+        raise error_type(f"cannot read {what} {path}: {error.strerror or error}") from None
     if not isinstance(values, dict):
         raise error_type(f"{what} {path} must hold a JSON object, got {type(values).__name__}")
     return values

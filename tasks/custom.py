@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from tasks.loaders import Examples, GlueFormatError
+from tasks.loaders import Examples, GlueFormatError, text_lines
 from tasks.registry import TaskSpec
 
 CUSTOM = "custom"
@@ -31,32 +31,32 @@ def file_format(path):
 def _table_rows(path):
     """`(line number, {column: text})` for every data row of a CSV, TSV or JSON-lines file."""
     kind = file_format(path)
-    with open(path, encoding="utf-8", newline="") as handle:
-        if kind == "jsonl":
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as error:
-                    raise GlueFormatError(f"{path}:{lineno}: not a JSON object: {error}") from None
-                if not isinstance(row, dict):
-                    raise GlueFormatError(f"{path}:{lineno}: expected a JSON object per line, got "
-                                          f"{type(row).__name__}")
-                yield lineno, {key: "" if value is None else str(value) for key, value in row.items()}
-            return
-        # TSV: tabs only, no quoting (texts hold quote characters, as in GLUE); CSV: the standard dialect.
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if kind == "tsv" else csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise GlueFormatError(f"{path}: empty file; expected a header row naming the columns")
-        for fields in reader:
-            if not fields:
+    lines = text_lines(path)
+    if kind == "jsonl":
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
                 continue
-            if len(fields) != len(header):
-                raise GlueFormatError(f"{path}:{reader.line_num}: expected {len(header)} fields (the header's), got "
-                                      f"{len(fields)}")
-            yield reader.line_num, dict(zip(header, fields, strict=True))
+            try:
+                row = json.loads(line)
+            except ValueError as error:
+                raise GlueFormatError(f"{path}:{lineno}: not a JSON object: {error}") from None
+            if not isinstance(row, dict):
+                raise GlueFormatError(f"{path}:{lineno}: expected a JSON object per line, got "
+                                      f"{type(row).__name__}")
+            yield lineno, {key: "" if value is None else str(value) for key, value in row.items()}
+        return
+    # TSV: tabs only, no quoting (texts hold quote characters, as in GLUE); CSV: the standard dialect.
+    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE) if kind == "tsv" else csv.reader(lines)
+    header = next(reader, None)
+    if header is None:
+        raise GlueFormatError(f"{path}: empty file; expected a header row naming the columns")
+    for fields in reader:
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            raise GlueFormatError(f"{path}:{reader.line_num}: expected {len(header)} fields (the header's), got "
+                                  f"{len(fields)}")
+        yield reader.line_num, dict(zip(header, fields, strict=True))
 
 
 COLUMN_FLAGS = "--text_column, --text_pair_column and --label_column"

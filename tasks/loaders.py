@@ -27,6 +27,23 @@ class Examples:
         return len(self.text_a)
 
 
+def text_lines(path):
+    """The file's lines decoded as UTF-8, line ends kept; a byte that is not UTF-8, or a NUL (a binary file), is a
+    `GlueFormatError` naming the file, the line and the byte's offset in the file."""
+    offset = 0
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            nul = raw.find(b"\x00")  # valid UTF-8, but no text file holds one
+            if nul >= 0:
+                raise GlueFormatError(f"{path}:{lineno}: byte {offset + nul} is a NUL: a binary file, not text")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise GlueFormatError(f"{path}:{lineno}: byte {offset + error.start} (0x{raw[error.start]:02x}) is "
+                                      "not UTF-8 text; is this a text file? Save it as UTF-8") from None
+            offset += len(raw)
+
+
 def _column_indices(spec, header, path):
     wanted = (*spec.text_columns, spec.label_column)
     if not spec.has_header:
@@ -56,31 +73,34 @@ def read_glue_tsv(path, spec, limit=None):
 
     Texts may contain quote characters, so fields are split on tabs with no
     quoting rules at all. A malformed row raises `GlueFormatError` naming the
-    file and line. `limit` keeps only the first rows.
+    file and line; so does a byte that is not UTF-8; a file without rows is an error too. `limit` keeps only
+    the first rows.
     """
     texts, labels = [[] for _ in spec.text_columns], []
-    with open(path, encoding="utf-8", newline="") as handle:
-        lines = enumerate(handle, start=1)
-        header = None
-        if spec.has_header:
-            first = next(lines, None)
-            if first is None:
-                raise GlueFormatError(f"{path}: empty file; expected a header row")
-            header = first[1].rstrip("\r\n").split("\t")
-        width = len(header) if header else spec.num_columns
-        *text_idx, label_idx = _column_indices(spec, header, path)
-        for lineno, line in lines:
-            if limit is not None and len(labels) >= limit:
-                break
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            fields = line.split("\t")
-            if len(fields) != width:
-                raise GlueFormatError(f"{path}:{lineno}: expected {width} tab-separated fields, got {len(fields)}")
-            for column, index in zip(texts, text_idx, strict=True):
-                column.append(fields[index])
-            labels.append(_parse_label(spec, fields[label_idx], f"{path}:{lineno}"))
+    lines = enumerate(text_lines(path), start=1)
+    header = None
+    if spec.has_header:
+        first = next(lines, None)
+        if first is None:
+            raise GlueFormatError(f"{path}: empty file; expected a header row")
+        header = first[1].rstrip("\r\n").split("\t")
+    width = len(header) if header else spec.num_columns
+    *text_idx, label_idx = _column_indices(spec, header, path)
+    for lineno, line in lines:
+        if limit is not None and len(labels) >= limit:
+            break
+        line = line.rstrip("\r\n")
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != width:
+            raise GlueFormatError(f"{path}:{lineno}: expected {width} tab-separated fields, got {len(fields)}")
+        for column, index in zip(texts, text_idx, strict=True):
+            column.append(fields[index])
+        labels.append(_parse_label(spec, fields[label_idx], f"{path}:{lineno}"))
+    if not labels and limit != 0:
+        raise GlueFormatError(f"{path}: no rows{' after the header' if header else ''}; it needs at least one "
+                              f"{spec.name} example")
     dtype = np.float32 if spec.is_regression else np.int64
     return Examples(texts[0], texts[1] if spec.is_pair else None, np.asarray(labels, dtype=dtype))
 

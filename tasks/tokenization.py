@@ -46,17 +46,47 @@ class TokenizedSplit:
         return TokenizedSplit(self.input_ids[tokens], self.token_type_ids[tokens], offsets, self.labels[rows])
 
 
+# What a tokenizer folder must hold, one group of files at least: the fast tokenizer's own file, a WordPiece
+# vocabulary (BERT), a BPE vocabulary with its merges (RoBERTa), or a SentencePiece model.
+TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",), ("vocab.json", "merges.txt"), ("spiece.model",),
+                   ("sentencepiece.bpe.model",))
+
+
+def check_tokenizer_folder(folder):
+    """`OSError` naming what a local tokenizer folder lacks: the folder itself, any tokenizer file, or a
+    non-empty one."""
+    if not os.path.isdir(folder):
+        raise OSError(f"tokenizer folder not found: {folder}; point TOKENIZER or --tokenizer at a folder holding "
+                      "vocab.txt (and tokenizer_config.json) or tokenizer.json")
+    present = [group for group in TOKENIZER_FILES if all(os.path.isfile(os.path.join(folder, name)) for name in group)]
+    if not present:
+        wanted = "; or ".join(" with ".join(group) for group in TOKENIZER_FILES)
+        found = sorted(os.listdir(folder))
+        raise OSError(f"tokenizer folder {folder} lacks the tokenizer files: it needs {wanted} (it holds "
+                      f"{found or 'nothing'})")
+    if all(os.path.getsize(os.path.join(folder, name)) == 0 for group in present for name in group):
+        names = ", ".join(name for group in present for name in group)
+        raise OSError(f"tokenizer folder {folder}: {names} is empty; copy the tokenizer files again")
+
+
 def load_tokenizer(name_or_path):
-    """Load a fast tokenizer from a hub name or a local directory."""
+    """Load a fast tokenizer from a hub name or a local directory (`check_tokenizer_folder` first: a path, one
+    that exists or is written as a path, must be a complete tokenizer folder)."""
     from transformers import AutoTokenizer
 
+    name = os.fspath(name_or_path)
+    if os.path.exists(name) or os.path.isabs(name) or name.startswith(("./", "../", "~")):
+        check_tokenizer_folder(os.path.expanduser(name))
     try:
-        return AutoTokenizer.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as error:
         raise OSError(
             f"could not load tokenizer {name_or_path!r}: {error}. Offline? Point TOKENIZER or --tokenizer "
             "at a local directory holding vocab.txt and tokenizer_config.json."
         ) from error
+    if len(tokenizer) == 0:
+        raise OSError(f"tokenizer {name_or_path!r} has no tokens; its vocabulary file is empty")
+    return tokenizer
 
 
 def tokenizer_identity(tokenizer):

@@ -171,12 +171,12 @@ def _processes_mentioning(text):
     return found
 
 
-def _start_two_long_jobs(out, environment):
-    """run_experiments.sh with baseline and movement for 50 epochs in parallel, once both train."""
-    script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", "baseline,movement", "-e", "50", "-ps", "0",
+def _start_two_long_jobs(out, environment, methods=("baseline", "movement"), **popen):
+    """run_experiments.sh with two methods for 50 epochs in parallel, once both train."""
+    script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", ",".join(methods), "-e", "50", "-ps", "0",
                                "-o", "bars", "-d", str(out), "--", *MICRO], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-    progress = [out / "experiment_logs" / f"work_{method}_sst2" / "progress" for method in ("baseline", "movement")]
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, **popen)
+    progress = [out / "experiment_logs" / f"work_{method}_sst2" / "progress" for method in methods]
     deadline = time.monotonic() + 120
     while not all(path.exists() for path in progress) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -201,6 +201,25 @@ def test_sigterm_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
         assert recorded["status"] == "interrupted", recorded.get("error")
 
 
+def test_ctrl_c_to_the_process_group_records_every_job_interrupted(tmp_path, glue_dir, bert_tokenizer_dir):
+    # Ctrl-C at a terminal sends SIGINT to the whole foreground process group: the script and its jobs.
+    out = tmp_path / "out"
+    environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
+    script = _start_two_long_jobs(out, environment, ("baseline", "gumbel"), start_new_session=True)
+    os.killpg(script.pid, signal.SIGINT)
+    stdout, stderr = script.communicate(timeout=60)
+    assert script.returncode == 130, f"stdout:\n{stdout[-2000:]}\nstderr:\n{stderr[-2000:]}"
+    time.sleep(0.5)
+    assert _processes_mentioning(str(out)) == []
+    for method in ("baseline", "gumbel"):
+        (metadata,) = (out / f"results_{method}_sst2").glob("metadata_*.json")
+        recorded = json.loads(metadata.read_text())
+        assert recorded["status"] == "interrupted", recorded.get("error")
+        assert recorded["epochs_completed"] == len(recorded["timings"]["epoch_seconds"])
+        progress = (out / "experiment_logs" / f"work_{method}_sst2" / "progress").read_text().split()
+        assert progress[-1] == "interrupted"
+
+
 def test_a_failure_of_the_script_itself_names_the_line_and_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):
     # A stand-in `sleep` fails the main loop's `sleep 0.5` once the jobs train: an error in the script itself.
     out, bin_dir, fail = tmp_path / "out", tmp_path / "bin", tmp_path / "fail-now"
@@ -220,7 +239,7 @@ def test_a_failure_of_the_script_itself_names_the_line_and_stops_every_job(tmp_p
     assert _processes_mentioning(str(out)) == []  # no train.py outlives the script
 
 
-def _fixture_run(root, method, stamp, accuracies, sparsities, wall):
+def _fixture_run(root, method, stamp, accuracies, sparsities, wall, status="completed"):
     results = root / f"results_{method}_sst2"
     results.mkdir(parents=True, exist_ok=True)
     csv_path = results / f"results_{method}_{stamp}.csv"
@@ -232,7 +251,8 @@ def _fixture_run(root, method, stamp, accuracies, sparsities, wall):
     rows = [{"epoch": e + 1, "dev_accuracy": a, "global_sparsity": s}
             for e, (a, s) in enumerate(zip(accuracies, sparsities, strict=True))]
     best = max((row for row in rows if row["global_sparsity"] == sparsities[-1]), key=lambda r: r["dev_accuracy"])
-    meta = {"method": method, "timestamp": stamp, "primary_metric": "dev_accuracy", "best": best, "final": rows[-1],
+    meta = {"method": method, "timestamp": stamp, "status": status, "primary_metric": "dev_accuracy", "best": best,
+            "final": rows[-1],
             "model": {"parameters": 2000, "trainable_parameters": 1500, "prunable_weights": 1000},
             "timings": {"train_wall_seconds": wall}, "paths": {"csv": str(csv_path)}}
     (results / f"metadata_{method}_{stamp}.json").write_text(json.dumps(meta))
@@ -241,7 +261,8 @@ def _fixture_run(root, method, stamp, accuracies, sparsities, wall):
 def test_plot_comparison_on_fixtures(tmp_path, capsys):
     from experiment import compare as plot_comparison
 
-    _fixture_run(tmp_path, "baseline", "20260101_000000_000001", [0.70, 0.80, 0.78], [0, 0, 0], 125.0)
+    # A run killed outright: its metadata still says running, with the epochs it finished.
+    _fixture_run(tmp_path, "baseline", "20260101_000000_000001", [0.70, 0.80, 0.78], [0, 0, 0], 125.0, "running")
     _fixture_run(tmp_path, "movement", "20260101_000000_000001", [0.60, 0.65, 0.66], [0.1, 0.5, 0.9], 61.0)
     _fixture_run(tmp_path, "movement", "20260102_000000_000001", [0.70, 0.75, 0.74], [0.2, 0.9, 0.9], 70.0)
     assert plot_comparison.main(["--results_dir", str(tmp_path), "--formats", "png", "svg"]) == 0
@@ -254,7 +275,8 @@ def test_plot_comparison_on_fixtures(tmp_path, capsys):
     assert [int(row["parameters_remaining"]) for row in rows] == [1500, 600]
     assert [float(row["wall_seconds"]) for row in rows] == [125.0, 70.0]
     markdown = (tmp_path / "comparison_summary.md").read_text()
-    assert "| movement | 0.7500 | 0.7400 | 0.9000 | 600 | 1m10s |" in markdown
+    assert [row["status"] for row in rows] == ["incomplete", "completed"]
+    assert "| movement | completed | 0.7500 | 0.7400 | 0.9000 | 600 | 1m10s |" in markdown
     assert markdown in capsys.readouterr().out
     for name in ("pruning_methods_comparison_dual_axis", "accuracy_vs_sparsity"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
