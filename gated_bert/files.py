@@ -18,16 +18,19 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; on success rename it onto `path`, on error delete it.
 
     The temporary name keeps `path`'s extension, since some writers
-    (`model.save`, `np.savez`) choose their format by it.
+    (`model.save`, `np.savez`) choose their format by it. An `OSError` that
+    names no file (a full disk, seen by `write`) is raised again naming `path`.
     """
     folder, name = os.path.split(os.fspath(path))
     tmp = os.path.join(folder, f".partial-{os.getpid()}-{next(_partial_numbers)}-{name}")
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(error, OSError) and error.errno is not None and error.filename is None:
+            raise OSError(error.errno, f"{error.strerror} (while writing {path})", os.fspath(path)) from error
         raise
 
 

@@ -83,3 +83,19 @@ def test_a_staged_folder_replaces_the_old_one_only_when_complete(tmp_path):
             raise OSError("disk full")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]  # the earlier result stands
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".partial")]
+
+
+def test_a_write_error_that_names_no_file_is_raised_naming_the_file(tmp_path):
+    import errno
+
+    import pytest
+
+    from gated_bert.files import atomic_path
+
+    target = tmp_path / "metrics.json"
+    with pytest.raises(OSError, match=r"No space left on device \(while writing .*metrics.json\)") as raised:
+        with atomic_path(target) as tmp:
+            open(tmp, "w").write("half")
+            raise OSError(errno.ENOSPC, "No space left on device")  # what write() raises on a full disk
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
