@@ -17,7 +17,7 @@ read -r -a AVAILABLE <<<"$("$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv
 EPOCHS="" BATCH_SIZE="" LEARNING_RATE="" MODEL_SIZE="" START_SPARSITY="" END_SPARSITY=""
 PRUNING_START="" PRUNING_END="" SPARSITY_STEPS="" SPT_EXPLORE="" TASK="" MAX_LEN="" TARGET_SPARSITY="" INIT_FROM=""
 METHOD_LIST=$(IFS=,; echo "${AVAILABLE[*]}")
-PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=.
+PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=. RESUME=false
 PASS=()
 
 usage() {
@@ -47,6 +47,10 @@ comparison figures and tables (plot_comparison.py).
                              its fine-tuning recipe then replaces the bracketed defaults of -e, -b, -l, -ps
   -d,  --output-dir DIR      where results_*/, checkpoints_*/ and experiment_logs/ go [.]
   -parallel                  run methods at the same time (default: one after the other)
+  -resume                    continue the runs of --output-dir that did not finish (killed, interrupted,
+                             failed) from their last finished epoch (train.py --resume): give the same
+                             flags as the first time; a method whose latest run completed is not run
+                             again, one with no run to continue starts anew
   -max-parallel-jobs N       most jobs at once with -parallel [CPU cores, at most one per method]
   -o,  --output-mode M       bars (one live bar per job), logs (every log line, prefixed by its
                              method) or both (bars and important log lines)
@@ -88,6 +92,7 @@ while [[ $# -gt 0 ]]; do
         -i|--init-from) need_value "$@"; INIT_FROM=$2; shift 2 ;;
         -d|--output-dir) need_value "$@"; OUTPUT_DIR=$2; shift 2 ;;
         -parallel|--parallel) PARALLEL=true; shift ;;
+        -resume|--resume) RESUME=true; shift ;;
         -max-parallel-jobs|--max-parallel-jobs) need_value "$@"; MAX_JOBS=$2; shift 2 ;;
         -o|--output-mode) need_value "$@"; OUTPUT_MODE=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
@@ -257,6 +262,7 @@ start_job() {
     rm -f "${PROGRESS[$method]}"
     local args
     mapfile -t args < <(train_args "$method")
+    [[ ${RUN_STATE[$method]:-new} != unfinished ]] || args+=(--resume)
     (cd "$work" && exec "$PYTHON" "$ROOT/train.py" "${args[@]}" --progress_file "${PROGRESS[$method]}" "${PASS[@]}") \
         >"${LOG[$method]}" 2>&1 &
     PID[$method]=$!
@@ -357,10 +363,52 @@ trap on_exit EXIT
 trap 'stop_all 130' INT
 trap 'stop_all 143' TERM
 
+# -- With -resume: what each method's latest run in the output folder left -------------------------
+declare -A RUN_STATE=()  # completed, unfinished (has a resume state) or new
+if [[ $RESUME == true ]]; then
+    while read -r method state; do RUN_STATE[$method]=$state; done < <("$PYTHON" - "$OUTPUT_DIR" "$TASK" \
+        "${METHODS[@]}" <<'PY'
+import glob, json, os, sys
+
+out, task, methods = sys.argv[1], sys.argv[2], sys.argv[3:]
+for method in methods:
+    runs = []
+    for path in glob.glob(os.path.join(out, f"results_{method}_{task}", "metadata_*.json")):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                runs.append(json.load(handle))
+        except (OSError, ValueError):
+            continue
+    latest = max(runs, key=lambda meta: meta.get("timestamp", ""), default=None)
+    state = "new"
+    if latest and latest.get("status") == "completed":
+        state = "completed"
+    elif latest and os.path.isfile((latest.get("paths") or {}).get("resume_state") or ""):
+        state = "unfinished"
+    print(method, state)
+PY
+)
+    for method in "${METHODS[@]}"; do
+        case ${RUN_STATE[$method]} in
+            completed) echo "$method: its latest run completed; not run again" ;;
+            unfinished) echo "$method: resuming its unfinished run" ;;
+            *) echo "$method: no run to continue; starting a new one" ;;
+        esac
+    done
+fi
+
 mkdir -p "$LOG_DIR"
 STARTED_MARK=$LOG_DIR/.started_$STAMP
 touch "$STARTED_MARK"
-QUEUE=("${METHODS[@]}")
+QUEUE=()
+for method in "${METHODS[@]}"; do
+    if [[ ${RUN_STATE[$method]:-new} == completed ]]; then
+        STATUS[$method]="done (earlier)"
+        SECONDS_TAKEN[$method]=0
+    else
+        QUEUE+=("$method")
+    fi
+done
 while ((${#QUEUE[@]} > 0 || ${#PID[@]} > 0)); do
     while ((${#QUEUE[@]} > 0 && ${#PID[@]} < JOBS)); do
         start_job "${QUEUE[0]}"
@@ -377,7 +425,7 @@ show_progress true
 # -- Summary ------------------------------------------------------------------
 FAILED=()
 for method in "${METHODS[@]}"; do
-    if [[ ${STATUS[$method]} != "done" ]]; then
+    if [[ ${STATUS[$method]} != done* ]]; then
         FAILED+=("$method")
         echo
         echo "FAILED: $method, ${STATUS[$method]}; last lines of ${LOG[$method]}:"
@@ -397,7 +445,7 @@ since = os.path.getmtime(mark)
 print(f"{'method':<10} {'status':<18} {'best dev':>9} {'final sparsity':>15} {'wall time':>10}")
 for method, status, seconds in zip(rest[0::3], rest[1::3], rest[2::3]):
     files = [f for f in glob.glob(os.path.join(out, f"results_{method}_{task}", "metadata_*.json"))
-             if os.path.getmtime(f) >= since]
+             if os.path.getmtime(f) >= since or status == "done (earlier)"]
     best = sparsity = "-"
     if files:
         meta = json.load(open(max(files, key=os.path.getmtime)))

@@ -8,8 +8,9 @@ from callbacks.gumbel_masks import GumbelMaskCallback
 from callbacks.progress import ProgressFile
 from callbacks.pruning import PruningCallback
 from callbacks.results_logger import ResultsLogger
+from callbacks.resume_state import ResumeError, ResumeState, read_state
 from callbacks.tracking import WandbLogger, start_wandb_run
 
 __all__ = ["BestAndLastCheckpoint", "DevEvaluator", "FiniteGuard", "GracefulStop", "GumbelMaskCallback",
-           "NonFiniteError", "ProgressFile", "PruningCallback", "ResultsLogger", "WandbLogger", "deferred_signals",
-           "save_model_atomic", "start_wandb_run"]
+           "NonFiniteError", "ProgressFile", "PruningCallback", "ResultsLogger", "ResumeError", "ResumeState",
+           "WandbLogger", "deferred_signals", "read_state", "save_model_atomic", "start_wandb_run"]

@@ -59,6 +59,12 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.best = -math.inf
 
+    def resume_state(self):
+        return {}, {"best": None if math.isinf(self.best) else self.best}
+
+    def restore_state(self, arrays, values):
+        self.best = -math.inf if values["best"] is None else values["best"]
+
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None:

@@ -98,6 +98,14 @@ class GumbelMaskCallback(keras.callbacks.Callback):
                  ", ".join(f"{logs[f'mask_sparsity/{kind}']:.1%} of {kind}" for kind in self.learner.kinds))
         self.learner.reset_totals()
 
+    def resume_state(self):
+        arrays, values = self.learner.resume_state()
+        return arrays, {"step": self._step, "learner": values}
+
+    def restore_state(self, arrays, values):
+        self._step = values["step"]
+        self.learner.restore_state(arrays, values["learner"])
+
     def on_train_end(self, logs=None):
         if self.masks_dir:
             made_for = [{"path": os.path.abspath(path), "weights_sha256": sha256_of([path])}

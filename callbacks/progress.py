@@ -62,6 +62,13 @@ class ProgressFile(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._write(self.epoch * self.steps_per_epoch, "done" if self.epoch == self.epochs else "stopped")
 
+    def resume_state(self):
+        return {}, {"epoch": self.epoch, "value": self.value}
+
+    def restore_state(self, arrays, values):
+        self.epoch, self.value = values["epoch"], values["value"]
+        self._write(self.epoch * self.steps_per_epoch)
+
     def finish(self, status):
         """Record the run's end when `fit` raised (Keras then skips `on_train_end`): `failed` or `interrupted`."""
         self._write(self.epoch * self.steps_per_epoch, status)

@@ -59,3 +59,11 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.pruner.stop()
+
+    def resume_state(self):
+        arrays, values = self.pruner.resume_state()
+        return arrays, {"step": self._step, "target": self.target, "events": self.events, "pruner": values}
+
+    def restore_state(self, arrays, values):
+        self._step, self.target, self.events = values["step"], values["target"], values["events"]
+        self.pruner.restore_state(arrays, values["pruner"])

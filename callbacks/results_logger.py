@@ -11,7 +11,7 @@ from keras import ops
 
 from callbacks.checkpoints import can_be_best
 from gated.masks import sparsity_stats
-from gated_bert.files import write_json_atomic
+from gated_bert.files import atomic_path, write_json_atomic
 
 
 class ResultsLogger(keras.callbacks.Callback):
@@ -93,6 +93,24 @@ class ResultsLogger(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.write_metadata(status="completed")
+
+    def resume_state(self):
+        wall = time.perf_counter() - self._train_start if self._train_start is not None else 0.0
+        return {}, {"rows": self.rows, "train_seconds": self.train_seconds, "wall_seconds": wall}
+
+    def restore_state(self, arrays, values):
+        """Back to the finished epochs of the state: its rows (the CSV is rewritten with them alone, dropping a
+        row written after the state was), timings and wall time so far."""
+        # JSON keeps NaN (a metric with no value) as null: back to NaN, as the rows had it.
+        self.rows = [{key: math.nan if value is None else value for key, value in row.items()}
+                     for row in values["rows"]]
+        self.train_seconds = list(values["train_seconds"])
+        self._train_start = time.perf_counter() - values["wall_seconds"]
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, self.columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        self.write_metadata(status="running")
 
     def best_row(self):
         scored = [row for row in self.rows if not math.isnan(row.get(self.primary, math.nan))

@@ -77,6 +77,12 @@ class RunPaths:
         return self._checkpoint("config", "json")
 
     @property
+    def resume_state(self):
+        """What `train.py --resume` continues from: the state after the last finished epoch (`callbacks.ResumeState`);
+        deleted when the run completes."""
+        return self._checkpoint("resume", "npz")
+
+    @property
     def log_file(self):
         return os.path.join(self.log_dir, f"{self.method}_{self.task}_{self.timestamp}.log")
 
@@ -102,7 +108,7 @@ class RunPaths:
 
     def as_dict(self):
         names = ("csv", "metadata", "accuracy_plot", "loss_plot", "best_checkpoint", "last_checkpoint",
-                 "checkpoint_config", "log_file")
+                 "checkpoint_config", "resume_state", "log_file")
         return {name: getattr(self, name) for name in names}
 
 

@@ -112,13 +112,15 @@ class MethodSetup:
             self.selection = {"min_epoch": config.epochs}
 
 
-def make_datasets(config, spec, tokenizer, train_split, dev_split):
-    """Shuffled, length-bucketed train batches and deterministic dev batches."""
+def make_datasets(config, spec, tokenizer, train_split, dev_split, epochs_drawn=None):
+    """Shuffled, length-bucketed train batches (the shuffle orders drawn so far counted in `epochs_drawn`,
+    `tasks.pipeline.make_dataset`) and deterministic dev batches."""
     from tasks.pipeline import make_dataset
 
     batching = {"dynamic_padding": config.dynamic_padding, "max_len": config.max_len,
                 "pad_id": tokenizer.pad_token_id or 0}
-    train_ds = make_dataset(train_split, config.batch_size, shuffle=True, seed=config.seed, **batching)
+    train_ds = make_dataset(train_split, config.batch_size, shuffle=True, seed=config.seed, epochs_drawn=epochs_drawn,
+                            **batching)
     dev_ds = make_dataset(dev_split, config.batch_size, shuffle=False, **batching)
     return train_ds, dev_ds
 
@@ -149,8 +151,54 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
     }
 
 
-def run(config):
-    """Train with `config`; returns the metadata JSON's path."""
+# Settings a resumed run may change: how it reports and how many threads it uses, never what it computes.
+RESUME_MAY_CHANGE = ("verbose", "progress_file", "intra_op_threads", "inter_op_threads", "wandb", "cache_dir")
+
+
+def find_resumable(config, spec, resume):
+    """`(metadata, metadata path)` of the run `--resume` names: `latest` (the newest unfinished run of the config's
+    method and task under its output folder), a `metadata_*.json` file, or a `results_<method>_<task>/` folder
+    (its newest unfinished run). The run must have a resume state and the config's settings (`ConfigError`)."""
+    import glob
+
+    from gated_bert.files import read_json_object
+
+    if resume == "latest":
+        folder = os.path.join(config.output_dir, f"results_{config.method}_{spec.name}")
+    elif os.path.isdir(resume):
+        folder = resume
+    else:
+        folder = None
+    if folder is not None:
+        found = [(read_json_object(path, "run metadata", ConfigError), path)
+                 for path in sorted(glob.glob(os.path.join(folder, "metadata_*.json")))]
+        unfinished = [item for item in found if item[0].get("status") != "completed"]
+        if not unfinished:
+            raise ConfigError(f"no unfinished {config.method} run on {spec.name} in {folder} to resume (runs that "
+                              f"completed are not resumed); drop --resume to start a new run")
+        meta, path = max(unfinished, key=lambda item: item[0].get("timestamp", ""))
+    else:
+        meta, path = read_json_object(resume, "run metadata", ConfigError), resume
+    state = (meta.get("paths") or {}).get("resume_state")
+    if not state or not os.path.isfile(state):
+        raise ConfigError(f"run {meta.get('timestamp')} ({path}, status {meta.get('status')}) has no resume state: it "
+                          f"stopped before its first epoch ended, or was written before runs could resume; start it "
+                          "again without --resume")
+    saved = dict(meta.get("config") or {})
+    now = config.to_dict()
+    differ = sorted(key for key in now if key not in RESUME_MAY_CHANGE and saved.get(key) != now[key])
+    if differ:
+        details = ", ".join(f"{key}: {saved.get(key)!r} in the run, {now[key]!r} now" for key in differ)
+        raise ConfigError(f"--resume continues run {meta.get('timestamp')} with its own settings, but these differ "
+                          f"({details}); give the command that started it plus --resume")
+    return meta, path
+
+
+def run(config, resume=None):
+    """Train with `config`, or continue the run `resume` names (`find_resumable`); returns the metadata JSON's
+    path."""
+    import tensorflow as tf
+
     from callbacks import (
         BestAndLastCheckpoint,
         DevEvaluator,
@@ -158,8 +206,10 @@ def run(config):
         GracefulStop,
         ProgressFile,
         ResultsLogger,
+        ResumeState,
         WandbLogger,
         deferred_signals,
+        read_state,
         start_wandb_run,
     )
     from experiment.outputs import RunPaths
@@ -170,15 +220,17 @@ def run(config):
 
     # -- Data ---------------------------------------------------------------
     spec = config.task_spec()
+    resumed = find_resumable(config, spec, resume) if resume else None
     tokenizer, train_split, dev_split = load_data(config, spec)
-    train_ds, dev_ds = make_datasets(config, spec, tokenizer, train_split, dev_split)
+    epochs_drawn = tf.Variable(0, dtype=tf.int64, trainable=False)  # a resumed run sets it to the epochs done
+    train_ds, dev_ds = make_datasets(config, spec, tokenizer, train_split, dev_split, epochs_drawn)
     steps_per_epoch = int(train_ds.cardinality())
 
     # -- Model and method ---------------------------------------------------
     model = build_model(config, spec)
     model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
     stats = sparsity_stats(model)
-    timestamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+    timestamp = resumed[0]["timestamp"] if resumed else datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
     paths = RunPaths(config.output_dir, config.method, spec.name, timestamp)
     name = config.name or f"{config.method}_{spec.name}_{timestamp}"
     method = MethodSetup(config, steps_per_epoch, stats, paths)
@@ -186,8 +238,13 @@ def run(config):
     # -- Outputs (created only now that data and model are known to work) ---
     paths.create_dirs()
     paths.remove_stale_partials()
-    config.save(paths.checkpoint_config)
+    state = read_state(paths.resume_state) if resumed else None
+    if not resumed:
+        config.save(paths.checkpoint_config)
     metadata = run_metadata(config, spec, paths, name, model, train_split, dev_split, steps_per_epoch, method)
+    if resumed:
+        metadata["resumed"] = [*resumed[0].get("resumed", []), {"at": datetime.datetime.now().isoformat(
+            timespec="seconds"), "after_epoch": state[0]}]
     logger = ResultsLogger(paths.csv, paths.metadata, spec.metrics, spec.primary_metric, len(train_split), metadata,
                            extra_columns=method.columns, **method.selection)
     tracker = start_wandb_run(name, config.to_dict(), paths.results_dir) if config.wandb else None
@@ -199,17 +256,26 @@ def run(config):
                                                                        error=f"KeyboardInterrupt: signal {signum}"))
     advice = (f"lower --learning_rate (now {config.learning_rate:g}; gradients are already clipped at global norm 1)"
               " or check the data")
+    checkpoints = BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
+                                        **method.selection)
+    participants = {"logger": logger, "checkpoints": checkpoints,
+                    **({"method": method.callbacks[0]} if method.callbacks else {}),
+                    **({"progress": progress_file} if progress_file else {})}
     callbacks = [
         FiniteGuard(advice),  # first: a diverged epoch is neither scored, nor recorded, nor saved
         DevEvaluator(dev_ds, spec),  # the others read its dev_* logs
         *method.callbacks,  # before the logger, which reads their sparsity and mask logs
         logger,
-        BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
-                              **method.selection),
+        checkpoints,
         *([WandbLogger(tracker, config.log_loss_every)] if tracker else []),
         *([progress_file] if progress_file else []),
+        # After the others: it saves their state once they have finished the epoch, and puts it back once they
+        # have reset themselves when training begins.
+        ResumeState(paths.resume_state, participants, restore=state),
         stop,
     ]
+    initial_epoch = state[0] if state else 0
+    epochs_drawn.assign(initial_epoch)  # epoch k's shuffle order is the k-th drawn
 
     # -- Train --------------------------------------------------------------
     with log_file(paths.log_file):
@@ -220,9 +286,12 @@ def run(config):
                  config.epochs, name, paths.results_dir)
         if method.metadata:
             log.info("%s: %s", config.method, method.metadata)
+        if resumed:
+            log.info("resuming run %s after epoch %d of %d (%s)", timestamp, initial_epoch, config.epochs, resumed[1])
         try:
             with stop:
-                model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose, shuffle=False)
+                model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                          verbose=config.verbose, shuffle=False)
         except BaseException as error:
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             with deferred_signals():  # a second Ctrl-C, or the orchestrator's SIGTERM, waits for these writes
@@ -240,6 +309,8 @@ def run(config):
             plot_run(logger.rows, spec.metrics, paths)
             if tracker:
                 tracker.finish()
+            if os.path.exists(paths.resume_state):  # complete: nothing to resume
+                os.remove(paths.resume_state)
         best, final = logger.best_row(), logger.rows[-1]
         log.info("final %s: %s; best %s (epoch %s)", logger.primary, final.get(logger.primary),
                  best and best.get(logger.primary), best and best["epoch"])
@@ -252,19 +323,25 @@ def _interrupt(signum, frame):
 
 
 def parse_args(argv):
-    """`(config, dry_run)`: the config's flags plus `--dry_run`, resolved (`ConfigError` for a bad value)."""
+    """`(config, dry_run, resume)`: the config's flags plus `--dry_run` and `--resume`, resolved (`ConfigError` for
+    a bad value)."""
     parser = build_parser()
     add_bool_flag(parser, "dry_run", "check the config and the data folder, print the resolved config as JSON and "
                   "exit without training")
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="RUN",
+                        help="continue an unfinished run (killed, interrupted or failed) from its last finished epoch, "
+                        "with the same flags as the command that started it: alone, the newest unfinished run of this "
+                        "method and task under --output_dir; or RUN, its metadata_*.json or a results_<method>_<task>/ "
+                        "folder (its newest unfinished run)")
     flags = vars(parser.parse_args(argv))
-    dry_run = flags.pop("dry_run")
-    return config_from_flags(flags), dry_run
+    dry_run, resume = flags.pop("dry_run"), flags.pop("resume", None)
+    return config_from_flags(flags), dry_run, resume
 
 
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     try:
-        config, dry_run = parse_args(sys.argv[1:] if argv is None else argv)
+        config, dry_run, resume = parse_args(sys.argv[1:] if argv is None else argv)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -276,11 +353,12 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped run records itself like Ctrl-C does
     quiet_start()
     configure_tensorflow(config)
-    from callbacks import NonFiniteError  # TensorFlow has started: importing Keras callbacks costs nothing more
+    from callbacks import NonFiniteError, ResumeError  # TensorFlow has started: Keras callbacks cost nothing more
 
     try:
-        run(config)
-    except (ConfigError, DataUnavailableError, GlueFormatError, PretrainedError, NonFiniteError, OSError) as error:
+        run(config, resume)
+    except (ConfigError, DataUnavailableError, GlueFormatError, PretrainedError, NonFiniteError, ResumeError,
+            OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

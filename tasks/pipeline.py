@@ -36,23 +36,39 @@ def count_batches(lengths, batch_size, boundaries):
     return int(np.sum(-(-counts // batch_size)))
 
 
-def make_dataset(split, batch_size, *, shuffle, seed=None, dynamic_padding=True, max_len=128, pad_id=0):
+def make_dataset(split, batch_size, *, shuffle, seed=None, dynamic_padding=True, max_len=128, pad_id=0,
+                 epochs_drawn=None):
     """Batches of `({input_ids, token_type_ids, attention_mask}, label)` from a `TokenizedSplit`.
 
     With `dynamic_padding`, examples are grouped into length buckets and each
     batch is padded only to its longest member; otherwise every batch is
-    padded to `max_len`. Shuffling is seeded and differs every epoch.
-    TensorFlow's autotuning is off (`without_autotune`).
+    padded to `max_len`. TensorFlow's autotuning is off (`without_autotune`).
+
+    Shuffling is seeded and differs every epoch: each pass over the dataset
+    (each iterator) draws the next order, the permutation of draw `d` being a
+    function of `(seed, d)` alone. `epochs_drawn` (an int64 `tf.Variable`,
+    else one of the dataset's own) counts the draws; a run resumed after `k`
+    epochs sets it to `k` and gets the orders of the epochs it has left.
     """
     n = len(split)
     if n == 0:
         raise ValueError("cannot make a dataset from an empty split")
     flat_ids = tf.constant(split.input_ids)
     flat_types = tf.constant(split.token_type_ids)
-    starts = split.offsets[:-1]
-    data = tf.data.Dataset.from_tensor_slices((starts, split.lengths, split.labels))
+    columns = (tf.constant(split.offsets[:-1]), tf.constant(split.lengths), tf.constant(split.labels))
     if shuffle:
-        data = data.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        drawn = epochs_drawn if epochs_drawn is not None else tf.Variable(0, dtype=tf.int64, trainable=False)
+        key = tf.constant(np.random.default_rng().integers(2**31) if seed is None else seed, tf.int64)
+
+        def permutation(_):
+            draw = drawn.assign_add(1) - 1
+            order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([key, draw])))
+            return tf.data.Dataset.from_tensor_slices(order)
+
+        data = tf.data.Dataset.from_tensors(0).flat_map(permutation)
+        data = data.map(lambda index: tuple(tf.gather(column, index) for column in columns))
+    else:
+        data = tf.data.Dataset.from_tensor_slices(columns)
 
     def to_example(start, length, label):
         ids = flat_ids[start : start + length]  # (T,)

@@ -205,7 +205,10 @@ def test_ctrl_c_to_the_process_group_records_every_job_interrupted(tmp_path, glu
     # Ctrl-C at a terminal sends SIGINT to the whole foreground process group: the script and its jobs.
     out = tmp_path / "out"
     environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
-    script = _start_two_long_jobs(out, environment, ("baseline", "gumbel"), start_new_session=True)
+    # SIGINT as at a terminal: a test run started in the background would hand it down ignored, and bash cannot
+    # trap a signal ignored when it starts.
+    script = _start_two_long_jobs(out, environment, ("baseline", "gumbel"), start_new_session=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.killpg(script.pid, signal.SIGINT)
     stdout, stderr = script.communicate(timeout=60)
     assert script.returncode == 130, f"stdout:\n{stdout[-2000:]}\nstderr:\n{stderr[-2000:]}"
@@ -218,6 +221,35 @@ def test_ctrl_c_to_the_process_group_records_every_job_interrupted(tmp_path, glu
         assert recorded["epochs_completed"] == len(recorded["timings"]["epoch_seconds"])
         progress = (out / "experiment_logs" / f"work_{method}_sst2" / "progress").read_text().split()
         assert progress[-1] == "interrupted"
+
+
+def test_resume_continues_the_unfinished_jobs_and_skips_the_completed(tmp_path, glue_dir, bert_tokenizer_dir):
+    out = tmp_path / "out"
+    environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
+    flags = ["-parallel", "-p", "baseline,gumbel", "-e", "3", "-o", "logs", "-d", str(out), "--", *MICRO]
+    script = subprocess.Popen(["bash", str(SCRIPT), *flags], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=environment)
+    states = out / "checkpoints_gumbel_sst2"
+    deadline = time.monotonic() + 120
+    while not list(states.glob("resume_*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (gumbel,) = [pid for pid in _processes_mentioning("--pruning_method\0gumbel") if pid != script.pid]
+    os.kill(gumbel, signal.SIGKILL)  # killed after its first epoch; the baseline completes
+    script.communicate(timeout=300)
+    assert script.returncode == 1
+    (killed,) = (out / "results_gumbel_sst2").glob("metadata_*.json")
+    assert json.loads(killed.read_text())["status"] == "running"
+
+    again = run_script(*flags[:-len(MICRO) - 1], "-resume", "--", *MICRO, env=data_env(glue_dir, bert_tokenizer_dir,
+                                                                                         tmp_path))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "baseline: its latest run completed; not run again" in again.stdout
+    assert "gumbel: resuming its unfinished run" in again.stdout
+    assert re.search(r"^baseline +done \(earlier\)", again.stdout, re.M)
+    (resumed,) = (out / "results_gumbel_sst2").glob("metadata_*.json")  # the same run, continued
+    meta = json.loads(resumed.read_text())
+    assert meta["status"] == "completed" and meta["epochs_completed"] == 3 and len(meta["resumed"]) == 1
+    assert len(list((out / "results_baseline_sst2").glob("metadata_*.json"))) == 1  # not trained again
 
 
 def test_a_failure_of_the_script_itself_names_the_line_and_stops_every_job(tmp_path, glue_dir, bert_tokenizer_dir):

@@ -23,6 +23,7 @@ averaged over kinds, so the 8 heads of a small model weigh as much as its
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from gated.masks import learned_gates
@@ -232,6 +233,20 @@ class GumbelMaskLearner:
     def lagrange_multipliers(self):
         """`{kind: (l1, l2)}` in target mode, else empty."""
         return {kind: tuple(float(v) for v in lam.numpy()) for kind, lam in self.multipliers.items()}
+
+    def _state_variables(self):
+        return {"optimizer": self.optimizer.variables, "multiplier_optimizer": self.multiplier_optimizer.variables,
+                "multipliers": [self.multipliers[kind] for kind in sorted(self.multipliers)]}
+
+    def resume_state(self):
+        """`(arrays, values)`: the mask optimizers' and the multipliers' state, for a resumed run."""
+        return {f"{group}/{index}": np.array(variable) for group, variables in self._state_variables().items()
+                for index, variable in enumerate(variables)}, {}
+
+    def restore_state(self, arrays, values):
+        for group, variables in self._state_variables().items():
+            for index, variable in enumerate(variables):
+                variable.assign(arrays[f"{group}/{index}"])
 
     def get_config(self):
         return {"sparsity_weight": self.sparsity_weight, "quantization_weight": self.quantization_weight,

@@ -107,6 +107,14 @@ class Pruner:
     def get_config(self):
         return {"method": self.method, "scope": self.scope}
 
+    def resume_state(self):
+        """`(arrays, values)`: the training-time state a resumed run needs (`{name: np.ndarray}`, JSON-able);
+        none for a criterion computed from the weights alone."""
+        return {}, {}
+
+    def restore_state(self, arrays, values):
+        """Put back what `resume_state` gave (after `start`, which resets it)."""
+
     def _bound(self):
         if self.model is None:
             raise RuntimeError(f"the {self.method} pruner is not attached to a model; call attach(model) first")
@@ -195,6 +203,13 @@ class MovementPruner(_HookedPruner):
 
     def scores(self, weights):
         return importance.movement(weights, {path: v.numpy() for path, v in self._movement.items()})
+
+    def resume_state(self):
+        return {path: variable.numpy() for path, variable in self._movement.items()}, {}
+
+    def restore_state(self, arrays, values):
+        for path, variable in self._movement.items():
+            variable.assign(arrays[path])
 
 
 class SptPruner(_HookedPruner):
@@ -309,6 +324,18 @@ class SptPruner(_HookedPruner):
 
     def scores(self, weights):
         return importance.reward(weights, self.rewards)
+
+    def resume_state(self):
+        rewards = {f"rewards/{path}": value for path, value in (self.rewards or {}).items()}
+        return rewards, {"rng": self._rng.bit_generator.state, "has_rewards": self.rewards is not None,
+                         "last_exploration": self.last_exploration}
+
+    def restore_state(self, arrays, values):
+        self.rewards = ({key.removeprefix("rewards/"): value for key, value in arrays.items()}
+                        if values["has_rewards"] else None)
+        self._rng = np.random.default_rng(self.seed)
+        self._rng.bit_generator.state = values["rng"]
+        self.last_exploration = values["last_exploration"]
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon, "alpha": self.alpha,

@@ -40,8 +40,17 @@ def test_sigterm_during_fit_ends_at_the_next_batch_end_and_is_recorded_first():
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
 
 
+@pytest.fixture
+def ctrl_c_not_ignored():
+    """SIGINT as an interactive process has it: a process started in the background by a shell (a test run
+    with `&`) inherits it ignored, and an ignored signal stays ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_and_sigterm_take_the_same_path_and_a_second_signal_changes_nothing(signum):
+def test_ctrl_c_and_sigterm_take_the_same_path_and_a_second_signal_changes_nothing(signum, ctrl_c_not_ignored):
     class _TwoSignals(_SignalAtBatch):
         def on_train_batch_begin(self, batch, logs=None):
             if batch == self.at:
@@ -58,7 +67,7 @@ def test_ctrl_c_and_sigterm_take_the_same_path_and_a_second_signal_changes_nothi
     assert sender.finished == [0, 1]
 
 
-def test_signals_during_the_final_writes_wait_for_them(tmp_path):
+def test_signals_during_the_final_writes_wait_for_them(tmp_path, ctrl_c_not_ignored):
     from callbacks import deferred_signals
 
     before = signal.getsignal(signal.SIGINT)

@@ -139,42 +139,6 @@ def _micro_train_argv(out, glue_dir, tokenizer_dir, *flags):
             "--output_dir", str(out), "--cache_dir", str(out.parent / "cache"), *flags]
 
 
-def test_a_killed_run_is_incomplete_with_its_epochs_and_the_next_run_removes_its_partial_files(
-        tmp_path, glue_dir, bert_tokenizer_dir, capsys):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import REPO
-    from experiment import compare
-
-    out, progress = tmp_path / "out", tmp_path / "progress"
-    job = subprocess.Popen([sys.executable, str(REPO / "train.py"), *_micro_train_argv(
-        out, glue_dir, bert_tokenizer_dir, "--epochs", "200", "--progress_file", str(progress))],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (progress.exists() and int(progress.read_text().split()[1]) >= 2):
-        time.sleep(0.2)
-    os.kill(job.pid, signal.SIGKILL)
-    job.wait()
-    (metadata,) = (out / "results_baseline_sst2").glob("metadata_*.json")
-    meta = strict_json(metadata)
-    assert meta["status"] == "running" and meta["epochs_completed"] >= 2  # written at every epoch end
-    assert meta["final"]["epoch"] == meta["epochs_completed"]
-    assert compare.main(["--results_dir", str(out), "--output_dir", str(tmp_path / "figures")]) == 0
-    assert "| baseline | incomplete |" in capsys.readouterr().out
-
-    # What a kill during a save leaves behind (a temporary file named by the dead process) goes with the next run.
-    checkpoints = out / "checkpoints_baseline_sst2"
-    stale = checkpoints / f".partial-{job.pid}-0-last_baseline_x.keras"
-    stale.write_bytes(b"half a model")
-    assert train.main(_micro_train_argv(out, glue_dir, bert_tokenizer_dir, "--epochs", "1")) == 0
-    assert not stale.exists()
-    assert not [path for path in out.rglob(".partial-*")]
-
-
 def test_a_run_failing_before_its_first_checkpoint_leaves_no_empty_folder_and_says_failed_in_its_progress_file(
         tmp_path, glue_dir, bert_tokenizer_dir):
     out, progress = tmp_path / "out", tmp_path / "progress"
