@@ -6,7 +6,7 @@ masks, gates, mask logits, the dropout and Gumbel noise seeds), the optimizer's,
 a participant is a callback with `resume_state() -> (arrays, values)` and `restore_state(arrays, values)`,
 `arrays` a `{name: np.ndarray}` and `values` JSON-able (the pruner's scores and schedule step, the mask
 learner's optimizers and multipliers, the results rows, the best metric so far, ...). It is written atomically
-after every other callback has finished the epoch, so it always describes a finished epoch whose CSV row,
+once the callbacks before it have finished the epoch, so it always describes a finished epoch whose CSV row,
 metadata and checkpoints exist.
 """
 
@@ -71,8 +71,8 @@ def read_state(path):
 
 class ResumeState(keras.callbacks.Callback):
     """Writes the run's state to `path` after every epoch; with `restore` (`read_state`'s result), puts it back
-    when training begins. Place it last: it runs after the others have reset themselves in `on_train_begin`,
-    and after they have finished each epoch.
+    when training begins. Place it after every callback with state (only `GracefulStop` may follow): it runs
+    after they have reset themselves in `on_train_begin`, and after they have finished each epoch.
 
     Args:
         path: the state file.
