@@ -33,6 +33,7 @@ checkpoint (`config_kprune_<time>.json`, `best_kprune_<time>.keras`), which
 import argparse
 import logging
 import os
+import shlex
 import sys
 import time
 
@@ -473,13 +474,14 @@ def export_pruned(args, folder, environ):
                                                                      args.checkpoint]
     given = {"task": args.task, "data_dir": args.data_dir, "tokenizer": args.tokenizer,
              "max_eval_samples": args.max_eval_samples, "verbose": args.verbose}
-    export_args = export_parser().parse_args([*source, "--masks_dir", folder, "--output_dir", args.export,
-                                              *(item for name, value in given.items() if value is not None
-                                                for item in (f"--{name}", str(value)))])
+    argv = [*source, "--masks_dir", folder, "--output_dir", args.export,
+            *(item for name, value in given.items() if value is not None for item in (f"--{name}", str(value)))]
     try:
-        export(export_args, os.environ if environ is None else environ)
+        export(export_parser().parse_args(argv), os.environ if environ is None else environ)
     except (ExportError, FormatUnavailableError, FileExistsError, ValueError, OSError) as error:
-        print(f"error: export: {error} (the pruning result in {folder} is complete)", file=sys.stderr)
+        # export.py's flags the error may name (--formats, --int8_agreement) are not prune.py's: give its command.
+        print(f"error: export: {error}\nthe pruning result in {folder} is complete; to export it with other "
+              f"settings, run: python export.py {shlex.join(argv)} ...", file=sys.stderr)
         return 1
     log.info("exported to %s", args.export)
     return 0
