@@ -125,10 +125,10 @@ def time_contenders(runners, batches):
     return samples
 
 
-def speedup(samples, model, fmt, name="batch 32 x 128"):
-    """The median over rounds of dense's time over `model`'s, in format `fmt`, each round's pair timed together."""
-    return statistics.median(dense / pruned for dense, pruned in zip(samples[("dense", fmt), name],
-                                                                      samples[(model, fmt), name], strict=True))
+def speedup(samples, slow, fast, name="batch 32 x 128"):
+    """The median over rounds of contender `slow`'s time over `fast`'s (`(model, format)` keys), each round's pair
+    timed close together."""
+    return statistics.median(a / b for a, b in zip(samples[slow, name], samples[fast, name], strict=True))
 
 
 def main():
@@ -185,13 +185,12 @@ def report(exports, formats, samples):
         card = exports[constraint][1]
         ratio = 1 / card["macs"]["kept_fraction"]
         for fmt in card["formats"]:
-            ratios = speedup(samples, constraint, fmt)
+            ratios = speedup(samples, ("dense", fmt), (constraint, fmt))
             print(f"  {constraint} {fmt:11s}: speed-up {ratios:.2f}x at batch 32 x 128, MAC ratio {ratio:.2f}x "
                   f"({ratios / ratio:.2f} of it; target >= 0.85): {'met' if ratios >= 0.85 * ratio else 'MISSED'}")
     if "onnx" in formats:
         best = min(exports[0.5][1]["formats"], key=lambda fmt: latency[(0.5, fmt), "batch 32 x 128"])
-        anchor = statistics.median(dense / pruned for dense, pruned in zip(
-            samples[("dense", "onnx"), "batch 32 x 128"], samples[(0.5, best), "batch 32 x 128"], strict=True))
+        anchor = speedup(samples, ("dense", "onnx"), (0.5, best))
         print(f"  0.5 in its fastest format ({best}) vs dense ONNX Runtime: {anchor:.2f}x (target >= 1.5): "
               f"{'met' if anchor >= 1.5 else 'MISSED'}")
     for model, (_, card) in exports.items():

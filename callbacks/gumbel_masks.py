@@ -100,11 +100,11 @@ class GumbelMaskCallback(keras.callbacks.Callback):
 
     def resume_state(self):
         arrays, values = self.learner.resume_state()
-        return arrays, {"step": self._step, "learner": values}
+        return arrays, {"learner": values}
 
     def restore_state(self, arrays, values):
-        self._step = values["step"]
         self.learner.restore_state(arrays, values["learner"])
+        self._step = int(self.learner.optimizer.iterations.numpy())  # as on_train_begin reads it
 
     def on_train_end(self, logs=None):
         if self.masks_dir:

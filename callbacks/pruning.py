@@ -62,8 +62,10 @@ class PruningCallback(keras.callbacks.Callback):
 
     def resume_state(self):
         arrays, values = self.pruner.resume_state()
-        return arrays, {"step": self._step, "target": self.target, "events": self.events, "pruner": values}
+        return arrays, {"target": self.target, "events": self.events, "pruner": values}
 
     def restore_state(self, arrays, values):
-        self._step, self.target, self.events = values["step"], values["target"], values["events"]
+        """After the optimizer's state (`callbacks.ResumeState`): the step is its restored iteration count."""
+        self._step = int(self.model.optimizer.iterations.numpy())
+        self.target, self.events = values["target"], values["events"]
         self.pruner.restore_state(arrays, values["pruner"])

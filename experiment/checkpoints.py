@@ -57,6 +57,21 @@ def check_mask_source(folder, masks_dir, source, force=False):
                           "...); pass the checkpoint they were made from, or --force to put them on this one anyway")
 
 
+def open_with_masks(args, environ):
+    """`(model path, config, mask folder or None, checkpoint_source)` for a driver with
+    `add_checkpoint_arguments`' flags: the checkpoint opened, its mask folder read and checked to be made from it
+    (unless `--force`). Reads no weights and starts no TensorFlow."""
+    from gated_bert.mask_folders import read_mask_folder
+
+    model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
+                                         args.max_eval_samples, args.task)
+    folder = read_mask_folder(args.masks_dir) if args.masks_dir else None
+    source = checkpoint_source(model_path)
+    if folder:
+        check_mask_source(folder, args.masks_dir, source, args.force)
+    return model_path, config, folder, source
+
+
 def put_masks(model, masks, masks_dir, logit_bias=None):
     """Set `model`'s gates from `masks` (`{kind: array}`, read from `masks_dir`) and add the folder's `logit_bias`
     (if any) to its classifier's bias; masks or a bias of another shape are a `MaskFolderError` naming the

@@ -18,19 +18,13 @@ import argparse
 import os
 import sys
 
-from experiment.checkpoints import (
-    CheckpointError,
-    add_checkpoint_arguments,
-    check_mask_source,
-    checkpoint_source,
-    open_checkpoint,
-)
+from experiment.checkpoints import CheckpointError, add_checkpoint_arguments, open_with_masks
 from experiment.config import ConfigError
 from gated_bert import progress
 from gated_bert.cli import add_bool_flag, add_verbose_flag, quiet_start
 from gated_bert.files import json_text
 from gated_bert.logs import setup_console_logging
-from gated_bert.mask_folders import MaskFolderError, read_mask_folder
+from gated_bert.mask_folders import MaskFolderError
 from gated_bert.pretrained_folders import PretrainedError
 from tasks import DataUnavailableError, GlueFormatError
 
@@ -45,12 +39,7 @@ def build_parser():
 
 def evaluate(args, environ):
     """The JSON-ready result for `args`: the inputs are checked first, then TensorFlow is started."""
-    model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
-                                         args.max_eval_samples, args.task)
-    folder = read_mask_folder(args.masks_dir) if args.masks_dir else None
-    source = checkpoint_source(model_path)
-    if folder:
-        check_mask_source(folder, args.masks_dir, source, args.force)
+    model_path, config, folder, source = open_with_masks(args, environ)
     quiet_start()
     result = score_checkpoint(args, model_path, config, folder.masks if folder else {},
                               folder.logit_bias if folder else None)

@@ -60,13 +60,12 @@ def make_dataset(split, batch_size, *, shuffle, seed=None, dynamic_padding=True,
         drawn = epochs_drawn if epochs_drawn is not None else tf.Variable(0, dtype=tf.int64, trainable=False)
         key = tf.constant(np.random.default_rng().integers(2**31) if seed is None else seed, tf.int64)
 
-        def permutation(_):
+        def shuffled(_):  # once per pass: the columns permuted at once, not row by row
             draw = drawn.assign_add(1) - 1
             order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([key, draw])))
-            return tf.data.Dataset.from_tensor_slices(order)
+            return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(column, order) for column in columns))
 
-        data = tf.data.Dataset.from_tensors(0).flat_map(permutation)
-        data = data.map(lambda index: tuple(tf.gather(column, index) for column in columns))
+        data = tf.data.Dataset.from_tensors(0).flat_map(shuffled)
     else:
         data = tf.data.Dataset.from_tensor_slices(columns)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiment.config import ConfigError, GatedBertConfig, build_parser, config_from_flags, env_name, resolve_config
+from experiment.config import ConfigError, GatedBertConfig, config_from_flags, env_name, resolve_config
 from tasks import TASKS
 from tasks.custom import read_columns
 from tasks.loaders import GlueFormatError, read_glue_tsv
@@ -56,7 +56,6 @@ def test_config_layers_give_a_config_or_one_config_error(tmp_path_factory, file_
 @given(argv=st.lists(st.one_of(st.sampled_from([f"--{name}" for name in FIELDS] + ["--dry_run", "--", "-x"]), TEXT),
                      max_size=6))
 def test_any_command_line_gives_a_config_a_config_error_or_a_usage_error(argv):
-    build_parser()  # the parser itself builds
     try:
         resolve_config(argv, environ={})
     except ConfigError as error:
