@@ -8,9 +8,9 @@ Every override is generated from the dataclass fields and type-checked;
 unknown keys and bad values stop the run before any work. `pruning_method`
 alone enables pruning: `enable_pruning` is derived from it (kept for config
 files), and a value given beside it that contradicts it is an error.
-`init_from` (a Hugging Face folder) fixes the shape and vocabulary from the
-checkpoint and puts the fine-tuning recipe (`FINETUNE_RECIPE`) under every
-layer; `train_file` makes the task `custom`, with its labels read from the
+`init_from` (a Hugging Face folder, or a train.py checkpoint folder) fixes the
+shape and vocabulary from the checkpoint and puts the fine-tuning recipe
+(`FINETUNE_RECIPE`) under every layer; `train_file` makes the task `custom`, with its labels read from the
 file unless a layer gives `label_names`.
 """
 
@@ -92,7 +92,8 @@ class GatedBertConfig:
     dropout_rate: float = _field(0.0, "dropout on embeddings, attention and residuals", fraction=(0.0, 1.0, False))
     init_from: str = _field("", "Hugging Face folder (config.json + model.safetensors) to fine-tune from: its "
                             "shape, vocabulary and tokenizer are used, and the fine-tuning recipe becomes the "
-                            "default; empty: train from scratch")
+                            "default; or a train.py checkpoint folder (a pruned or composed model, its masks kept "
+                            "fixed, pruning_method none); empty: train from scratch")
     # Task and data.
     task: str = _field("sst2", "GLUE task: " + ", ".join(TASKS) + "; custom: your own files (--train_file)",
                        choices=(*TASKS, CUSTOM))
@@ -441,6 +442,8 @@ def with_pretrained(values):
     folder = values.get("init_from")
     if not folder:
         return values
+    if is_checkpoint_folder(folder):
+        return with_checkpoint(values, folder)
     try:
         architecture = read_architecture(folder)
     except PretrainedError as error:
@@ -458,6 +461,51 @@ def with_pretrained(values):
                           f"init_from {folder}; set --max_len {architecture.max_tokens} or less")
     if "tokenizer" not in values and has_tokenizer(folder):
         values["tokenizer"] = folder
+    return values
+
+
+# What a train.py checkpoint given as `init_from` brings besides its shape, where no layer sets them: its task (its
+# classifier was trained for it) and where its data and tokenizer are.
+CHECKPOINT_CARRIES = ("task", "train_file", "validation_file", "text_column", "text_pair_column", "label_column",
+                      "task_type", "label_names", "data_dir", "tokenizer")
+
+
+def is_checkpoint_folder(folder):
+    """Whether `folder` is a train.py checkpoint folder (a `config_*.json` beside its models), not a Hugging Face
+    one."""
+    import glob
+
+    return os.path.isdir(folder) and bool(glob.glob(os.path.join(folder, "config_*.json")))
+
+
+def with_checkpoint(values, folder):
+    """`values` completed from a train.py checkpoint folder given as `init_from` (a pruned, composed or
+    fine-tuned model, trained on with its masks and gates fixed): its shape, vocabulary, task and data, under the
+    fine-tuning recipe."""
+    from experiment.checkpoints import CheckpointError, find_checkpoint
+
+    try:
+        _, config_path = find_checkpoint(folder, "best")
+    except CheckpointError as error:
+        raise ConfigError(f"init_from: {error}") from None
+    saved = read_json_object(config_path, "checkpoint config", ConfigError)
+    fixed = {key: saved.get(key) for key in ("vocab_size", *SHAPE_FIELDS)}
+    clash = {key: values[key] for key in fixed if values.get(key) is not None and values[key] != fixed[key]}
+    if clash:
+        raise ConfigError(f"init_from {folder} fixes the model's shape, but {clash} contradicts its "
+                          f"{ {key: fixed[key] for key in clash} }; drop those settings")
+    if values.get("pruning_method", "none") != "none":
+        raise ConfigError(f"init_from {folder} is a train.py checkpoint, which trains on with its masks and gates "
+                          f"fixed; pruning_method must be none, got {values['pruning_method']!r}")
+    if values.get("task") and values["task"] != saved.get("task"):
+        raise ConfigError(f"--task {values['task']} does not match the task of init_from {folder} "
+                          f"({saved.get('task')}); its classifier was trained for that task")
+    carried = {key: saved[key] for key in CHECKPOINT_CARRIES if saved.get(key) not in (None, "")}
+    values = {**FINETUNE_RECIPE, "max_len": saved.get("max_len", DEFAULT_MAX_LEN), **carried, **values, **fixed,
+              "init_from": os.path.abspath(folder)}
+    if values["max_len"] > saved.get("max_len", DEFAULT_MAX_LEN):
+        raise ConfigError(f"max_len={values['max_len']} exceeds the max_len {saved.get('max_len')} that init_from "
+                          f"{folder} was trained with; set --max_len {saved.get('max_len')} or less")
     return values
 
 

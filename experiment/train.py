@@ -60,22 +60,46 @@ def build_model(config, spec):
 
     Only weight-level pruning methods get per-weight kernel masks; every model keeps its head and neuron gates.
     """
+    from experiment.config import is_checkpoint_folder
     from gated import build_gated_encoder, load_pretrained
     from gated_bert.vocabulary import SCHEDULED_METHODS
 
     options = {"num_labels": spec.num_labels, "max_len": config.max_len, "dropout_rate": config.dropout_rate,
                "learn_masks": config.learn_masks if config.method == "gumbel" else (),
                "kernel_masks": config.method in SCHEDULED_METHODS}
+    if is_checkpoint_folder(config.init_from):
+        return checkpoint_model(config, spec)
     if config.init_from:
         return load_pretrained(config.init_from, **options)
     return build_gated_encoder(vocab_size=config.vocab_size, num_layers=config.num_layers, d_model=config.d_model,
                                num_heads=config.num_heads, dff=config.dff, **options)
 
 
+def checkpoint_model(config, spec):
+    """The best model of the train.py checkpoint folder `init_from`, its masks and gates as saved (training keeps
+    them fixed), at the config's dropout rate."""
+    from experiment.checkpoints import find_checkpoint, load_checkpoint
+    from gated import rebuilt_with
+
+    model = load_checkpoint(find_checkpoint(config.init_from, "best")[0])
+    labels = int(model.get_layer("classifier").kernel.shape[-1])
+    if labels != spec.num_labels:
+        raise ConfigError(f"init_from {config.init_from} has a classifier of {labels} labels, but {spec.name} has "
+                          f"{spec.num_labels}")
+    return rebuilt_with(model, dropout_rate=config.dropout_rate)
+
+
 def init_metadata(config):
     """Where the starting weights came from: the `init_from` folder and the SHA-256 of its weights."""
+    from experiment.config import is_checkpoint_folder
+
     if not config.init_from:
         return None
+    if is_checkpoint_folder(config.init_from):
+        from experiment.checkpoints import checkpoint_source, find_checkpoint
+
+        source = checkpoint_source(find_checkpoint(config.init_from, "best")[0])
+        return {"folder": config.init_from, "checkpoint": source["path"], "weights_sha256": source["weights_sha256"]}
     from gated_bert.pretrained_folders import read_architecture, weights_sha256
 
     return {"folder": os.path.abspath(config.init_from), "weights_sha256": weights_sha256(config.init_from),

@@ -260,13 +260,32 @@ def without_learned_masks(model):
     return plain
 
 
-def _rebuilt(model, config):
-    """A model of `model`'s class built from `config`, with every weight of the same path copied from `model`."""
+def _rebuilt(model, config, new_ok=False):
+    """A model of `model`'s class built from `config`, with every weight of the same path copied from `model`
+    (`new_ok`: variables `model` lacks keep their initial values: kernel masks of ones)."""
     rebuilt = type(model).from_config(config)
     source = {variable.path: variable for variable in model.weights}
     for variable in rebuilt.weights:
-        variable.assign(source[variable.path])
+        if variable.path in source or not new_ok:
+            variable.assign(source[variable.path])
     return rebuilt
+
+
+# The config key of each layer class's dropout rate (the functional model's own `Dropout` layers: `rate`).
+_DROPOUT_KEYS = {"EncoderEmbeddings": "dropout_rate", "EncoderBlock": "dropout_rate", "Dropout": "rate"}
+
+
+def rebuilt_with(model, add_kernel_masks=False, dropout_rate=None):
+    """A copy of `model` with per-weight kernel masks added (all ones where `model` has none, so the copy computes
+    what `model` does) and/or another dropout rate; every weight, mask and gate `model` has is copied."""
+    config = model.get_config()
+    for layer in config["layers"]:
+        options = layer["config"]
+        if add_kernel_masks and layer["class_name"] == "EncoderBlock":
+            options["kernel_masks"] = True
+        if dropout_rate is not None and layer["class_name"] in _DROPOUT_KEYS:
+            options[_DROPOUT_KEYS[layer["class_name"]]] = dropout_rate
+    return _rebuilt(model, config, new_ok=True)
 
 
 def add_logit_bias(model, shift):

@@ -12,14 +12,16 @@ import pytest
 
 from conftest import REPO
 
-PACKAGES = {"callbacks", "deploy", "efficiency", "experiment", "gated", "gated_bert", "pruners", "tasks"}
+PACKAGES = {"callbacks", "composability", "deploy", "efficiency", "experiment", "gated", "gated_bert", "pruners",
+            "tasks"}
 # Names the loose root modules used to claim when installed (`evaluate` hid Hugging Face's package).
 GENERIC = ("evaluate", "training", "methods", "fileio", "reporting", "evaluation", "config", "train", "prune",
            "plot_comparison", "export", "predict")
 HEAVY = ("tensorflow", "keras", "transformers", "scipy", "pandas", "matplotlib")
 SCRIPTS = {"gated-bert-train": "--pruning_method", "gated-bert-prune": "--constraint",
            "gated-bert-evaluate": "--masks_dir", "gated-bert-plot": "--results_dir", "gated-bert-lut": "--ffn_points",
-           "gated-bert-export": "--formats", "gated-bert-predict": "--pair_column"}
+           "gated-bert-export": "--formats", "gated-bert-predict": "--pair_column",
+           "gated-bert-compose": "finetune-modules"}
 
 
 def _python(code, cwd, *args):
@@ -55,7 +57,8 @@ def test_console_scripts_run_from_outside_the_checkout(tmp_path):
 
 @pytest.mark.parametrize("argv", [["train.py", "--help"], ["prune.py", "--help"], ["evaluate.py", "--help"],
                                   ["export.py", "--help"], ["predict.py", "--help"],
-                                  ["plot_comparison.py", "--help"], ["-m", "efficiency.generate_lut", "--help"],
+                                  ["plot_comparison.py", "--help"], ["compose.py", "--help"],
+                                  ["compose.py", "run", "--help"], ["-m", "efficiency.generate_lut", "--help"],
                                   ["train.py", "--dry_run", "--pruning_method", "movement", "--epochs", "6"]])
 def test_help_and_dry_run_import_no_tensorflow(argv):
     code = ("import runpy, sys\n"
@@ -87,8 +90,9 @@ ALLOWED = {
     "pruners": {"pruners.training", "pruners.posttrain"},
     "callbacks": {"gated_bert", "gated", "tasks"},
     "deploy": {"gated_bert", "gated", "tasks", "efficiency"},
+    "composability": {"gated_bert", "gated", "pruners.training"},
     "experiment": {"gated_bert", "gated", "tasks", "efficiency", "pruners", "pruners.training", "pruners.posttrain",
-                   "callbacks", "deploy"},
+                   "callbacks", "deploy", "composability"},
 }
 
 
