@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python bench/finetune_pretrained.py
 	$(BIN)/python bench/pretrained_pruning.py
 	$(BIN)/python bench/compaction_speedup.py
+	$(BIN)/python bench/composability.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

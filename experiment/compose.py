@@ -206,10 +206,9 @@ def _checkpoint_config(ckpt_dir, which):
 def _dense(args):
     """`(model, config, checkpoint_source)` of `--ckpt_dir`."""
     from experiment.checkpoints import checkpoint_source, find_checkpoint, load_checkpoint
-
-    model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
     from experiment.config import GatedBertConfig
 
+    model_path, config_path = find_checkpoint(args.ckpt_dir, args.checkpoint)
     return load_checkpoint(model_path), GatedBertConfig.load(config_path), checkpoint_source(model_path)
 
 
@@ -312,7 +311,7 @@ def step_build(args):
 
 
 def _train(init_from, rest, extra=()):
-    """train.py on `init_from` with `rest`; returns the run's metadata path (`ComposeError` when it fails)."""
+    """train.py's run on `init_from` with `extra` and `rest` (its flags); returns the run's metadata path."""
     from composability.configs import ComposeError
     from experiment import train
 
