@@ -472,10 +472,11 @@ CHECKPOINT_CARRIES = ("task", "train_file", "validation_file", "text_column", "t
 
 def is_checkpoint_folder(folder):
     """Whether `folder` is a train.py checkpoint folder (a `config_*.json` beside its models), not a Hugging Face
-    one."""
+    one (a `config.json`; some, such as sentence-transformers', hold `config_*.json` files too)."""
     import glob
 
-    return os.path.isdir(folder) and bool(glob.glob(os.path.join(folder, "config_*.json")))
+    return (os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json"))
+            and bool(glob.glob(os.path.join(folder, "config_*.json"))))
 
 
 def with_checkpoint(values, folder):

@@ -41,3 +41,10 @@ def test_a_checkpoint_folder_without_its_model_is_refused(checkpoint_folder):
         path.unlink()
     with pytest.raises(ConfigError, match="init_from: .* has config_composed_.*json but not best_composed"):
         config_from_flags({"init_from": str(checkpoint_folder)}, environ={})
+
+
+def test_a_hugging_face_folder_holding_config_star_json_files_is_still_a_hugging_face_folder(minilm_dir):
+    """sentence-transformers folders (the real MiniLM) hold config_sentence_transformers.json beside config.json."""
+    assert list(minilm_dir.glob("config_*.json"))
+    config = config_from_flags({"init_from": str(minilm_dir)}, environ={})
+    assert (config.num_layers, config.d_model, config.num_heads, config.dff) == (6, 384, 12, 1536)
