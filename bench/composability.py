@@ -11,7 +11,7 @@ it reaches its baseline's final accuracy) against the 4 baselines. Target: >= 30
 accuracy (every composed run reaching its baseline's final accuracy), or higher accuracy at equal time (final
 accuracy at equal steps no more than 0.3 points below the baseline's); both readings are printed.
 
-Uses the checkpoint of bench/finetune_pretrained.py (bench_results/finetune_minilm/sst2/); ~30 min on 2 cores.
+Uses the checkpoint of bench/finetune_pretrained.py (bench_results/finetune_minilm/sst2/); ~12 min on 2 cores.
 
     python bench/composability.py
     COMPOSE_ARGS="--epochs 8" python bench/composability.py   # other flags for compose.py run
