@@ -14,7 +14,8 @@ accuracy at equal steps no more than 0.3 points below the baseline's); both read
 Uses the checkpoint of bench/finetune_pretrained.py (bench_results/finetune_minilm/sst2/); ~12 min on 2 cores.
 
     python bench/composability.py
-    COMPOSE_ARGS="--epochs 8" python bench/composability.py   # other flags for compose.py run
+    COMPOSE_ARGS="--max_train_samples 8000 --epochs 2" OUTPUT_DIR=bench_results/composability_8000 \
+        python bench/composability.py   # other flags for compose.py run (the last one given wins)
 """
 
 import json
