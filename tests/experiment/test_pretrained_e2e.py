@@ -17,10 +17,13 @@ ROWS = ["--max_train_samples", "64", "--max_eval_samples", "32", "--verbose", "0
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory, wordpiece_dir):
-    """A tiny random BertModel folder (no classification head) with its own WordPiece tokenizer."""
+    """A tiny random BertModel folder (no classification head) with its own WordPiece tokenizer, and a
+    sentence-transformers config beside config.json as in the real MiniLM folder (a `config_*.json` file, which
+    train.py must not take for a train.py checkpoint's)."""
     folder = tmp_path_factory.mktemp("hf") / "tiny-bert"
     config = tiny_config("bert")
     write_checkpoint(folder, config, tiny_tensors(config, prefix=False, head=False))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "cosine"}))
     for item in wordpiece_dir.iterdir():
         shutil.copy(item, folder / item.name)
     return folder
