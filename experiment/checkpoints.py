@@ -142,11 +142,11 @@ def open_checkpoint(ckpt_dir, which, environ, data_dir=None, tokenizer=None, max
     `task` and a classification head of that task's label count; its model path is the folder itself, which
     `load_checkpoint` reads with `gated.load_pretrained`.
     """
-    from experiment.config import ConfigError, GatedBertConfig, check_data_dir, is_checkpoint_folder, with_pretrained
+    from experiment.config import ConfigError, GatedBertConfig, check_data_dir, with_pretrained
     from gated_bert.pretrained_folders import PretrainedError, classifier_labels, is_pretrained_folder
     from tasks import get_task
 
-    if is_checkpoint_folder(ckpt_dir) or not is_pretrained_folder(ckpt_dir):
+    if not is_pretrained_folder(ckpt_dir):  # a config.json with its model_type wins over any config_*.json
         model_path, config_path = find_checkpoint(ckpt_dir, which)
         return model_path, checkpoint_config(config_path, environ, data_dir, tokenizer, max_eval_samples, task)
     if not task:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from gated_bert.cli import FALSE, TRUE
 from gated_bert.files import read_json_object, write_json_atomic
-from gated_bert.pretrained_folders import PretrainedError, has_tokenizer, read_architecture
+from gated_bert.pretrained_folders import PretrainedError, has_tokenizer, is_pretrained_folder, read_architecture
 from gated_bert.vocabulary import (
     ANNEALING,
     PRESETS,
@@ -471,11 +471,11 @@ CHECKPOINT_CARRIES = ("task", "train_file", "validation_file", "text_column", "t
 
 
 def is_checkpoint_folder(folder):
-    """Whether `folder` is a train.py checkpoint folder (a `config_*.json` beside its models), not a Hugging Face
-    one (a `config.json`; some, such as sentence-transformers', hold `config_*.json` files too)."""
+    """Whether `folder` is a train.py checkpoint folder (a `config_*.json` beside its models) and not a Hugging
+    Face one (`is_pretrained_folder`; some, such as sentence-transformers', hold `config_*.json` files too)."""
     import glob
 
-    return (os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json"))
+    return (os.path.isdir(folder) and not is_pretrained_folder(folder)
             and bool(glob.glob(os.path.join(folder, "config_*.json"))))
 
 
