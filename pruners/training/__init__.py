@@ -9,7 +9,15 @@ from pruners.training.gumbel_learner import (
     quantization_term,
     sparsity_term,
 )
-from pruners.training.importance import blend_rewards, initial_rewards, magnitude, movement, movement_update, reward
+from pruners.training.importance import (
+    blend_rewards,
+    follow_magnitudes,
+    initial_rewards,
+    magnitude,
+    movement,
+    movement_update,
+    reward,
+)
 from pruners.training.masking import SCOPES, masks_for_sparsity
 from pruners.training.schedules import (
     ANNEALING,
@@ -44,6 +52,7 @@ __all__ = [
     "TemperatureSchedule",
     "binary_entropy",
     "blend_rewards",
+    "follow_magnitudes",
     "gumbel_from_config",
     "initial_rewards",
     "lagrangian_term",

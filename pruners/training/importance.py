@@ -40,6 +40,18 @@ def initial_rewards(weights, scope="global"):
     return {path: s / max(top, 1e-12) for path, s in scores.items()}
 
 
+def follow_magnitudes(rewards, previous, current):
+    """SPT's rewards moved with the weights between two pruning events: `R + (m_now - m_before)`, `m` the
+    normalised magnitudes (`initial_rewards`). The first event (`rewards` None) starts from `current`.
+
+    Without it a reward would keep the magnitude its weight had at the first event, which on a run that starts
+    pruning at once is the random initialisation: every later event would prune by it.
+    """
+    if rewards is None:
+        return dict(current)
+    return {path: rewards[path] + current[path] - previous[path] for path in current}
+
+
 def blend_rewards(rewards, probed, sample, alpha):
     """`R = (1 - alpha) * R + alpha * r` for the probed weights (a boolean array), others unchanged."""
     return np.where(probed, (1.0 - alpha) * rewards + alpha * sample, rewards)

@@ -216,8 +216,11 @@ class SptPruner(_HookedPruner):
     """SPT: pruning by rewards estimated with epsilon-exploration.
 
     Every prunable weight carries a reward `R`, initialised at the first
-    pruning event to its normalised magnitude (`|W| / max|W|` over the scope).
-    At each event the pruner first explores: it samples a fraction `epsilon`
+    pruning event to its normalised magnitude `m = |W| / max|W|` (over the
+    scope). At every later event the reward first moves with the weight:
+    `R += m_now - m_before` (`importance.follow_magnitudes`), so a reward is
+    the current magnitude plus what exploration has learned about the weight.
+    Then the pruner explores: it samples a fraction `epsilon`
     of the live weights (over all layers at once, or in each layer on its own
     when `explore_per_layer`), masks the sample, and measures the loss
     increase `r` on the latest training batch (inference mode). Every weight
@@ -246,6 +249,7 @@ class SptPruner(_HookedPruner):
         self.explore_per_layer = explore_per_layer
         self.seed = seed
         self.rewards = None
+        self.magnitudes = None  # the normalised magnitudes at the last event
         self.last_exploration = {}
         self._rng = np.random.default_rng(seed)
 
@@ -264,7 +268,7 @@ class SptPruner(_HookedPruner):
 
     def start(self):
         super().start()
-        self.rewards = None
+        self.rewards = self.magnitudes = None
         self._rng = np.random.default_rng(self.seed)
 
     def _observe(self, inputs, labels, variables, gradients):
@@ -318,21 +322,24 @@ class SptPruner(_HookedPruner):
                                  "mean_reward_sample": float(np.mean(samples)) if samples else None}
 
     def update(self, weights, masks):
-        if self.rewards is None:
-            self.rewards = importance.initial_rewards(weights, self.scope)
+        magnitudes = importance.initial_rewards(weights, self.scope)
+        self.rewards = importance.follow_magnitudes(self.rewards, self.magnitudes, magnitudes)
+        self.magnitudes = magnitudes
         self.explore(masks)
 
     def scores(self, weights):
         return importance.reward(weights, self.rewards)
 
     def resume_state(self):
-        rewards = {f"rewards/{path}": value for path, value in (self.rewards or {}).items()}
-        return rewards, {"rng": self._rng.bit_generator.state, "has_rewards": self.rewards is not None,
-                         "last_exploration": self.last_exploration}
+        arrays = {f"{name}/{path}": value for name in ("rewards", "magnitudes")
+                  for path, value in (getattr(self, name) or {}).items()}
+        return arrays, {"rng": self._rng.bit_generator.state, "has_rewards": self.rewards is not None,
+                        "last_exploration": self.last_exploration}
 
     def restore_state(self, arrays, values):
-        self.rewards = ({key.removeprefix("rewards/"): value for key, value in arrays.items()}
-                        if values["has_rewards"] else None)
+        for name in ("rewards", "magnitudes"):
+            setattr(self, name, {key.removeprefix(f"{name}/"): value for key, value in arrays.items()
+                                 if key.startswith(f"{name}/")} if values["has_rewards"] else None)
         self._rng = np.random.default_rng(self.seed)
         self._rng.bit_generator.state = values["rng"]
         self.last_exploration = values["last_exploration"]

@@ -12,6 +12,7 @@ from pruners import (
     MovementPruner,
     PolynomialSchedule,
     SptPruner,
+    follow_magnitudes,
     initial_rewards,
     magnitude,
     masks_for_sparsity,
@@ -111,22 +112,32 @@ def test_spt_reward_update_on_a_constructed_probe(micro_model, micro_batch, monk
     assert pruner.last_exploration["mean_reward_sample"] == pytest.approx(0.5)
 
 
-def test_spt_without_exploration_prunes_by_the_initial_reward(micro_model, micro_batch):
+def test_spt_without_exploration_prunes_by_the_current_magnitudes(micro_model, micro_batch):
     pruner = _spt_after_one_step(micro_model, micro_batch, epsilon=0.0)
     initial = pruner.kernels()
     pruner.prune(0.5)
     reference = masks_for_sparsity(magnitude(initial), {p: np.ones(w.shape) for p, w in initial.items()}, 0.5)
     masks = get_weight_masks(micro_model)
     assert all(np.array_equal(masks[p], reference[p]) for p in masks)
-    # New weights do not matter: the next event still ranks by the first event's magnitudes.
+    # The rewards move with the weights: the next event ranks by the new magnitudes, not the first event's.
     rng = np.random.default_rng(1)
     for layer in micro_model._flatten_layers():
         if hasattr(layer, "kernel_mask"):
             layer.kernel.assign(rng.normal(size=layer.kernel.shape))
     pruner.prune(0.8)
-    reference = masks_for_sparsity(initial_rewards(initial), reference, 0.8)
+    now = masks_for_sparsity(magnitude(pruner.kernels()), reference, 0.8)
+    frozen = masks_for_sparsity(initial_rewards(initial), reference, 0.8)
     masks = get_weight_masks(micro_model)
-    assert all(np.array_equal(masks[p], reference[p]) for p in masks)
+    assert all(np.array_equal(masks[p], now[p]) for p in masks)
+    assert not all(np.array_equal(masks[p], frozen[p]) for p in masks)
+
+
+def test_spt_rewards_keep_what_exploration_learned_as_the_weights_move():
+    before = {"w": np.array([0.5, 1.0, 0.2])}
+    explored = {"w": np.array([0.1, 1.0, 0.2])}  # the first weight's probe said it matters little
+    now = {"w": np.array([0.7, 0.9, 0.4])}
+    np.testing.assert_allclose(follow_magnitudes(explored, before, now)["w"], [0.3, 0.9, 0.4])
+    assert follow_magnitudes(None, None, now)["w"] is now["w"]
 
 
 @pytest.mark.parametrize("per_layer", [False, True])
