@@ -16,6 +16,7 @@ read -r -a AVAILABLE <<<"$("$PYTHON" -c 'import sys; sys.path.insert(0, sys.argv
 # `-- --config FILE`. The values shown by -h are train.py's defaults (kept equal by tests/test_run_experiments.py).
 EPOCHS="" BATCH_SIZE="" LEARNING_RATE="" MODEL_SIZE="" START_SPARSITY="" END_SPARSITY=""
 PRUNING_START="" PRUNING_END="" SPARSITY_STEPS="" SPT_EXPLORE="" TASK="" MAX_LEN="" TARGET_SPARSITY="" INIT_FROM=""
+GRANULARITY=""
 METHOD_LIST=$(IFS=,; echo "${AVAILABLE[*]}")
 PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=. RESUME=false
 PASS=()
@@ -41,6 +42,8 @@ comparison figures and tables (plot_comparison.py).
   -ss, --sparsity-steps "L"  space-separated percentages walked by magnitude and spt [train.py's]
   -se, --spt-explore B       SPT explores each layer on its own: true|false [false]
   -ts, --target-sparsity X   gumbel only: fraction of heads/neurons to remove [none: fixed weight]
+  -g,  --granularity G       magnitude, movement and spt only: weight, or neuron, head or both (units
+                             through their gates; -f is then a fraction of the blocks' MACs) [weight]
   -t,  --task T              ${TASKS[*]} [sst2]
   -ml, --max-len N           longest sequence in tokens                   [128]
   -i,  --init-from DIR       fine-tune every method from this Hugging Face folder [none: from scratch];
@@ -87,6 +90,7 @@ while [[ $# -gt 0 ]]; do
         -ss|--sparsity-steps) need_value "$@"; SPARSITY_STEPS=$2; shift 2 ;;
         -se|--spt-explore) need_value "$@"; SPT_EXPLORE=$2; shift 2 ;;
         -ts|--target-sparsity) need_value "$@"; TARGET_SPARSITY=$2; shift 2 ;;
+        -g|--granularity) need_value "$@"; GRANULARITY=$2; shift 2 ;;
         -t|--task) need_value "$@"; TASK=$2; shift 2 ;;
         -ml|--max-len) need_value "$@"; MAX_LEN=$2; shift 2 ;;
         -i|--init-from) need_value "$@"; INIT_FROM=$2; shift 2 ;;
@@ -127,6 +131,8 @@ fi
 check_fraction --start-sparsity "$START_SPARSITY"
 check_fraction --end-sparsity "$END_SPARSITY"
 check_fraction --target-sparsity "$TARGET_SPARSITY"
+[[ -z $GRANULARITY ]] || is_in "$GRANULARITY" weight neuron head both ||
+    ERRORS+=("unknown --granularity '$GRANULARITY'; choose one of: weight neuron head both")
 [[ -z $SPT_EXPLORE ]] || is_in "$SPT_EXPLORE" true false ||
     ERRORS+=("--spt-explore must be true or false, got '$SPT_EXPLORE'")
 for step in $SPARSITY_STEPS; do
@@ -186,6 +192,9 @@ train_args() {
         [[ -z ${!variable} ]] || args+=("--${pair#*:}" "${!variable}")
     done
     [[ $method != gumbel || -z $TARGET_SPARSITY ]] || args+=(--target_sparsity "$TARGET_SPARSITY")
+    if [[ -n $GRANULARITY ]] && is_in "$method" magnitude movement spt; then
+        args+=(--pruning_granularity "$GRANULARITY")
+    fi
     local pruning=$method
     [[ $method != baseline ]] || pruning=none
     args+=(--pruning_method "$pruning" --output_dir "$OUTPUT_DIR" --verbose 2 --intra_op_threads "$THREADS"
@@ -246,6 +255,7 @@ methods:        ${METHODS[*]}
 mode:           $([[ $PARALLEL == true ]] && echo "parallel, up to $JOBS jobs, $THREADS CPU thread(s) each ($CORES cores)" || echo "sequential")
 $(tail -n +2 <<<"$RESOLVED")
 gumbel target:  ${TARGET_SPARSITY:-train.py default}
+granularity:    ${GRANULARITY:-weight} (magnitude, movement, spt)
 pass-through:   ${PASS[*]:-none}
 outputs:        $OUTPUT_DIR (logs in $LOG_DIR)
 output mode:    $OUTPUT_MODE

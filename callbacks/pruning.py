@@ -56,6 +56,8 @@ class PruningCallback(keras.callbacks.Callback):
         logs["target_sparsity"] = self.target
         logs["sparsity"] = stats["global_sparsity"]
         logs.update({f"sparsity/{path}": value for path, value in stats["layers"].items()})
+        if self.pruner.structured:
+            logs["macs_kept"] = self.pruner.macs_kept()
 
     def on_train_end(self, logs=None):
         self.pruner.stop()

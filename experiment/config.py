@@ -28,6 +28,7 @@ from gated_bert.files import read_json_object, write_json_atomic
 from gated_bert.pretrained_folders import PretrainedError, has_tokenizer, is_pretrained_folder, read_architecture
 from gated_bert.vocabulary import (
     ANNEALING,
+    GRANULARITIES,
     PRESETS,
     PRUNING_METHODS,
     RAMPS,
@@ -138,6 +139,10 @@ class GatedBertConfig:
         "clipped to [start_sparsity, end_sparsity] (space- or comma-separated)")
     pruning_scope: str = _field("global", "rank weights across all layers (global) or within each layer",
                                 choices=SCOPES)
+    pruning_granularity: str = _field(
+        "weight", "what magnitude, movement and spt remove: single weights (weight; end_sparsity is a fraction of "
+        "the prunable weights), or FFN neurons, attention heads or both through their gates (end_sparsity is a "
+        "fraction of the blocks' MACs; a unit ranks by the mean score of its weights)", choices=tuple(GRANULARITIES))
     pruning_frequency_steps: int | None = _field(
         None, "steps between movement pruning events (none: 400 for base, scaled by depth: 67 for tiny)", positive=True)
     movement_schedule: str = _field("cubic", "movement's sparsity ramp", choices=tuple(RAMPS))
@@ -332,6 +337,7 @@ def _check_pruning(config):
     if config.method == "gumbel" and not config.learn_masks:
         raise ConfigError("pruning_method gumbel learns masks of the learn_masks kinds, but learn_masks is empty; "
                           "set --learn_masks to head, neuron, ffn_out (several) or all")
+    _check_granularity(config)
     last = min(config.pruning_end_epoch, config.epochs)
     if config.method in SCHEDULED_METHODS and config.pruning_start_epoch >= last:
         raise ConfigError(
@@ -339,6 +345,33 @@ def _check_pruning(config):
             f"pruning_end_epoch={config.pruning_end_epoch} and epochs={config.epochs}; lower --pruning_start_epoch "
             "or raise --epochs"
         )
+
+
+def _check_granularity(config):
+    """Units are pruned by the scheduled methods, ranked globally, to a MAC fraction that those kinds can reach."""
+    if config.pruning_granularity == "weight":
+        return
+    if config.method not in SCHEDULED_METHODS:
+        raise ConfigError(f"pruning_granularity {config.pruning_granularity} is for the scheduled methods "
+                          f"({', '.join(SCHEDULED_METHODS)}), not {config.method}; drop --pruning_granularity")
+    if config.pruning_scope != "global":
+        raise ConfigError(f"pruning_granularity {config.pruning_granularity} ranks heads and neurons across all "
+                          "blocks; drop --pruning_scope layer")
+    reachable = unit_mac_share(config, GRANULARITIES[config.pruning_granularity])
+    if config.end_sparsity > reachable:
+        raise ConfigError(f"end_sparsity={config.end_sparsity} asks for more than the "
+                          f"{config.pruning_granularity} units hold: at most {reachable:.4f} of the blocks' MACs can "
+                          "go; lower --end_sparsity or use --pruning_granularity both")
+
+
+def unit_mac_share(config, kinds):
+    """The share of a model's block MACs (at `max_len` tokens) held by the unit `kinds`."""
+    from efficiency.mac import head_macs, neuron_macs
+
+    head_dim = config.d_model // config.num_heads
+    macs = {"head": config.num_heads * head_macs(config.d_model, head_dim, config.max_len),
+            "neuron": config.dff * neuron_macs(config.d_model, config.max_len)}
+    return sum(macs[kind] for kind in kinds) / sum(macs.values())
 
 
 def _enable_pruning(given, method):

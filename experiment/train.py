@@ -58,7 +58,8 @@ def load_data(config, spec):
 def build_model(config, spec):
     """The encoder to train: the `init_from` checkpoint's weights, else a fresh one of the config's shape.
 
-    Only weight-level pruning methods get per-weight kernel masks; every model keeps its head and neuron gates.
+    Only weight-level pruning (a scheduled method at weight granularity) gets per-weight kernel masks; every model
+    keeps its head and neuron gates.
     """
     from experiment.config import is_checkpoint_folder
     from gated import build_gated_encoder, load_pretrained
@@ -66,7 +67,7 @@ def build_model(config, spec):
 
     options = {"num_labels": spec.num_labels, "max_len": config.max_len, "dropout_rate": config.dropout_rate,
                "learn_masks": config.learn_masks if config.method == "gumbel" else (),
-               "kernel_masks": config.method in SCHEDULED_METHODS}
+               "kernel_masks": config.method in SCHEDULED_METHODS and config.pruning_granularity == "weight"}
     if is_checkpoint_folder(config.init_from):
         return checkpoint_model(config, spec)
     if config.init_from:
@@ -117,7 +118,8 @@ class MethodSetup:
         pruner, schedule = pruning_from_config(config, steps_per_epoch, stats["total"])
         if pruner:
             self.callbacks = [PruningCallback(pruner, schedule)]
-            self.columns = [f"sparsity/{path}" for path in stats["layers"]]
+            self.columns = [*(["macs_kept"] if pruner.structured else []),
+                            *(f"sparsity/{path}" for path in stats["layers"])]
             self.metadata = {"pruner": pruner.get_config(), "schedule": schedule.get_config()}
             # A pruning run's best epoch is chosen among those at the final sparsity.
             self.selection = {"min_target_sparsity": config.end_sparsity}

@@ -35,6 +35,7 @@ from gated.masks import (
     sparsity_stats,
     structured_gates,
     structured_masks,
+    unit_layout,
     without_learned_masks,
 )
 from gated.model import GatedModel
@@ -85,5 +86,6 @@ __all__ = [
     "sparsity_stats",
     "structured_gates",
     "structured_masks",
+    "unit_layout",
     "without_learned_masks",
 ]

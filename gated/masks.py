@@ -173,6 +173,22 @@ def mask_logits(model):
     return {kind: np.stack([gate.logits.numpy() for gate in gates]) for kind, gates in learned_gates(model).items()}
 
 
+def unit_layout(model, kinds=("head", "neuron")):
+    """Which kernels make up each block's units, in the layer order of `structured_masks`.
+
+    Returns `{"head": [(query, key, value, output path, head_dim) per block], "neuron": [(intermediate, output
+    path) per block]}` for the `kinds` asked for (`pruners.training.units.unit_scores` reads it).
+    """
+    layout = {}
+    if "head" in kinds:
+        layout["head"] = [(layer.query.path, layer.key.path, layer.value.path, layer.output_dense.path,
+                           layer.head_dim) for layer in collect_gated_layers(model, GatedMultiHeadAttention).values()]
+    if "neuron" in kinds:
+        layout["neuron"] = [(layer.intermediate.path, layer.output_dense.path)
+                            for layer in collect_gated_layers(model, GatedFeedForward).values()]
+    return layout
+
+
 def effective_kernel_masks(model):
     """`{GatedDense path: 0/1 array}` of the kernel weights that still act.
 

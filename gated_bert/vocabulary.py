@@ -29,6 +29,10 @@ METHODS = ("baseline", *PRUNING_METHODS[1:])
 # Retraining-free methods of prune.py.
 POSTTRAIN_METHODS = ("fisher", "kprune")
 
+# What the scheduled methods remove: single weights, or whole units (heads, FFN neurons or both) through their
+# gates, the unit kinds each structured granularity ranks.
+GRANULARITIES = {"weight": (), "neuron": ("neuron",), "head": ("head",), "both": ("head", "neuron")}
+
 # Where weight pruning ranks weights: across all layers, or within each layer.
 SCOPES = ("global", "layer")
 # Movement pruning's sparsity ramps and their polynomial powers.

@@ -48,6 +48,8 @@ from pruners.training import (
     schedule_from_config,
     sparsity_term,
     step_levels,
+    unit_scores,
+    units_to_keep,
 )
 
 __all__ = [
@@ -94,4 +96,6 @@ __all__ = [
     "solve_lstsq",
     "sparsity_term",
     "step_levels",
+    "unit_scores",
+    "units_to_keep",
 ]

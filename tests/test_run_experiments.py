@@ -42,6 +42,7 @@ def data_env(glue_dir, tokenizer_dir, tmp_path):
     (["-f", "-0.1"], "--end-sparsity must be a number in [0, 1], got '-0.1'"),
     (["-ts", "half"], "--target-sparsity must be a number in [0, 1], got 'half'"),
     (["-se", "maybe"], "--spt-explore must be true or false, got 'maybe'"),
+    (["-g", "rows"], "unknown --granularity 'rows'; choose one of: weight neuron head both"),
     (["-ss", "10 x"], "--sparsity-steps must be space-separated percentages, got 'x'"),
     (["-ml", "-3"], "--max-len must be a positive integer, got '-3'"),
     (["-max-parallel-jobs", "0"], "-max-parallel-jobs must be a positive integer, got '0'"),
@@ -82,26 +83,31 @@ def test_help_is_true_to_the_code():
 
 def test_parallel_micro_run_of_two_methods(tmp_path, glue_dir, bert_tokenizer_dir):
     out = tmp_path / "out"
+    # -g goes to magnitude only: baseline would refuse a granularity.
     result = run_script("-parallel", "-p", "baseline,magnitude", "-e", "2", "-ps", "0", "-pe", "5", "-f", "0.5",
-                        "-o", "both", "-d", str(out), "--", *MICRO,
+                        "-g", "both", "-o", "both", "-d", str(out), "--", *MICRO,
                         env=data_env(glue_dir, bert_tokenizer_dir, tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "--pruning-end 5 is past --epochs 2; capped at 2" in result.stdout
     assert "parallel, up to 2 jobs, 1 CPU thread(s) each" in result.stdout
+    sparsity = {}
     for method in ("baseline", "magnitude"):
         (metadata,) = (out / f"results_{method}_sst2").glob("metadata_*.json")
         meta = json.loads(metadata.read_text())
         assert meta["status"] == "completed" and meta["config"]["intra_op_threads"] == 1
+        assert meta["config"]["pruning_granularity"] == ("both" if method == "magnitude" else "weight")
+        sparsity[method] = meta["final"]["global_sparsity"]
         assert re.search(rf"^{method} +\[#{{30}}\] +100.0%  epoch 2/2", result.stdout, re.M)
-        assert re.search(rf"^{method} +done +0\.\d{{4}} +{0.5 if method == 'magnitude' else 0:.4f}", result.stdout,
-                         re.M)
+        assert re.search(rf"^{method} +done +0\.\d{{4}} +{sparsity[method]:.4f}", result.stdout, re.M)
         assert (out / "experiment_logs" / f"work_{method}_sst2").is_dir()
         assert list((out / "experiment_logs").glob(f"run_experiments_{method}_sst2_*.log"))
     assert (out / "pruning_methods_comparison_dual_axis.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "accuracy_vs_sparsity.png").stat().st_size > 0
     rows = list(csv.DictReader((out / "comparison_summary.csv").open()))
     assert [row["method"] for row in rows] == ["baseline", "magnitude"]
-    assert float(rows[1]["final_sparsity"]) == pytest.approx(0.5, abs=1e-3)
+    assert sparsity["baseline"] == 0 and sparsity["magnitude"] > 0.3  # heads and neurons went, with their weights
+    assert meta["final"]["macs_kept"] <= 0.5
+    assert float(rows[1]["final_sparsity"]) == pytest.approx(sparsity["magnitude"], abs=1e-4)
 
 
 def test_a_job_that_would_fail_stops_the_run_before_any_job_starts(tmp_path, glue_dir, bert_tokenizer_dir):

@@ -28,6 +28,7 @@ from pruners.training.schedules import (
     schedule_from_config,
     step_levels,
 )
+from pruners.training.units import unit_scores, units_to_keep
 from pruners.training.weight_pruners import (
     PRUNERS,
     MagnitudePruner,
@@ -69,4 +70,6 @@ __all__ = [
     "schedule_from_config",
     "sparsity_term",
     "step_levels",
+    "unit_scores",
+    "units_to_keep",
 ]

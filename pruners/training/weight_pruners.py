@@ -1,6 +1,8 @@
 """Pruners: a criterion, its training-time state and the mask maths, applied to a gated model.
 
-A pruner is told *what* sparsity to reach (`prune(target)`); the
+A pruner removes single weights (granularity `weight`, through the kernel masks) or whole units (`neuron`,
+`head` or `both`, through the head and neuron gates: `pruners.training.units`). It is told *what* sparsity to
+reach (`prune(target)`: a fraction of the prunable weights, or of the blocks' MACs for units); the
 `PruningCallback` decides *when*. Pruners that learn from training
 (movement, SPT) register a hook in the `GatedModel`'s train step, which sees
 each batch and its gradients; the hook refuses to run unless the callback
@@ -11,10 +13,19 @@ loudly instead of silently not pruning.
 import numpy as np
 import tensorflow as tf
 
-from gated.masks import collect_gated_layers, effective_kernel_masks, set_weight_masks
+from efficiency.mac import count_macs, head_macs, neuron_macs
+from gated.attention import GatedMultiHeadAttention
+from gated.masks import (
+    collect_gated_layers,
+    effective_kernel_masks,
+    set_structured_masks,
+    set_weight_masks,
+    structured_gates,
+    unit_layout,
+)
 from gated.model import HOOK_NOT_READY
-from gated_bert.vocabulary import PRESETS
-from pruners.training import importance
+from gated_bert.vocabulary import GRANULARITIES, PRESETS
+from pruners.training import importance, units
 from pruners.training.masking import SCOPES, flatten, masks_for_sparsity, unflatten
 
 MISSING_CALLBACK = HOOK_NOT_READY + (
@@ -45,11 +56,16 @@ def movement_frequency(num_layers, base_frequency=400):
 
 
 class Pruner:
-    """Prunes the `GatedDense` kernels of a model to a target sparsity by a criterion's scores.
+    """Prunes a model's `GatedDense` kernels, or its heads and FFN neurons, to a target by a criterion's scores.
 
     Args:
         scope: `global` (one ranking over all kernels) or `layer` (every
-            kernel pruned to the target on its own).
+            kernel pruned to the target on its own); units always rank globally.
+        granularity: `weight` (kernel masks; the target is a fraction of the
+            prunable weights), or `neuron`, `head` or `both` (gates; the
+            target is a fraction of the blocks' MACs, `efficiency.mac`, and a
+            unit's score is the mean of its weights' scores).
+        seq_len: the sequence length unit MACs are counted at.
     """
 
     method = "none"
@@ -57,16 +73,24 @@ class Pruner:
     # `ramp` follows the `movement_schedule` polynomial, an event every `pruning_frequency_steps`.
     schedule_kind = "levels"
 
-    def __init__(self, scope="global"):
+    def __init__(self, scope="global", granularity="weight", seq_len=128):
         if scope not in SCOPES:
             raise ValueError(f"unknown pruning scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"unknown pruning granularity {granularity!r}; choose one of: {', '.join(GRANULARITIES)}")
+        if granularity != "weight" and scope != "global":
+            raise ValueError(f"{granularity} granularity ranks units across all blocks; use scope='global', got "
+                             f"scope={scope!r}")
         self.scope = scope
+        self.granularity = granularity
+        self.kinds = GRANULARITIES[granularity]
+        self.seq_len = seq_len
         self.model = None
 
     @classmethod
     def from_run_config(cls, config, prunable_weights):
         """The pruner a run's `GatedBertConfig` asks for (`prunable_weights`: the model's prunable kernel weights)."""
-        return cls(config.pruning_scope)
+        return cls(config.pruning_scope, config.pruning_granularity, config.max_len)
 
     def attach(self, model):
         """Bind the pruner to `model` (the callback does this in `set_model`)."""
@@ -74,10 +98,28 @@ class Pruner:
         if not layers:
             raise ValueError(f"model {model.name!r} has no GatedDense layers to prune")
         unmasked = [path for path, layer in layers.items() if layer.kernel_mask is None]
-        if unmasked:
+        if unmasked and self.granularity == "weight":
             raise ValueError(f"{self.method} pruning masks single weights, but {unmasked[0]} (and "
                              f"{len(unmasked) - 1} more) has no kernel mask; build the model with kernel_masks=True")
         self.model = model
+
+    @property
+    def structured(self):
+        return self.granularity != "weight"
+
+    def unit_costs(self):
+        """`{kind: MACs of one unit}` at `seq_len` tokens."""
+        attention = next(iter(collect_gated_layers(self._bound(), GatedMultiHeadAttention).values()))
+        return {"head": head_macs(attention.d_model, attention.head_dim, self.seq_len),
+                "neuron": neuron_macs(attention.d_model, self.seq_len)}
+
+    def macs_kept(self):
+        """Fraction of the blocks' MACs (heads and neurons) the model's gates keep."""
+        gates = structured_gates(self._bound(), ("head", "neuron"))
+        attention = next(iter(collect_gated_layers(self.model, GatedMultiHeadAttention).values()))
+        shape = {"d_model": attention.d_model, "head_dim": attention.head_dim, "seq_len": self.seq_len}
+        kept = count_macs(gates["head"], gates["neuron"], **shape)["total"]
+        return kept / count_macs(np.ones(gates["head"].shape), np.ones(gates["neuron"].shape), **shape)["total"]
 
     def detach(self):
         self.model = None
@@ -97,15 +139,36 @@ class Pruner:
     def update(self, weights, masks):
         """Learn from the model as it is at a pruning event, before the ranking (SPT explores here)."""
 
+    def unit_scores(self, weights):
+        """`{kind: [layers, units]}`: the mean of the criterion's scores over each unit's weights."""
+        return units.unit_scores(self.scores(weights), unit_layout(self._bound(), self.kinds))
+
+    def update_units(self, weights, alive):
+        """Learn from the model as it is at a unit pruning event, before the ranking (SPT explores here)."""
+
     def prune(self, target):
-        """Remove weights until `target` of the prunable kernel weights are masked (never reviving any)."""
+        """Remove weights until `target` of the prunable kernel weights are masked, or units until `target` of the
+        blocks' MACs are gone (never reviving any)."""
+        if self.structured:
+            self._prune_units(target)
+            return
         weights = self.kernels()
         masks = effective_kernel_masks(self._bound())
         self.update(weights, masks)
         set_weight_masks(self.model, masks_for_sparsity(self.scores(weights), masks, target, self.scope))
 
+    def _prune_units(self, target):
+        gates = structured_gates(self._bound(), self.kinds)
+        alive = {kind: gate != 0 for kind, gate in gates.items()}
+        weights = self.kernels()
+        self.update_units(weights, alive)
+        costs = self.unit_costs()
+        dense = sum(costs[kind] * gate.size for kind, gate in structured_gates(self.model, ("head", "neuron")).items())
+        keep = units.units_to_keep(self.unit_scores(weights), alive, costs, target * dense)
+        set_structured_masks(self.model, {kind: gates[kind] * keep[kind] for kind in self.kinds})
+
     def get_config(self):
-        return {"method": self.method, "scope": self.scope}
+        return {"method": self.method, "scope": self.scope, "granularity": self.granularity, "seq_len": self.seq_len}
 
     def resume_state(self):
         """`(arrays, values)`: the training-time state a resumed run needs (`{name: np.ndarray}`, JSON-able);
@@ -234,12 +297,17 @@ class SptPruner(_HookedPruner):
         explore_per_layer: one probe per layer instead of one global probe.
         seed: seed of the exploration's sampling.
         scope: `global` or `layer` ranking and normalisation.
+        granularity, seq_len: as for `Pruner`. With units, every head and
+            neuron carries a reward (its weights' mean normalised magnitude to
+            start with), a probe switches a sample of live units off through
+            their gates, and `explore_per_layer` probes each kind on its own.
     """
 
     method = "spt"
 
-    def __init__(self, epsilon=0.0025, alpha=0.125, explore_per_layer=False, seed=0, scope="global"):
-        super().__init__(scope)
+    def __init__(self, epsilon=0.0025, alpha=0.125, explore_per_layer=False, seed=0, scope="global",
+                 granularity="weight", seq_len=128):
+        super().__init__(scope, granularity, seq_len)
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got epsilon={epsilon}")
         if not 0.0 <= alpha <= 1.0:
@@ -256,7 +324,8 @@ class SptPruner(_HookedPruner):
     @classmethod
     def from_run_config(cls, config, prunable_weights):
         epsilon = scaled_spt_epsilon(config.spt_epsilon, prunable_weights)
-        return cls(epsilon, config.spt_reward_alpha, config.spt_explore_per_layer, config.seed, config.pruning_scope)
+        return cls(epsilon, config.spt_reward_alpha, config.spt_explore_per_layer, config.seed, config.pruning_scope,
+                   config.pruning_granularity, config.max_len)
 
     def _create_state(self, model):
         def slot(spec):
@@ -295,15 +364,28 @@ class SptPruner(_HookedPruner):
             for path, mask in saved.items():
                 layers[path].kernel_mask.assign(mask)
 
-    def explore(self, masks):
-        """Probe random live weights and blend the loss increases into their rewards."""
+    def probe_units_loss(self, inputs, labels, removed=None):
+        """Loss on a batch in inference mode, with the units in `removed` (`{kind: bool [layers, units]}`) off."""
+        saved = structured_gates(self._bound(), self.kinds)
+        try:
+            if removed:
+                set_structured_masks(self.model, {kind: saved[kind] * ~drop for kind, drop in removed.items()})
+            outputs = self.model(inputs, training=False)
+            return float(self.model.compute_loss(x=inputs, y=labels, y_pred=outputs, training=False))
+        finally:
+            set_structured_masks(self.model, saved)
+
+    def explore(self, masks, of_units=False):
+        """Probe random live weights (or, with `of_units`, live units: `masks` is then `{kind: [layers, units]}`) and
+        blend the loss increases into their rewards."""
+        probe = self.probe_units_loss if of_units else self.probe_loss
         if self.epsilon == 0:
             self.last_exploration = {"probes": 0, "probed_weights": 0, "mean_reward_sample": None}
             return
         inputs, labels = self.latest_batch()
         paths = sorted(masks)
         groups = [[path] for path in paths] if self.explore_per_layer else [paths]
-        base = self.probe_loss(inputs, labels)
+        base = probe(inputs, labels)
         probed_total, samples = 0, []
         for group in groups:
             live = np.flatnonzero(flatten(masks, group))
@@ -313,7 +395,7 @@ class SptPruner(_HookedPruner):
             chosen = np.zeros(sum(masks[path].size for path in group), dtype=bool)
             chosen[self._rng.choice(live, size=count, replace=False)] = True
             removed = unflatten(chosen, masks, group)
-            sample = self.probe_loss(inputs, labels, removed) - base
+            sample = probe(inputs, labels, removed) - base
             for path, drop in removed.items():
                 self.rewards[path] = importance.blend_rewards(self.rewards[path], drop, sample, self.alpha)
             probed_total += count
@@ -327,8 +409,18 @@ class SptPruner(_HookedPruner):
         self.magnitudes = magnitudes
         self.explore(masks)
 
+    def update_units(self, weights, alive):
+        mean_magnitudes = units.unit_scores(importance.magnitude(weights), unit_layout(self._bound(), self.kinds))
+        magnitudes = importance.initial_rewards(mean_magnitudes)
+        self.rewards = importance.follow_magnitudes(self.rewards, self.magnitudes, magnitudes)
+        self.magnitudes = magnitudes
+        self.explore({kind: mask.astype(np.float32) for kind, mask in alive.items()}, of_units=True)
+
     def scores(self, weights):
         return importance.reward(weights, self.rewards)
+
+    def unit_scores(self, weights):
+        return dict(self.rewards)
 
     def resume_state(self):
         arrays = {f"{name}/{path}": value for name in ("rewards", "magnitudes")

@@ -65,6 +65,16 @@ def test_glue_dir_env_sets_data_dir(glue_dir):
         (["--verbose", "3"], {}, "unknown verbose 3; choose one of: 0, 1, 2"),
         ([], {"EPOCHS": "three"}, "environment variable EPOCHS gives epochs='three', which is not a valid int"),
         (["--dynamic_padding", "maybe"], {}, "flag --dynamic_padding gives dynamic_padding='maybe'"),
+        (["--pruning_method", "gumbel", "--pruning_granularity", "head"], {},
+         "pruning_granularity head is for the scheduled methods .* not gumbel; drop --pruning_granularity"),
+        (["--pruning_granularity", "neuron"], {}, "not baseline; drop --pruning_granularity"),
+        (["--pruning_method", "spt", "--pruning_granularity", "both", "--pruning_scope", "layer"], {},
+         "ranks heads and neurons across all blocks; drop --pruning_scope layer"),
+        # tiny at 128 tokens: 512 neurons of 2*128*256 MACs against 4 heads of 4*128*256*64 + 2*128*128*64
+        (["--pruning_method", "magnitude", "--pruning_granularity", "neuron", "--end_sparsity", "0.5"], {},
+         r"end_sparsity=0.5 asks for more than the neuron units hold: at most 0.4444 of the blocks' MACs"),
+        (["--pruning_method", "magnitude", "--pruning_granularity", "rows"], {},
+         "unknown pruning_granularity 'rows'; choose one of: weight, neuron, head, both"),
     ],
 )
 def test_bad_values_are_named(argv, env, message):

@@ -26,9 +26,19 @@ METHOD_FLAGS = {
             "0.8", "--sparsity_steps", "30 60"],
     "gumbel": ["--pruning_method", "gumbel", "--learn_masks", "all", "--target_sparsity", "0.5", "--masks_lr",
                "0.2"],
+    # SPT over heads and neurons: rewards per unit, probes through the gates.
+    "spt_units": ["--pruning_method", "spt", "--pruning_granularity", "both", "--pruning_start_epoch", "1",
+                  "--pruning_end_epoch", "3", "--end_sparsity", "0.5", "--sparsity_steps", "30"],
 }
+# Runs whose masks are gates (structured) rather than kernel masks.
+STRUCTURED = ("gumbel", "spt_units")
 # What may differ between a resumed run and the same run left alone: timings only.
 TIMING_COLUMNS = ("epoch_seconds", "train_examples_per_second")
+
+
+def _method(run):
+    """The train.py method of a run of `METHOD_FLAGS` (its results folder's name)."""
+    return run.split("_")[0]
 
 
 def _argv(out, glue_dir, tokenizer_dir, method):
@@ -41,13 +51,13 @@ def _argv(out, glue_dir, tokenizer_dir, method):
 
 def _outcome(out, method):
     """`(metadata, CSV rows without timings, masks of the last checkpoint)` of the run in `out`."""
-    (metadata,) = (out / f"results_{method}_sst2").glob("metadata_*.json")
+    (metadata,) = (out / f"results_{_method(method)}_sst2").glob("metadata_*.json")
     meta = json.loads(metadata.read_text())
     with open(meta["paths"]["csv"]) as handle:
         rows = [{key: value for key, value in row.items() if key not in TIMING_COLUMNS}
                 for row in csv.DictReader(handle)]
     model = keras.saving.load_model(meta["paths"]["last_checkpoint"], compile=False)
-    masks = structured_masks(model) if method == "gumbel" else get_weight_masks(model)
+    masks = structured_masks(model) if method in STRUCTURED else get_weight_masks(model)
     return meta, rows, masks
 
 
@@ -98,27 +108,27 @@ def _assert_same(resumed, alone, method):
     assert meta["final"]["global_sparsity"] == meta_alone["final"]["global_sparsity"]
 
 
-@pytest.mark.parametrize("method", ["spt", "gumbel"])  # movement: killed during a save, below
+@pytest.mark.parametrize("method", ["spt", "gumbel", "spt_units"])  # movement: killed during a save, below
 def test_a_run_killed_mid_epoch_resumes_to_the_same_end(left_alone, tmp_path, glue_dir, bert_tokenizer_dir, method,
                                                         capsys):
     from experiment import compare
 
     out = tmp_path / "out"
     argv = _argv(out, glue_dir, bert_tokenizer_dir, method)
-    _kill_when(argv, out / f"checkpoints_{method}_sst2", after_epochs=2)
+    _kill_when(argv, out / f"checkpoints_{_method(method)}_sst2", after_epochs=2)
     # Written at every epoch end, the metadata says running, with the finished epochs; summaries say incomplete.
-    (metadata,) = (out / f"results_{method}_sst2").glob("metadata_*.json")
+    (metadata,) = (out / f"results_{_method(method)}_sst2").glob("metadata_*.json")
     killed = json.loads(metadata.read_text())
     assert killed["status"] == "running" and killed["epochs_completed"] >= 2
     assert compare.main(["--results_dir", str(out), "--output_dir", str(tmp_path / "figures")]) == 0
-    assert f"| {method} | incomplete |" in capsys.readouterr().out
+    assert f"| {_method(method)} | incomplete |" in capsys.readouterr().out
     # Other settings than the run's are refused, naming them.
     assert train.main([*argv, "--learning_rate", "2e-3", "--resume"]) == 1
     assert "learning_rate: 0.001 in the run, 0.002 now" in capsys.readouterr().err
     # The run named by its metadata file, or found as the newest unfinished one.
     assert train.main([*argv, "--resume", *([str(metadata)] if method == "gumbel" else [])]) == 0
     _assert_same(_outcome(out, method), left_alone[method], method)
-    assert not list((out / f"checkpoints_{method}_sst2").glob("resume_*.npz"))  # complete: no state left
+    assert not list((out / f"checkpoints_{_method(method)}_sst2").glob("resume_*.npz"))  # complete: no state left
     # Nothing is left to resume now.
     assert train.main([*argv, "--resume"]) == 1
 

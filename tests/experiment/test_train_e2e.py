@@ -253,3 +253,29 @@ def test_wandb_offline_run_records_the_epoch_logs(tmp_path, glue_dir, bert_token
     data = record.read_bytes()
     assert b"offline-check" in data and b"dev_accuracy" in data
     assert meta["name"] == "offline-check"
+
+
+@pytest.mark.parametrize("method", ["magnitude", "movement", "spt"])
+def test_micro_structured_run_compacts_to_the_macs_its_csv_reports(tmp_path, glue_dir, bert_tokenizer_dir, method):
+    from gated import compact_model, compact_shape
+
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "3", "--max_train_samples", "160",
+                     "--max_eval_samples", "64", "--pruning_method", method, "--pruning_granularity", "both",
+                     "--pruning_start_epoch", "0", "--pruning_end_epoch", "2", "--end_sparsity", "0.5",
+                     "--sparsity_steps", "25", "--pruning_frequency_steps", "5")
+    assert meta["pruning"]["pruner"]["granularity"] == "both"
+    (csv_path,) = (tmp_path / "out" / f"results_{method}_sst2").glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    reported = float(rows[-1]["macs_kept"])
+    model = keras.saving.load_model(meta["paths"]["last_checkpoint"])
+    assert get_weight_masks(model) == {}  # units go through gates: no per-weight kernel masks
+    heads, widths = compact_shape(compact_model(model))
+    # One block, d_model 32, 2 heads of 16, 64 neurons, 64 tokens: a head costs 4*64*32*16 + 2*64*64*16 MACs and
+    # a neuron 2*64*32 (efficiency.mac, counted here by hand).
+    head, neuron = 4 * 64 * 32 * 16 + 2 * 64 * 64 * 16, 2 * 64 * 32
+    compact_macs = heads[0] * head + widths[0] * neuron
+    assert compact_macs / (2 * head + 64 * neuron) == pytest.approx(reported)
+    assert 0.5 - max(head, neuron) / (2 * head + 64 * neuron) < reported <= 0.5  # the target, overshot by < 1 unit
+    # The weight sparsity beside it counts the removed units' kernel weights.
+    removed = (2 - heads[0]) * (4 * 32 * 16) + (64 - widths[0]) * (2 * 32)
+    assert float(rows[-1]["global_sparsity"]) == pytest.approx(removed / (4 * 32 * 32 + 2 * 32 * 64))
