@@ -172,7 +172,7 @@ for name in GLUE_DIR TOKENIZER CACHE_DIR; do
     if [[ -n ${!name:-} ]]; then export "$name=$(absolute "${!name}")"; fi
 done
 for i in "${!PASS[@]}"; do
-    if ((i > 0)) && [[ ${PASS[i - 1]} =~ ^--(data_dir|tokenizer|cache_dir|config|init_from|train_file|validation_file)$ ]]
+    if ((i > 0)) && [[ ${PASS[i - 1]} =~ ^--(data_dir|tokenizer|cache_dir|config|init_from|train_file|validation_file|teacher)$ ]]
     then
         PASS[i]=$(absolute "${PASS[i]}")
     fi

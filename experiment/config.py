@@ -28,6 +28,7 @@ from gated_bert.files import read_json_object, write_json_atomic
 from gated_bert.pretrained_folders import PretrainedError, has_tokenizer, is_pretrained_folder, read_architecture
 from gated_bert.vocabulary import (
     ANNEALING,
+    GRANULAR_METHODS,
     GRANULARITIES,
     PRESETS,
     PRUNING_METHODS,
@@ -127,7 +128,7 @@ class GatedBertConfig:
     # Pruning during training.
     enable_pruning: bool | None = _field(None, "whether pruning_method prunes; derived from it (true for any method "
                                          "but none), kept for config files; a value that contradicts it is an error")
-    pruning_method: str = _field("none", "none, magnitude, movement, spt or gumbel (any but none "
+    pruning_method: str = _field("none", "none, magnitude, movement, spt, soft_movement or gumbel (any but none "
                                  "enables pruning)", choices=PRUNING_METHODS)
     start_sparsity: float = _field(0.0, "sparsity at the start of the pruning window", fraction=(0.0, 1.0, True))
     end_sparsity: float = _field(0.99, "final sparsity, reached at the end of pruning_end_epoch",
@@ -140,9 +141,10 @@ class GatedBertConfig:
     pruning_scope: str = _field("global", "rank weights across all layers (global) or within each layer",
                                 choices=SCOPES)
     pruning_granularity: str = _field(
-        "weight", "what magnitude, movement and spt remove: single weights (weight; end_sparsity is a fraction of "
-        "the prunable weights), or FFN neurons, attention heads or both through their gates (end_sparsity is a "
-        "fraction of the blocks' MACs; a unit ranks by the mean score of its weights)", choices=tuple(GRANULARITIES))
+        "weight", "what magnitude, movement, spt and soft_movement remove: single weights (weight; end_sparsity is a "
+        "fraction of the prunable weights), or FFN neurons, attention heads or both through their gates "
+        "(end_sparsity is a fraction of the blocks' MACs; a unit ranks by the mean score of its weights)",
+        choices=tuple(GRANULARITIES))
     pruning_frequency_steps: int | None = _field(
         None, "steps between movement pruning events (none: 400 for base, scaled by depth: 67 for tiny)", positive=True)
     movement_schedule: str = _field("cubic", "movement's sparsity ramp", choices=tuple(RAMPS))
@@ -150,6 +152,13 @@ class GatedBertConfig:
                                 fraction=(0.0, 1.0, True))
     spt_explore_per_layer: bool = _field(False, "SPT probes each layer on its own instead of all layers at once")
     spt_reward_alpha: float = _field(0.125, "weight of a new SPT reward sample", fraction=(0.0, 1.0, True))
+    # Soft movement (pruning_method soft_movement): learned scores, a threshold and a regulariser.
+    soft_movement_threshold: float = _field(0.5, "soft_movement: a mask keeps its weight (or unit) while "
+                                            "sigmoid(score) exceeds this", fraction=(0.0, 1.0, False), positive=True)
+    soft_movement_lambda: float = _field(10.0, "soft_movement: final weight of the regulariser lambda * "
+                                         "mean(sigmoid(scores)); higher prunes more", non_negative=True)
+    soft_movement_warmup: float = _field(0.1, "soft_movement: fraction of the training steps over which lambda "
+                                         "rises linearly from 0", fraction=(0.0, 1.0, True))
     # Learned Gumbel-Sigmoid masks (pruning_method gumbel).
     learn_masks: tuple[str, ...] = _field(("head", "neuron"), "gumbel: unit kinds to learn masks for, any of "
                                           + ", ".join(UNIT_KINDS) + " or all (space- or comma-separated; "
@@ -167,9 +176,19 @@ class GatedBertConfig:
                                            fraction=(0.0, 1.0, False))
     target_warmup: float = _field(0.5, "gumbel: fraction of the training steps over which the target rises "
                                   "linearly from 0 to target_sparsity", fraction=(0.0, 1.0, True))
-    masks_lr: float = _field(0.01, "gumbel: Adam learning rate of the mask logits", positive=True)
+    masks_lr: float = _field(0.01, "gumbel and soft_movement: Adam learning rate of the mask logits or scores",
+                             positive=True)
     freeze: bool = _field(False, "gumbel: train only the masks; backbone weights stay unchanged")
     log_loss_every: int = _field(5, "gumbel: steps between two logs of the mask loss terms", positive=True)
+    # Knowledge distillation (any method).
+    teacher: str = _field("", "distil from this model while training: a train.py checkpoint folder (its best model) "
+                          "or a fine-tuned Hugging Face folder of the same task and tokenizer; empty: no distillation")
+    distill_temperature: float = _field(2.0, "teacher: softmax temperature of the KD term", positive=True)
+    distill_alpha: float = _field(0.5, "teacher: weight of the KD term; the task loss gets 1 - distill_alpha",
+                                  fraction=(0.0, 1.0, True))
+    distill_hidden_weight: float = _field(0.0, "teacher: weight of the hidden-state term (each block's output "
+                                          "against its teacher block's, through a learned map when the widths "
+                                          "differ); 0: logits only", non_negative=True)
     # Tracking.
     wandb: bool = _field(False, "log to Weights & Biases (needs the wandb package; WANDB_MODE=offline works "
                          "without network)")
@@ -338,6 +357,9 @@ def _check_pruning(config):
         raise ConfigError("pruning_method gumbel learns masks of the learn_masks kinds, but learn_masks is empty; "
                           "set --learn_masks to head, neuron, ffn_out (several) or all")
     _check_granularity(config)
+    if config.distill_hidden_weight and not config.teacher:
+        raise ConfigError(f"distill_hidden_weight={config.distill_hidden_weight} needs a model to distil from; add "
+                          "--teacher DIR or drop --distill_hidden_weight")
     last = min(config.pruning_end_epoch, config.epochs)
     if config.method in SCHEDULED_METHODS and config.pruning_start_epoch >= last:
         raise ConfigError(
@@ -351,14 +373,14 @@ def _check_granularity(config):
     """Units are pruned by the scheduled methods, ranked globally, to a MAC fraction that those kinds can reach."""
     if config.pruning_granularity == "weight":
         return
-    if config.method not in SCHEDULED_METHODS:
-        raise ConfigError(f"pruning_granularity {config.pruning_granularity} is for the scheduled methods "
-                          f"({', '.join(SCHEDULED_METHODS)}), not {config.method}; drop --pruning_granularity")
+    if config.method not in GRANULAR_METHODS:
+        raise ConfigError(f"pruning_granularity {config.pruning_granularity} is for "
+                          f"{', '.join(GRANULAR_METHODS)}, not {config.method}; drop --pruning_granularity")
     if config.pruning_scope != "global":
         raise ConfigError(f"pruning_granularity {config.pruning_granularity} ranks heads and neurons across all "
                           "blocks; drop --pruning_scope layer")
     reachable = unit_mac_share(config, GRANULARITIES[config.pruning_granularity])
-    if config.end_sparsity > reachable:
+    if config.method in SCHEDULED_METHODS and config.end_sparsity > reachable:
         raise ConfigError(f"end_sparsity={config.end_sparsity} asks for more than the "
                           f"{config.pruning_granularity} units hold: at most {reachable:.4f} of the blocks' MACs can "
                           "go; lower --end_sparsity or use --pruning_granularity both")
@@ -450,7 +472,8 @@ def config_from_flags(flags, environ=None):
         _reject_unknown(file_values, path)
     hints = typing.get_type_hints(GatedBertConfig)
     cli_values = {name: _parse_string(name, raw, hints[name], f"flag --{name}") for name, raw in flags.items()}
-    values = with_custom_task(with_pretrained(_layered([file_values, env_overrides(environ), cli_values])))
+    values = with_teacher(with_custom_task(with_pretrained(_layered([file_values, env_overrides(environ),
+                                                                     cli_values]))))
     config = GatedBertConfig(**values)
     check_data_dir(config)
     check_tracking(config)
@@ -467,6 +490,17 @@ def _layered(layers):
             values.pop("enable_pruning", None)
         values.update(layer)
     return values
+
+
+def with_teacher(values):
+    """`values` with the `teacher` folder made absolute (jobs may start elsewhere); a missing folder is an error."""
+    folder = values.get("teacher")
+    if not folder:
+        return values
+    if not os.path.isdir(folder):
+        raise ConfigError(f"teacher {folder} is not a folder; give a train.py checkpoint folder "
+                          "(checkpoints_<method>_<task>/) or a fine-tuned Hugging Face folder")
+    return {**values, "teacher": os.path.abspath(folder)}
 
 
 def with_pretrained(values):

@@ -63,11 +63,11 @@ def build_model(config, spec):
     """
     from experiment.config import is_checkpoint_folder
     from gated import build_gated_encoder, load_pretrained
-    from gated_bert.vocabulary import SCHEDULED_METHODS
+    from gated_bert.vocabulary import GRANULAR_METHODS
 
     options = {"num_labels": spec.num_labels, "max_len": config.max_len, "dropout_rate": config.dropout_rate,
                "learn_masks": config.learn_masks if config.method == "gumbel" else (),
-               "kernel_masks": config.method in SCHEDULED_METHODS and config.pruning_granularity == "weight"}
+               "kernel_masks": config.method in GRANULAR_METHODS and config.pruning_granularity == "weight"}
     if is_checkpoint_folder(config.init_from):
         return checkpoint_model(config, spec)
     if config.init_from:
@@ -107,14 +107,31 @@ def init_metadata(config):
             "model_type": read_architecture(config.init_from).model_type}
 
 
-class MethodSetup:
-    """What a run's method adds to training: callbacks, CSV columns, metadata and how the best epoch is chosen."""
+def load_teacher(config, spec, tokenizer):
+    """`(teacher model, its checkpoint_source)` of `config.teacher`: the best model of a train.py checkpoint folder
+    or a fine-tuned Hugging Face folder, for the run's task, reading the same vocabulary as the student."""
+    from experiment.checkpoints import checkpoint_source, load_checkpoint, open_checkpoint
+    from tasks import load_tokenizer
 
-    def __init__(self, config, steps_per_epoch, stats, paths):
-        from callbacks import GumbelMaskCallback, PruningCallback
-        from pruners import gumbel_from_config, pruning_from_config
+    model_path, teacher_config = open_checkpoint(config.teacher, "best", {}, data_dir=config.data_dir or None,
+                                                 task=spec.name)
+    if teacher_config.tokenizer != config.tokenizer and (
+            load_tokenizer(teacher_config.tokenizer).get_vocab() != tokenizer.get_vocab()):
+        raise ConfigError(f"teacher {config.teacher} reads another vocabulary ({teacher_config.tokenizer}) than this "
+                          f"run ({config.tokenizer}); distil between models that share a tokenizer")
+    return load_checkpoint(model_path, teacher_config), checkpoint_source(model_path)
+
+
+class MethodSetup:
+    """What a run's method (and its distillation, with a teacher) adds to training: callbacks, CSV columns,
+    metadata and how the best epoch is chosen."""
+
+    def __init__(self, config, steps_per_epoch, stats, paths, teacher=None):
+        from callbacks import GumbelMaskCallback, PruningCallback, SoftMovementCallback
+        from pruners import SoftMovementLearner, gumbel_from_config, pruning_from_config
 
         self.callbacks, self.columns, self.metadata, self.selection = [], [], None, {}
+        self.distillation, self.distillation_metadata = None, None
         pruner, schedule = pruning_from_config(config, steps_per_epoch, stats["total"])
         if pruner:
             self.callbacks = [PruningCallback(pruner, schedule)]
@@ -123,6 +140,17 @@ class MethodSetup:
             self.metadata = {"pruner": pruner.get_config(), "schedule": schedule.get_config()}
             # A pruning run's best epoch is chosen among those at the final sparsity.
             self.selection = {"min_target_sparsity": config.end_sparsity}
+        elif config.method == "soft_movement":
+            learner = SoftMovementLearner(config.soft_movement_threshold, config.soft_movement_lambda,
+                                          round(config.soft_movement_warmup * steps_per_epoch * config.epochs),
+                                          config.masks_lr, config.pruning_granularity)
+            self.callbacks = [SoftMovementCallback(learner, config.max_len)]
+            self.columns = ["score_regularization", "regularization_lambda",
+                            *(["macs_kept"] if config.pruning_granularity != "weight" else []),
+                            *(f"sparsity/{path}" for path in stats["layers"])]
+            self.metadata = {"learner": learner.get_config()}
+            # The masks follow the scores to the end: the last epoch's are the run's.
+            self.selection = {"min_epoch": config.epochs}
         elif config.method == "gumbel":
             learner, temperature = gumbel_from_config(config, steps_per_epoch)
             self.callbacks = [GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
@@ -136,6 +164,19 @@ class MethodSetup:
                              "masks_dir": paths.masks_dir, "step_log": paths.step_log}
             # Learned masks are final only when the temperature has reached its end: the last epoch.
             self.selection = {"min_epoch": config.epochs}
+        if teacher is not None:
+            self._add_distillation(config, *teacher)
+
+    def _add_distillation(self, config, model, source):
+        from callbacks import DistillationCallback
+        from pruners import Distiller
+
+        distiller = Distiller(model, config.distill_temperature, config.distill_alpha, config.distill_hidden_weight,
+                              regression=config.task_spec().num_labels == 1, maps_lr=config.learning_rate)
+        self.distillation = DistillationCallback(distiller)
+        self.callbacks.append(self.distillation)
+        self.columns += list(distiller.term_names)
+        self.distillation_metadata = {"teacher": source, **distiller.get_config()}
 
 
 def make_datasets(config, spec, tokenizer, train_split, dev_split, epochs_drawn=None):
@@ -163,6 +204,7 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
         "method": config.method,
         "name": name,
         "pruning": method.metadata,
+        "distillation": method.distillation_metadata,
         "task": spec.name,
         "timestamp": paths.timestamp,
         "config": config.to_dict(),
@@ -259,7 +301,11 @@ def run(config, resume=None):
     timestamp = resumed[0]["timestamp"] if resumed else datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
     paths = RunPaths(config.output_dir, config.method, spec.name, timestamp)
     name = config.name or f"{config.method}_{spec.name}_{timestamp}"
-    method = MethodSetup(config, steps_per_epoch, stats, paths)
+    teacher = load_teacher(config, spec, tokenizer) if config.teacher else None
+    if resumed and teacher and (resumed[0].get("distillation") or {}).get("teacher") != teacher[1]:
+        raise ConfigError(f"teacher {config.teacher} is not the model run {timestamp} distilled from "
+                          f"({(resumed[0].get('distillation') or {}).get('teacher')}); its weights changed")
+    method = MethodSetup(config, steps_per_epoch, stats, paths, teacher)
 
     # -- Outputs (created only now that data and model are known to work) ---
     paths.create_dirs()
@@ -285,7 +331,9 @@ def run(config, resume=None):
     checkpoints = BestAndLastCheckpoint(paths.best_checkpoint, paths.last_checkpoint, f"dev_{spec.primary_metric}",
                                         **method.selection)
     participants = {"logger": logger, "checkpoints": checkpoints,
-                    **({"method": method.callbacks[0]} if method.callbacks else {}),
+                    **({"method": method.callbacks[0]}
+                       if method.callbacks and method.callbacks[0] is not method.distillation else {}),
+                    **({"distillation": method.distillation} if method.distillation else {}),
                     **({"progress": progress_file} if progress_file else {})}
     callbacks = [
         FiniteGuard(advice),  # first: a diverged epoch is neither scored, nor recorded, nor saved

@@ -27,6 +27,11 @@ class GatedModel(keras.Model):
     loss), it chooses the variables to differentiate, and it applies the
     gradients (the mask logits have their own optimizer).
 
+    A distiller (`pruners.Distiller`) registered with `set_distiller` gives
+    the forward pass (with hidden states when it distils them) and turns the
+    task loss into the distillation loss; the `loss` metric stays the task
+    loss, and the distiller's own variables (learned maps) get their gradients.
+
     Built like any functional model: `GatedModel(inputs, outputs, name=...)`.
     """
 
@@ -34,6 +39,7 @@ class GatedModel(keras.Model):
         super().__init__(*args, **kwargs)
         self._train_step_hooks = ()
         self._mask_learner = None
+        self._distiller = None
 
     def add_train_step_hook(self, hook):
         """Register `hook`; the train step is retraced so that it calls it."""
@@ -53,6 +59,12 @@ class GatedModel(keras.Model):
             self._mask_learner = learner
             self.train_function = None
 
+    def set_distiller(self, distiller):
+        """Register `distiller` (None removes it); the train step is retraced when that changes anything."""
+        if distiller is not self._distiller:
+            self._distiller = distiller
+            self.train_function = None
+
     def fit(self, *args, **kwargs):
         try:
             return super().fit(*args, **kwargs)
@@ -65,17 +77,30 @@ class GatedModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        learner = self._mask_learner
+        learner, distiller = self._mask_learner, self._distiller
         with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
+            for variable in getattr(learner, "watched", list)():  # masks that learn although not trainable
+                tape.watch(variable.value)
+            if distiller is None:
+                y_pred = self(x, training=True)
+            else:
+                y_pred, states = distiller.student_outputs(x)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
             total = loss
+            if distiller is not None:
+                total, distill_terms = distiller.loss(x, loss, y_pred, states)
             if learner is not None:
                 penalty, terms = learner.penalty()
-                total = loss + penalty
+                total = total + penalty
             scaled_loss = self.optimizer.scale_loss(total)
         variables = self.trainable_variables if learner is None else learner.trainable_variables(self)
-        gradients = tape.gradient(scaled_loss, variables)
+        own = [] if distiller is None else distiller.trainable_variables
+        gradients = tape.gradient(scaled_loss, [*variables, *own])
+        if own:
+            distiller.apply_gradients(gradients[len(variables):])
+        gradients = gradients[:len(variables)]
+        if distiller is not None:
+            distiller.record(distill_terms)
         for hook in self._train_step_hooks:
             hook(x, y, variables, gradients)
         if learner is None:

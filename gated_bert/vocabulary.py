@@ -22,8 +22,11 @@ PRESETS = {
 
 # Training-time methods that follow the pruning window and a sparsity schedule.
 SCHEDULED_METHODS = ("magnitude", "movement", "spt")
-# Values of `pruning_method`: none, the scheduled methods, and learned Gumbel masks (over the whole run).
-PRUNING_METHODS = ("none", *SCHEDULED_METHODS, "gumbel")
+# Values of `pruning_method`: none, the scheduled methods, soft movement (learned scores, a threshold and a
+# regulariser) and learned Gumbel masks (over the whole run).
+PRUNING_METHODS = ("none", *SCHEDULED_METHODS, "soft_movement", "gumbel")
+# The methods that prune single weights or whole units, as `pruning_granularity` says.
+GRANULAR_METHODS = (*SCHEDULED_METHODS, "soft_movement")
 # Method names of runs and result folders: `baseline` is training without pruning.
 METHODS = ("baseline", *PRUNING_METHODS[1:])
 # Retraining-free methods of prune.py.

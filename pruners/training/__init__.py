@@ -1,6 +1,7 @@
 """Pruning while training: schedules, importance criteria, scores-to-mask maths, the weight pruners
 (magnitude, movement, SPT) and the Gumbel mask learner, plus building them from a run's config."""
 
+from pruners.training.distillation import Distiller, hidden_loss, kd_loss, teacher_layers
 from pruners.training.from_config import gumbel_from_config, pruning_from_config
 from pruners.training.gumbel_learner import (
     GumbelMaskLearner,
@@ -28,6 +29,7 @@ from pruners.training.schedules import (
     schedule_from_config,
     step_levels,
 )
+from pruners.training.soft_movement import SoftMovementLearner
 from pruners.training.units import unit_scores, units_to_keep
 from pruners.training.weight_pruners import (
     PRUNERS,
@@ -35,11 +37,13 @@ from pruners.training.weight_pruners import (
     MovementPruner,
     Pruner,
     SptPruner,
+    macs_kept,
     movement_frequency,
     scaled_spt_epsilon,
 )
 
 __all__ = [
+    "Distiller",
     "ANNEALING",
     "PRUNERS",
     "SCOPES",
@@ -48,6 +52,7 @@ __all__ = [
     "MovementPruner",
     "PolynomialSchedule",
     "Pruner",
+    "SoftMovementLearner",
     "SptPruner",
     "StepListSchedule",
     "TemperatureSchedule",
@@ -55,8 +60,11 @@ __all__ = [
     "blend_rewards",
     "follow_magnitudes",
     "gumbel_from_config",
+    "hidden_loss",
+    "kd_loss",
     "initial_rewards",
     "lagrangian_term",
+    "macs_kept",
     "magnitude",
     "masks_for_sparsity",
     "movement",
@@ -70,6 +78,7 @@ __all__ = [
     "schedule_from_config",
     "sparsity_term",
     "step_levels",
+    "teacher_layers",
     "unit_scores",
     "units_to_keep",
 ]

@@ -55,6 +55,15 @@ def movement_frequency(num_layers, base_frequency=400):
     return max(1, round(base_frequency * num_layers / 12))
 
 
+def macs_kept(model, seq_len):
+    """Fraction of `model`'s block MACs (heads and neurons, `efficiency.mac`, at `seq_len` tokens) its gates keep."""
+    gates = structured_gates(model, ("head", "neuron"))
+    attention = next(iter(collect_gated_layers(model, GatedMultiHeadAttention).values()))
+    shape = {"d_model": attention.d_model, "head_dim": attention.head_dim, "seq_len": seq_len}
+    kept = count_macs(gates["head"], gates["neuron"], **shape)["total"]
+    return kept / count_macs(np.ones(gates["head"].shape), np.ones(gates["neuron"].shape), **shape)["total"]
+
+
 class Pruner:
     """Prunes a model's `GatedDense` kernels, or its heads and FFN neurons, to a target by a criterion's scores.
 
@@ -115,11 +124,7 @@ class Pruner:
 
     def macs_kept(self):
         """Fraction of the blocks' MACs (heads and neurons) the model's gates keep."""
-        gates = structured_gates(self._bound(), ("head", "neuron"))
-        attention = next(iter(collect_gated_layers(self.model, GatedMultiHeadAttention).values()))
-        shape = {"d_model": attention.d_model, "head_dim": attention.head_dim, "seq_len": self.seq_len}
-        kept = count_macs(gates["head"], gates["neuron"], **shape)["total"]
-        return kept / count_macs(np.ones(gates["head"].shape), np.ones(gates["neuron"].shape), **shape)["total"]
+        return macs_kept(self._bound(), self.seq_len)
 
     def detach(self):
         self.model = None

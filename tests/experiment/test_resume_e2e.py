@@ -29,6 +29,9 @@ METHOD_FLAGS = {
     # SPT over heads and neurons: rewards per unit, probes through the gates.
     "spt_units": ["--pruning_method", "spt", "--pruning_granularity", "both", "--pruning_start_epoch", "1",
                   "--pruning_end_epoch", "3", "--end_sparsity", "0.5", "--sparsity_steps", "30"],
+    # Soft movement over weights: scores, their optimizer and the regulariser's warm-up.
+    "soft_movement": ["--pruning_method", "soft_movement", "--soft_movement_lambda", "0.3", "--masks_lr", "0.1",
+                      "--soft_movement_warmup", "0.5"],
 }
 # Runs whose masks are gates (structured) rather than kernel masks.
 STRUCTURED = ("gumbel", "spt_units")
@@ -38,7 +41,7 @@ TIMING_COLUMNS = ("epoch_seconds", "train_examples_per_second")
 
 def _method(run):
     """The train.py method of a run of `METHOD_FLAGS` (its results folder's name)."""
-    return run.split("_")[0]
+    return run.removesuffix("_units")
 
 
 def _argv(out, glue_dir, tokenizer_dir, method):
@@ -108,7 +111,8 @@ def _assert_same(resumed, alone, method):
     assert meta["final"]["global_sparsity"] == meta_alone["final"]["global_sparsity"]
 
 
-@pytest.mark.parametrize("method", ["spt", "gumbel", "spt_units"])  # movement: killed during a save, below
+# movement: killed during a save, below
+@pytest.mark.parametrize("method", ["spt", "gumbel", "spt_units", "soft_movement"])
 def test_a_run_killed_mid_epoch_resumes_to_the_same_end(left_alone, tmp_path, glue_dir, bert_tokenizer_dir, method,
                                                         capsys):
     from experiment import compare

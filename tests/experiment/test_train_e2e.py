@@ -48,7 +48,7 @@ def test_sst2_micro_run_writes_every_output(tmp_path, glue_dir, bert_tokenizer_d
 
     assert meta["status"] == "completed" and meta["method"] == "baseline" and meta["epochs_completed"] == 2
     assert meta["config"]["max_train_samples"] == 300 and meta["data"]["train_rows"] == 300
-    assert meta["data"]["dev_rows"] == 100
+    assert meta["data"]["dev_rows"] == 5
     assert {"tensorflow", "keras", "numpy", "transformers", "python"} <= set(meta["versions"])
     assert meta["train_examples_per_second"] > 0 and len(meta["timings"]["epoch_seconds"]) == 2
     assert meta["final"]["dev_accuracy"] == pytest.approx(float(rows[-1]["dev_accuracy"]))
@@ -279,3 +279,53 @@ def test_micro_structured_run_compacts_to_the_macs_its_csv_reports(tmp_path, glu
     # The weight sparsity beside it counts the removed units' kernel weights.
     removed = (2 - heads[0]) * (4 * 32 * 16) + (64 - widths[0]) * (2 * 32)
     assert float(rows[-1]["global_sparsity"]) == pytest.approx(removed / (4 * 32 * 32 + 2 * 32 * 64))
+
+
+def test_micro_gumbel_run_distils_from_a_train_py_teacher(tmp_path, glue_dir, bert_tokenizer_dir, wordpiece_dir,
+                                                          capsys):
+    teacher_run = run_train(tmp_path / "teacher", glue_dir, bert_tokenizer_dir, "--epochs", "1",
+                            "--max_train_samples", "96", "--max_eval_samples", "32")
+    folder = tmp_path / "teacher" / "out" / "checkpoints_baseline_sst2"
+    meta = run_train(tmp_path / "student", glue_dir, bert_tokenizer_dir, "--epochs", "2", "--max_train_samples",
+                     "96", "--max_eval_samples", "32", "--pruning_method", "gumbel", "--teacher", str(folder),
+                     "--distill_alpha", "0.8", "--distill_hidden_weight", "0.5", "--d_model", "16")
+    assert meta["distillation"]["teacher"]["path"] == teacher_run["paths"]["best_checkpoint"]
+    assert meta["distillation"]["alpha"] == 0.8 and meta["distillation"]["hidden_weight"] == 0.5
+    (csv_path,) = (tmp_path / "student" / "out" / "results_gumbel_sst2").glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    # The task loss, the KD term and the hidden term apart, beside the mask learner's columns.
+    for row in rows:
+        assert float(row["train_loss"]) > 0 and float(row["distill_loss"]) > 0 and float(row["hidden_loss"]) > 0
+        assert "sparsity_loss" in row
+    # A teacher of another task, or of another vocabulary, is refused before any training.
+    common = [*MICRO_FLAGS, "--data_dir", str(glue_dir), "--output_dir", str(tmp_path / "bad"), "--cache_dir",
+              str(tmp_path / "cache"), "--teacher", str(folder), "--max_train_samples", "32"]
+    assert train.main([*common, "--tokenizer", str(bert_tokenizer_dir), "--task", "rte"]) == 1
+    assert "--task rte does not match the checkpoint's task sst2" in capsys.readouterr().err
+    assert train.main([*common, "--tokenizer", str(wordpiece_dir)]) == 1
+    assert "reads another vocabulary" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_micro_soft_movement_run_reports_the_sparsity_its_regulariser_reached(tmp_path, glue_dir, bert_tokenizer_dir):
+    from gated import compact_model, compact_shape, structured_gates
+
+    # A micro model's neuron gates get tiny gradients: lambda 0.001 already removes about half of them (0: none).
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "3", "--max_train_samples", "160",
+                     "--max_eval_samples", "64", "--pruning_method", "soft_movement", "--pruning_granularity",
+                     "neuron", "--soft_movement_lambda", "0.001", "--soft_movement_warmup", "0.5", "--masks_lr",
+                     "0.1")
+    assert meta["pruning"]["learner"]["granularity"] == "neuron"
+    (csv_path,) = (tmp_path / "out" / "results_soft_movement_sst2").glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    # 27 steps, the warm-up over 14 of them: 9 steps into it after the first epoch.
+    assert float(rows[0]["regularization_lambda"]) == pytest.approx(0.001 * 9 / 14)
+    assert float(rows[-1]["regularization_lambda"]) == pytest.approx(0.001)
+    model = keras.saving.load_model(meta["paths"]["last_checkpoint"])
+    gates = structured_gates(model, ("head", "neuron"))
+    assert np.all(gates["head"] == 1) and 0 < np.count_nonzero(gates["neuron"] == 0) < 64
+    heads, widths = compact_shape(compact_model(model))
+    head, neuron = 4 * 64 * 32 * 16 + 2 * 64 * 64 * 16, 2 * 64 * 32  # as in the structured test above
+    assert float(rows[-1]["macs_kept"]) == pytest.approx((heads[0] * head + widths[0] * neuron)
+                                                         / (2 * head + 64 * neuron))
+    assert float(rows[-1]["global_sparsity"]) == pytest.approx((64 - widths[0]) * 2 * 32 / (4 * 32 * 32 + 2 * 32 * 64))

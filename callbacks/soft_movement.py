@@ -1,0 +1,46 @@
+"""`SoftMovementCallback`: attaches a soft-movement learner and reports the sparsity its masks reach."""
+
+import keras
+
+from gated.masks import sparsity_stats
+from pruners.training.weight_pruners import macs_kept
+
+
+class SoftMovementCallback(keras.callbacks.Callback):
+    """Registers `learner` with the model (`set_model`) and adds to the epoch logs `sparsity` (counted from the
+    masks), `sparsity/<layer path>`, `macs_kept` (units granularities), the epoch mean of
+    `score_regularization` and the current `regularization_lambda`.
+
+    Args:
+        learner: a `pruners.SoftMovementLearner`.
+        seq_len: the sequence length MACs are counted at.
+    """
+
+    def __init__(self, learner, seq_len=128):
+        super().__init__()
+        self.learner = learner
+        self.seq_len = seq_len
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.learner.attach(model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.learner.reset_totals()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        stats = sparsity_stats(self.model)
+        logs["sparsity"] = stats["global_sparsity"]
+        if self.learner.granularity != "weight":
+            logs["macs_kept"] = macs_kept(self.model, self.seq_len)
+        logs.update(self.learner.means())
+        logs["regularization_lambda"] = float(self.learner.current_regularization())
+        logs.update({f"sparsity/{path}": value for path, value in stats["layers"].items()})
+
+    def resume_state(self):
+        return self.learner.resume_state()
+
+    def restore_state(self, arrays, values):
+        self.learner.restore_state(arrays, values)
