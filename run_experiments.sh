@@ -466,7 +466,7 @@ for method, status, seconds in zip(rest[0::3], rest[1::3], rest[2::3]):
 PY
 rm -f "$STARTED_MARK"
 if ((${#FAILED[@]} < ${#METHODS[@]})); then
-    "$PYTHON" "$ROOT/plot_comparison.py" --results_dir "$OUTPUT_DIR" --task "$TASK" --methods "${METHODS[@]}" ||
+    "$PYTHON" "$ROOT/plot_comparison.py" --results_dir "$OUTPUT_DIR" --task "$TASK" --methods "${METHODS[@]}" --pareto ||
         echo "warning: plot_comparison.py failed; the results folders are complete" >&2
 fi
 if ((${#FAILED[@]} > 0)); then

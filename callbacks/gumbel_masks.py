@@ -9,6 +9,7 @@ import numpy as np
 
 from gated.masks import save_learned_masks, structured_masks
 from gated_bert.files import sha256_of
+from pruners.training.weight_pruners import macs_kept
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ class GumbelMaskCallback(keras.callbacks.Callback):
     and, with `step_log_path`, as a row of a CSV. Epoch logs gain
     `temperature`, the epoch means of `sparsity_loss` and `quantization_loss`,
     `mask_sparsity/<kind>` (fraction of units the binary masks remove),
-    `expected_sparsity/<kind>` and, in target mode, `lagrange_l1/<kind>`.
+    `expected_sparsity/<kind>`, `macs_kept` (the blocks' MACs the binary head
+    and neuron masks keep) and, in target mode, `lagrange_l1/<kind>`.
 
     Args:
         learner: a `pruners.GumbelMaskLearner`.
@@ -36,9 +38,11 @@ class GumbelMaskCallback(keras.callbacks.Callback):
             training ends (`gated.save_learned_masks`; None: not saved).
         checkpoints: the run's checkpoint files; the mask folder records the
             SHA-256 of those that exist when training ends (the masks go with them).
+        seq_len: the sequence length MACs are counted at.
     """
 
-    def __init__(self, learner, schedule, log_every=5, step_log_path=None, masks_dir=None, checkpoints=()):
+    def __init__(self, learner, schedule, log_every=5, step_log_path=None, masks_dir=None, checkpoints=(),
+                 seq_len=128):
         super().__init__()
         if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every <= 0:
             raise ValueError(f"log_every must be a positive integer, got log_every={log_every!r}")
@@ -48,6 +52,7 @@ class GumbelMaskCallback(keras.callbacks.Callback):
         self.step_log_path = step_log_path
         self.masks_dir = masks_dir
         self.checkpoints = tuple(checkpoints)
+        self.seq_len = seq_len
         self.temperature = None
         self._step = 0
 
@@ -92,6 +97,7 @@ class GumbelMaskCallback(keras.callbacks.Callback):
         for kind in self.learner.kinds:
             logs[f"mask_sparsity/{kind}"] = float(1.0 - np.mean(masks[kind]))
             logs[f"expected_sparsity/{kind}"] = means.get(f"expected_sparsity/{kind}", float("nan"))
+        logs["macs_kept"] = macs_kept(self.model, self.seq_len)
         for kind, (l1, _) in self.learner.lagrange_multipliers().items():
             logs[f"lagrange_l1/{kind}"] = l1
         log.info("epoch %d: temperature %.4f; masks remove %s", epoch + 1, self.temperature,

@@ -10,7 +10,12 @@ of each method, or every run with `--all`) and writes, into `--output_dir`:
 - `accuracy_vs_sparsity.<fmt>`: the dev metric against sparsity, one curve
   per method, the baseline's best epoch as a reference line;
 - `comparison_summary.csv` and `comparison_summary.md`: method, best and
-  final dev metric, final sparsity, parameters remaining, wall time.
+  final dev metric, final sparsity, parameters remaining, wall time;
+- with `--pareto`, `pareto_<task>.<fmt>` and `pareto_<task>.csv`: the final dev
+  metric of every completed run against its sparsity and its MACs kept, one
+  point per setting (mean and standard deviation over seeds), train.py runs
+  and prune.py results (`metrics.json` anywhere under `--results_dir`) alike,
+  the dense model as a reference line (`experiment/pareto.py`).
 """
 
 import argparse
@@ -124,16 +129,22 @@ def _label(meta, every_run):
 
 
 def plot_dual_axis(runs, metric, path_stem, formats, every_run=False):
-    """Dev metric per epoch (left axis) and measured sparsity (right axis), one colour per run."""
+    """Dev metric per epoch (left axis) and measured sparsity (right axis), one colour and marker per run."""
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
+
+    from experiment.pareto import MARKERS
 
     plt = _style()
     fig, axis = plt.subplots(figsize=(3.5, 2.6))
     twin = axis.twinx()
     for index, (meta, rows) in enumerate(runs):
-        colour = f"C{index % 10}"
-        axis.plot(rows["epoch"], rows[f"dev_{metric}"], marker="o", color=colour, label=_label(meta, every_run))
-        twin.plot(rows["epoch"], 100 * rows["global_sparsity"], linestyle="--", color=colour)
+        colour, marker = f"C{index % 10}", MARKERS.get(meta["method"], "o")
+        axis.plot(rows["epoch"], rows[f"dev_{metric}"], marker=marker, color=colour, label=_label(meta, every_run))
+        twin.plot(rows["epoch"], 100 * rows["global_sparsity"], linestyle="--", marker=marker, markersize=2,
+                  color=colour)
+    # A legend entry for the dashed lines: they are the runs' sparsity, on the right axis.
+    axis.add_line(Line2D([], [], color="grey", linestyle="--", label="sparsity (right axis)"))
     axis.set(xlabel="epoch", ylabel=f"dev {metric}")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     twin.set_ylabel("sparsity (%, dashed)")
@@ -177,28 +188,60 @@ def parse_args(argv):
     parser.add_argument("--formats", nargs="+", default=["png"], choices=("png", "pdf", "svg"),
                         help="figure formats [png]")
     parser.add_argument("--output_dir", help="where figures and tables go [results_dir]")
+    add_bool_flag(parser, "pareto", "also write pareto_<task>.<fmt> and .csv: the final dev metric of every "
+                  "completed run (train.py) and prune.py result (metrics.json under --results_dir) against its "
+                  "sparsity and MACs kept, mean and std over seeds")
     return parser.parse_args(argv)
+
+
+def write_pareto(results_dir, task, methods, output_dir, formats):
+    """`pareto_<task>.csv` and the figure in every format; the paths written (empty without any point)."""
+    import pandas as pd
+
+    from experiment import pareto
+
+    points = pareto.train_points(results_dir, task) + pareto.prune_points(results_dir, task)
+    points = [point for point in points if not methods or point["method"] in methods]
+    if not points:
+        return []
+    rows = pareto.group_points(points)
+    csv_path = os.path.join(output_dir, f"pareto_{task}.csv")
+    with atomic_path(csv_path) as tmp:
+        pd.DataFrame(rows, columns=list(pareto.POINT_COLUMNS)).to_csv(tmp, index=False)
+    plt = _style()
+    metric = points[0]["primary_metric"].removeprefix("dev_")
+    fig = pareto.pareto_figure(rows, pareto.dense_reference(points), metric)
+    try:
+        return [csv_path, *_save(fig, os.path.join(output_dir, f"pareto_{task}"), formats)]
+    finally:
+        plt.close(fig)
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     runs = find_runs(args.results_dir, args.task, args.methods, args.all)
-    if not runs:
-        print(f"error: no runs with a finished epoch in {args.results_dir}/results_*_{args.task}/ (metadata_*.json "
-              "with its CSV)", file=sys.stderr)
-        return 1
     output_dir = args.output_dir or args.results_dir
-    os.makedirs(output_dir, exist_ok=True)
-    metric = runs[0][0]["primary_metric"].removeprefix("dev_")
-    summary = [summary_row(meta, rows) for meta, rows in runs]
-    written = [
-        *plot_dual_axis(runs, metric, os.path.join(output_dir, "pruning_methods_comparison_dual_axis"),
-                        args.formats, args.all),
-        *plot_accuracy_vs_sparsity(runs, metric, os.path.join(output_dir, "accuracy_vs_sparsity"), args.formats,
-                                   args.all),
-        *write_summary(summary, metric, output_dir),
-    ]
-    print(markdown_table(summary, metric), end="")
+    written = []
+    if runs:
+        os.makedirs(output_dir, exist_ok=True)
+        metric = runs[0][0]["primary_metric"].removeprefix("dev_")
+        summary = [summary_row(meta, rows) for meta, rows in runs]
+        written = [
+            *plot_dual_axis(runs, metric, os.path.join(output_dir, "pruning_methods_comparison_dual_axis"),
+                            args.formats, args.all),
+            *plot_accuracy_vs_sparsity(runs, metric, os.path.join(output_dir, "accuracy_vs_sparsity"), args.formats,
+                                       args.all),
+            *write_summary(summary, metric, output_dir),
+        ]
+        print(markdown_table(summary, metric), end="")
+    if args.pareto:
+        os.makedirs(output_dir, exist_ok=True)
+        written += write_pareto(args.results_dir, args.task, args.methods, output_dir, args.formats)
+    if not written:
+        print(f"error: no runs with a finished epoch in {args.results_dir}/results_*_{args.task}/ (metadata_*.json "
+              f"with its CSV){' and no prune.py metrics.json for ' + args.task if args.pareto else ''}",
+              file=sys.stderr)
+        return 1
     print("wrote " + ", ".join(written))
     return 0
 

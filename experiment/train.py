@@ -154,11 +154,12 @@ class MethodSetup:
         elif config.method == "gumbel":
             learner, temperature = gumbel_from_config(config, steps_per_epoch)
             self.callbacks = [GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
-                                                 paths.masks_dir, (paths.best_checkpoint, paths.last_checkpoint))]
+                                                 paths.masks_dir, (paths.best_checkpoint, paths.last_checkpoint),
+                                                 config.max_len)]
             kinds = config.learn_masks
             self.columns = ["temperature", "sparsity_loss", "quantization_loss",
                             *(f"mask_sparsity/{kind}" for kind in kinds),
-                            *(f"expected_sparsity/{kind}" for kind in kinds),
+                            *(f"expected_sparsity/{kind}" for kind in kinds), "macs_kept",
                             *(f"lagrange_l1/{kind}" for kind in kinds if config.target_sparsity is not None)]
             self.metadata = {"learner": learner.get_config(), "temperature": temperature.get_config(),
                              "masks_dir": paths.masks_dir, "step_log": paths.step_log}

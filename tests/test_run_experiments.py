@@ -103,6 +103,7 @@ def test_parallel_micro_run_of_two_methods(tmp_path, glue_dir, bert_tokenizer_di
         assert list((out / "experiment_logs").glob(f"run_experiments_{method}_sst2_*.log"))
     assert (out / "pruning_methods_comparison_dual_axis.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "accuracy_vs_sparsity.png").stat().st_size > 0
+    assert (out / "pareto_sst2.png").stat().st_size > 0  # the paper figure: one point per run
     rows = list(csv.DictReader((out / "comparison_summary.csv").open()))
     assert [row["method"] for row in rows] == ["baseline", "magnitude"]
     assert sparsity["baseline"] == 0 and sparsity["magnitude"] > 0.3  # heads and neurons went, with their weights

@@ -21,6 +21,7 @@ from gated.masks import (
     set_structured_masks,
     set_weight_masks,
     structured_gates,
+    structured_masks,
     unit_layout,
 )
 from gated.model import HOOK_NOT_READY
@@ -56,8 +57,9 @@ def movement_frequency(num_layers, base_frequency=400):
 
 
 def macs_kept(model, seq_len):
-    """Fraction of `model`'s block MACs (heads and neurons, `efficiency.mac`, at `seq_len` tokens) its gates keep."""
-    gates = structured_gates(model, ("head", "neuron"))
+    """Fraction of `model`'s block MACs (heads and neurons, `efficiency.mac`, at `seq_len` tokens) that its gates
+    and learned binary masks keep (`gated.structured_masks`)."""
+    gates = structured_masks(model)
     attention = next(iter(collect_gated_layers(model, GatedMultiHeadAttention).values()))
     shape = {"d_model": attention.d_model, "head_dim": attention.head_dim, "seq_len": seq_len}
     kept = count_macs(gates["head"], gates["neuron"], **shape)["total"]

@@ -239,6 +239,7 @@ def test_micro_gumbel_run_saves_the_masks_it_evaluated_with(tmp_path, glue_dir, 
         scored.append(json.loads(capsys.readouterr().out))
     assert scored[0]["dev_accuracy"] == meta["final"]["dev_accuracy"]
     assert scored[0]["dev_loss"] == pytest.approx(meta["final"]["dev_loss"], abs=1e-5)
+    assert scored[0]["macs_kept_fraction"] == pytest.approx(float(rows[-1]["macs_kept"]))  # the CSV's MACs kept
     assert (scored[0]["kept_heads"], scored[0]["kept_neurons"]) == (saved["head"].sum(), saved["neuron"].sum())
     assert (scored[1]["kept_heads"], scored[1]["kept_neurons"]) == (2, 64) and scored[1]["macs_kept_fraction"] == 1
 
