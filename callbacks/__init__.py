@@ -11,9 +11,9 @@ from callbacks.pruning import PruningCallback
 from callbacks.results_logger import ResultsLogger
 from callbacks.resume_state import ResumeError, ResumeState, read_state
 from callbacks.soft_movement import SoftMovementCallback
-from callbacks.tracking import WandbLogger, start_wandb_run
+from callbacks.tracking import WandbLogger, start_wandb_run, tensorboard_callback, wandb_group
 
 __all__ = ["BestAndLastCheckpoint", "DevEvaluator", "DistillationCallback", "FiniteGuard", "GracefulStop",
            "GumbelMaskCallback", "NonFiniteError", "ProgressFile", "PruningCallback", "ResultsLogger", "ResumeError",
            "ResumeState", "SoftMovementCallback", "WandbLogger", "deferred_signals", "read_state",
-           "save_model_atomic", "start_wandb_run"]
+           "save_model_atomic", "start_wandb_run", "tensorboard_callback", "wandb_group"]

@@ -190,9 +190,14 @@ class GatedBertConfig:
                                           "against its teacher block's, through a learned map when the widths "
                                           "differ); 0: logits only", non_negative=True)
     # Tracking.
-    wandb: bool = _field(False, "log to Weights & Biases (needs the wandb package; WANDB_MODE=offline works "
+    wandb: bool = _field(False, "log to Weights & Biases in project WANDB_PROJECT (default gated-bert) and entity "
+                         "WANDB_ENTITY, grouped with the runs that differ only by seed (needs the wandb package; "
+                         "WANDB_MODE=offline works "
                          "without network)")
     name: str = _field("", "run name for tracking and metadata (empty: {method}_{task}_{timestamp})")
+    tensorboard: str = _field("", "write TensorBoard logs under this folder, one subfolder per run name (Keras' "
+                              "TensorBoard callback: every epoch's losses, dev metrics, sparsity, MACs kept, "
+                              "temperatures and loss terms); empty: none")
     # Outputs.
     output_dir: str = _field(".", "root for results_*/, checkpoints_*/ and experiment_logs/")
     progress_file: str = _field("", "keep a one-line progress file here (percent epoch epochs metric value "
@@ -606,11 +611,14 @@ def with_custom_task(values):
 
 
 def check_tracking(config):
-    """Stop early when `wandb` is asked for but the package is missing."""
+    """Stop early when `wandb` or `tensorboard` is asked for but its package is missing."""
     if config.wandb and importlib.util.find_spec("wandb") is None:
         raise ConfigError("--wandb true needs the wandb package, which is not installed: pip install wandb "
                           "(or pip install -e '.[tracking]'), or drop --wandb; set WANDB_MODE=offline to log "
                           "without network")
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(f"--tensorboard {config.tensorboard} needs the tensorboard package, which is not "
+                          "installed: pip install tensorboard (or pip install -e '.[tracking]'), or drop --tensorboard")
 
 
 def check_data_dir(config):

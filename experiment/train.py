@@ -221,7 +221,8 @@ def run_metadata(config, spec, paths, name, model, train_split, dev_split, steps
 
 
 # Settings a resumed run may change: how it reports and how many threads it uses, never what it computes.
-RESUME_MAY_CHANGE = ("verbose", "progress_file", "intra_op_threads", "inter_op_threads", "wandb", "cache_dir")
+RESUME_MAY_CHANGE = ("verbose", "progress_file", "intra_op_threads", "inter_op_threads", "wandb", "cache_dir",
+                     "tensorboard")
 
 
 def find_resumable(config, spec, resume):
@@ -280,6 +281,7 @@ def run(config, resume=None):
         deferred_signals,
         read_state,
         start_wandb_run,
+        tensorboard_callback,
     )
     from experiment.outputs import RunPaths
     from experiment.plots import plot_run
@@ -343,6 +345,7 @@ def run(config, resume=None):
         logger,
         checkpoints,
         *([WandbLogger(tracker, config.log_loss_every)] if tracker else []),
+        *([tensorboard_callback(os.path.join(config.tensorboard, name))] if config.tensorboard else []),
         *([progress_file] if progress_file else []),
         # After the others: it saves their state once they have finished the epoch, and puts it back once they
         # have reset themselves when training begins.

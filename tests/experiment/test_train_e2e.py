@@ -330,3 +330,43 @@ def test_micro_soft_movement_run_reports_the_sparsity_its_regulariser_reached(tm
     assert float(rows[-1]["macs_kept"]) == pytest.approx((heads[0] * head + widths[0] * neuron)
                                                          / (2 * head + 64 * neuron))
     assert float(rows[-1]["global_sparsity"]) == pytest.approx((64 - widths[0]) * 2 * 32 / (4 * 32 * 32 + 2 * 32 * 64))
+
+
+def test_tensorboard_gets_every_epoch_scalar_of_the_csv(tmp_path, glue_dir, bert_tokenizer_dir):
+    import tensorflow as tf
+
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "2", "--max_train_samples", "96",
+                     "--max_eval_samples", "32", "--pruning_method", "magnitude", "--pruning_granularity", "both",
+                     "--pruning_start_epoch", "0", "--end_sparsity", "0.5", "--tensorboard", str(tmp_path / "tb"),
+                     "--name", "tb-run")
+    scalars = {}
+    for path in (tmp_path / "tb" / "tb-run").rglob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                number = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value
+                scalars.setdefault(value.tag, {})[event.step] = float(number)
+    (csv_path,) = (tmp_path / "out" / "results_magnitude_sst2").glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    for name in ("dev_accuracy", "sparsity", "macs_kept", "target_sparsity"):
+        column = "global_sparsity" if name == "sparsity" else name
+        assert scalars[f"epoch_{name}"] == pytest.approx({e: float(row[column]) for e, row in enumerate(rows)}), name
+    assert meta["config"]["tensorboard"] == str(tmp_path / "tb")
+
+
+def test_wandb_project_entity_and_seed_groups_come_from_the_environment(monkeypatch):
+    from callbacks import start_wandb_run, wandb_group
+    from experiment.config import GatedBertConfig
+
+    wandb = pytest.importorskip("wandb")
+    seen = {}
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: seen.update(kwargs))
+    config = GatedBertConfig(pruning_method="magnitude", end_sparsity=0.5).to_dict()
+    start_wandb_run("r", config, "/tmp", {"WANDB_PROJECT": "papers", "WANDB_ENTITY": "lab"})
+    assert (seen["project"], seen["entity"], seen["group"]) == ("papers", "lab", wandb_group(config))
+    start_wandb_run("r", config, "/tmp", {})
+    assert (seen["project"], seen["entity"]) == ("gated-bert", None)
+    other_seed = GatedBertConfig(pruning_method="magnitude", end_sparsity=0.5, seed=7, name="x").to_dict()
+    other_target = GatedBertConfig(pruning_method="magnitude", end_sparsity=0.6).to_dict()
+    assert wandb_group(other_seed) == wandb_group(config) != wandb_group(other_target)
+    assert wandb_group(config).startswith("magnitude_sst2_")
