@@ -58,8 +58,8 @@ def load_data(config, spec):
 def build_model(config, spec):
     """The encoder to train: the `init_from` checkpoint's weights, else a fresh one of the config's shape.
 
-    Only weight-level pruning (a scheduled method at weight granularity) gets per-weight kernel masks; every model
-    keeps its head and neuron gates.
+    Only weight-level pruning (magnitude, movement, SPT or soft movement at weight granularity) gets per-weight
+    kernel masks; every model keeps its head and neuron gates.
     """
     from experiment.config import is_checkpoint_folder
     from gated import build_gated_encoder, load_pretrained
@@ -107,9 +107,10 @@ def init_metadata(config):
             "model_type": read_architecture(config.init_from).model_type}
 
 
-def load_teacher(config, spec, tokenizer):
+def load_teacher(config, spec, tokenizer, resumed=None):
     """`(teacher model, its checkpoint_source)` of `config.teacher`: the best model of a train.py checkpoint folder
-    or a fine-tuned Hugging Face folder, for the run's task, reading the same vocabulary as the student."""
+    or a fine-tuned Hugging Face folder, for the run's task, reading the same vocabulary as the student; for a
+    resumed run (its metadata `resumed`), the very model it distilled from."""
     from experiment.checkpoints import checkpoint_source, load_checkpoint, open_checkpoint
     from tasks import load_tokenizer
 
@@ -119,7 +120,12 @@ def load_teacher(config, spec, tokenizer):
             load_tokenizer(teacher_config.tokenizer).get_vocab() != tokenizer.get_vocab()):
         raise ConfigError(f"teacher {config.teacher} reads another vocabulary ({teacher_config.tokenizer}) than this "
                           f"run ({config.tokenizer}); distil between models that share a tokenizer")
-    return load_checkpoint(model_path, teacher_config), checkpoint_source(model_path)
+    source = checkpoint_source(model_path)
+    before = (resumed or {}).get("distillation", {}) or {}
+    if resumed and before.get("teacher") != source:
+        raise ConfigError(f"teacher {config.teacher} is not the model run {resumed.get('timestamp')} distilled from "
+                          f"({before.get('teacher')}): its weights changed; give that model, or start a new run")
+    return load_checkpoint(model_path, teacher_config), source
 
 
 class MethodSetup:
@@ -127,46 +133,62 @@ class MethodSetup:
     metadata and how the best epoch is chosen."""
 
     def __init__(self, config, steps_per_epoch, stats, paths, teacher=None):
-        from callbacks import GumbelMaskCallback, PruningCallback, SoftMovementCallback
-        from pruners import SoftMovementLearner, gumbel_from_config, pruning_from_config
+        from pruners import pruning_from_config
 
         self.callbacks, self.columns, self.metadata, self.selection = [], [], None, {}
         self.distillation, self.distillation_metadata = None, None
         pruner, schedule = pruning_from_config(config, steps_per_epoch, stats["total"])
         if pruner:
-            self.callbacks = [PruningCallback(pruner, schedule)]
-            self.columns = [*(["macs_kept"] if pruner.structured else []),
-                            *(f"sparsity/{path}" for path in stats["layers"])]
-            self.metadata = {"pruner": pruner.get_config(), "schedule": schedule.get_config()}
-            # A pruning run's best epoch is chosen among those at the final sparsity.
-            self.selection = {"min_target_sparsity": config.end_sparsity}
+            self._add_pruner(config, stats, pruner, schedule)
         elif config.method == "soft_movement":
-            learner = SoftMovementLearner(config.soft_movement_threshold, config.soft_movement_lambda,
-                                          round(config.soft_movement_warmup * steps_per_epoch * config.epochs),
-                                          config.masks_lr, config.pruning_granularity)
-            self.callbacks = [SoftMovementCallback(learner, config.max_len)]
-            self.columns = ["score_regularization", "regularization_lambda",
-                            *(["macs_kept"] if config.pruning_granularity != "weight" else []),
-                            *(f"sparsity/{path}" for path in stats["layers"])]
-            self.metadata = {"learner": learner.get_config()}
-            # The masks follow the scores to the end: the last epoch's are the run's.
-            self.selection = {"min_epoch": config.epochs}
+            self._add_soft_movement(config, steps_per_epoch, stats)
         elif config.method == "gumbel":
-            learner, temperature = gumbel_from_config(config, steps_per_epoch)
-            self.callbacks = [GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
-                                                 paths.masks_dir, (paths.best_checkpoint, paths.last_checkpoint),
-                                                 config.max_len)]
-            kinds = config.learn_masks
-            self.columns = ["temperature", "sparsity_loss", "quantization_loss",
-                            *(f"mask_sparsity/{kind}" for kind in kinds),
-                            *(f"expected_sparsity/{kind}" for kind in kinds), "macs_kept",
-                            *(f"lagrange_l1/{kind}" for kind in kinds if config.target_sparsity is not None)]
-            self.metadata = {"learner": learner.get_config(), "temperature": temperature.get_config(),
-                             "masks_dir": paths.masks_dir, "step_log": paths.step_log}
-            # Learned masks are final only when the temperature has reached its end: the last epoch.
-            self.selection = {"min_epoch": config.epochs}
+            self._add_gumbel(config, steps_per_epoch, paths)
         if teacher is not None:
             self._add_distillation(config, *teacher)
+
+    def _add_pruner(self, config, stats, pruner, schedule):
+        from callbacks import PruningCallback
+
+        self.callbacks = [PruningCallback(pruner, schedule)]
+        self.columns = [*(["macs_kept"] if pruner.structured else []),
+                        *(f"sparsity/{path}" for path in stats["layers"])]
+        self.metadata = {"pruner": pruner.get_config(), "schedule": schedule.get_config()}
+        # A pruning run's best epoch is chosen among those at the final sparsity.
+        self.selection = {"min_target_sparsity": config.end_sparsity}
+
+    def _add_soft_movement(self, config, steps_per_epoch, stats):
+        from callbacks import SoftMovementCallback
+        from pruners import SoftMovementLearner
+
+        learner = SoftMovementLearner(config.soft_movement_threshold, config.soft_movement_lambda,
+                                      round(config.soft_movement_warmup * steps_per_epoch * config.epochs),
+                                      config.masks_lr, config.pruning_granularity)
+        self.callbacks = [SoftMovementCallback(learner, config.max_len)]
+        self.columns = ["score_regularization", "regularization_lambda",
+                        *(["macs_kept"] if config.pruning_granularity != "weight" else []),
+                        *(f"sparsity/{path}" for path in stats["layers"])]
+        self.metadata = {"learner": learner.get_config()}
+        # The masks follow the scores to the end: the last epoch's are the run's.
+        self.selection = {"min_epoch": config.epochs}
+
+    def _add_gumbel(self, config, steps_per_epoch, paths):
+        from callbacks import GumbelMaskCallback
+        from pruners import gumbel_from_config
+
+        learner, temperature = gumbel_from_config(config, steps_per_epoch)
+        self.callbacks = [GumbelMaskCallback(learner, temperature, config.log_loss_every, paths.step_log,
+                                             paths.masks_dir, (paths.best_checkpoint, paths.last_checkpoint),
+                                             config.max_len)]
+        kinds = config.learn_masks
+        self.columns = ["temperature", "sparsity_loss", "quantization_loss",
+                        *(f"mask_sparsity/{kind}" for kind in kinds),
+                        *(f"expected_sparsity/{kind}" for kind in kinds), "macs_kept",
+                        *(f"lagrange_l1/{kind}" for kind in kinds if config.target_sparsity is not None)]
+        self.metadata = {"learner": learner.get_config(), "temperature": temperature.get_config(),
+                         "masks_dir": paths.masks_dir, "step_log": paths.step_log}
+        # Learned masks are final only when the temperature has reached its end: the last epoch.
+        self.selection = {"min_epoch": config.epochs}
 
     def _add_distillation(self, config, model, source):
         from callbacks import DistillationCallback
@@ -304,10 +326,7 @@ def run(config, resume=None):
     timestamp = resumed[0]["timestamp"] if resumed else datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
     paths = RunPaths(config.output_dir, config.method, spec.name, timestamp)
     name = config.name or f"{config.method}_{spec.name}_{timestamp}"
-    teacher = load_teacher(config, spec, tokenizer) if config.teacher else None
-    if resumed and teacher and (resumed[0].get("distillation") or {}).get("teacher") != teacher[1]:
-        raise ConfigError(f"teacher {config.teacher} is not the model run {timestamp} distilled from "
-                          f"({(resumed[0].get('distillation') or {}).get('teacher')}); its weights changed")
+    teacher = load_teacher(config, spec, tokenizer, resumed[0] if resumed else None) if config.teacher else None
     method = MethodSetup(config, steps_per_epoch, stats, paths, teacher)
 
     # -- Outputs (created only now that data and model are known to work) ---

@@ -306,6 +306,17 @@ def test_micro_gumbel_run_distils_from_a_train_py_teacher(tmp_path, glue_dir, be
     assert train.main([*common, "--tokenizer", str(wordpiece_dir)]) == 1
     assert "reads another vocabulary" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+    # A resumed run takes only the teacher it distilled from.
+    from experiment.config import ConfigError, GatedBertConfig
+
+    config = GatedBertConfig.load(meta["paths"]["checkpoint_config"])
+    spec = config.task_spec()
+    tokenizer = train.load_data(config, spec)[0]
+    _, source = train.load_teacher(config, spec, tokenizer, resumed=meta)
+    assert source == meta["distillation"]["teacher"]
+    changed = {**meta, "distillation": {"teacher": {**source, "weights_sha256": "0" * 64}}}
+    with pytest.raises(ConfigError, match="its weights changed"):
+        train.load_teacher(config, spec, tokenizer, resumed=changed)
 
 
 def test_micro_soft_movement_run_reports_the_sparsity_its_regulariser_reached(tmp_path, glue_dir, bert_tokenizer_dir):
