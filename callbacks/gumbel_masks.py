@@ -7,9 +7,9 @@ import os
 import keras
 import numpy as np
 
+from efficiency.mac import macs_kept
 from gated.masks import save_learned_masks, structured_masks
 from gated_bert.files import sha256_of
-from pruners.training.weight_pruners import macs_kept
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 import keras
 
+from efficiency.mac import macs_kept
 from gated.masks import sparsity_stats
-from pruners.training.weight_pruners import macs_kept
 
 
 class SoftMovementCallback(keras.callbacks.Callback):

@@ -46,3 +46,16 @@ def count_macs(head_mask, neuron_mask, *, d_model, head_dim, seq_len):
 def mac_shape(config):
     """The shape a config's model is counted at: `{d_model, head_dim, seq_len=max_len}` (keywords of `count_macs`)."""
     return {"d_model": config.d_model, "head_dim": config.d_model // config.num_heads, "seq_len": config.max_len}
+
+
+def macs_kept(model, seq_len):
+    """Fraction of a gated encoder's block MACs (its heads and neurons, at `seq_len` tokens) that its gates and
+    learned binary masks keep (`gated.structured_masks`)."""
+    from gated.attention import GatedMultiHeadAttention
+    from gated.masks import collect_gated_layers, structured_masks
+
+    masks = structured_masks(model)
+    attention = next(iter(collect_gated_layers(model, GatedMultiHeadAttention).values()))
+    shape = {"d_model": attention.d_model, "head_dim": attention.head_dim, "seq_len": seq_len}
+    kept = count_macs(masks["head"], masks["neuron"], **shape)["total"]
+    return kept / count_macs(np.ones(masks["head"].shape), np.ones(masks["neuron"].shape), **shape)["total"]

@@ -37,7 +37,6 @@ from pruners.training.weight_pruners import (
     MovementPruner,
     Pruner,
     SptPruner,
-    macs_kept,
     movement_frequency,
     scaled_spt_epsilon,
 )
@@ -64,7 +63,6 @@ __all__ = [
     "kd_loss",
     "initial_rewards",
     "lagrangian_term",
-    "macs_kept",
     "magnitude",
     "masks_for_sparsity",
     "movement",

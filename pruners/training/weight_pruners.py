@@ -13,7 +13,7 @@ loudly instead of silently not pruning.
 import numpy as np
 import tensorflow as tf
 
-from efficiency.mac import count_macs, head_macs, neuron_macs
+from efficiency.mac import head_macs, macs_kept, neuron_macs
 from gated.attention import GatedMultiHeadAttention
 from gated.masks import (
     collect_gated_layers,
@@ -21,7 +21,6 @@ from gated.masks import (
     set_structured_masks,
     set_weight_masks,
     structured_gates,
-    structured_masks,
     unit_layout,
 )
 from gated.model import HOOK_NOT_READY
@@ -54,16 +53,6 @@ def movement_frequency(num_layers, base_frequency=400):
     """Steps between movement-pruning events: 400 for the 12-layer base preset, in proportion to depth
     for other sizes (67 for tiny, 200 for small, 800 for large)."""
     return max(1, round(base_frequency * num_layers / 12))
-
-
-def macs_kept(model, seq_len):
-    """Fraction of `model`'s block MACs (heads and neurons, `efficiency.mac`, at `seq_len` tokens) that its gates
-    and learned binary masks keep (`gated.structured_masks`)."""
-    gates = structured_masks(model)
-    attention = next(iter(collect_gated_layers(model, GatedMultiHeadAttention).values()))
-    shape = {"d_model": attention.d_model, "head_dim": attention.head_dim, "seq_len": seq_len}
-    kept = count_macs(gates["head"], gates["neuron"], **shape)["total"]
-    return kept / count_macs(np.ones(gates["head"].shape), np.ones(gates["neuron"].shape), **shape)["total"]
 
 
 class Pruner:

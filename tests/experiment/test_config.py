@@ -66,7 +66,8 @@ def test_glue_dir_env_sets_data_dir(glue_dir):
         ([], {"EPOCHS": "three"}, "environment variable EPOCHS gives epochs='three', which is not a valid int"),
         (["--dynamic_padding", "maybe"], {}, "flag --dynamic_padding gives dynamic_padding='maybe'"),
         (["--pruning_method", "gumbel", "--pruning_granularity", "head"], {},
-         "pruning_granularity head is for the scheduled methods .* not gumbel; drop --pruning_granularity"),
+         "pruning_granularity head is for magnitude, movement, spt, soft_movement, not gumbel; drop "
+         "--pruning_granularity"),
         (["--pruning_granularity", "neuron"], {}, "not baseline; drop --pruning_granularity"),
         (["--pruning_method", "spt", "--pruning_granularity", "both", "--pruning_scope", "layer"], {},
          "ranks heads and neurons across all blocks; drop --pruning_scope layer"),

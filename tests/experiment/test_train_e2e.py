@@ -48,7 +48,7 @@ def test_sst2_micro_run_writes_every_output(tmp_path, glue_dir, bert_tokenizer_d
 
     assert meta["status"] == "completed" and meta["method"] == "baseline" and meta["epochs_completed"] == 2
     assert meta["config"]["max_train_samples"] == 300 and meta["data"]["train_rows"] == 300
-    assert meta["data"]["dev_rows"] == 5
+    assert meta["data"]["dev_rows"] == 100
     assert {"tensorflow", "keras", "numpy", "transformers", "python"} <= set(meta["versions"])
     assert meta["train_examples_per_second"] > 0 and len(meta["timings"]["epoch_seconds"]) == 2
     assert meta["final"]["dev_accuracy"] == pytest.approx(float(rows[-1]["dev_accuracy"]))
