@@ -299,7 +299,7 @@ bar_line() {
     local filled=$(( ${percent%.*} * 30 / 100 ))
     local bar
     bar=$(printf '%*s' "$filled" '' | tr ' ' '#')$(printf '%*s' $((30 - filled)) '' | tr ' ' '-')
-    printf '%-10s [%s] %5s%%  epoch %s/%s  %s %s  %s\n' "$method" "$bar" "$percent" "$epoch" "$epochs" \
+    printf '%-13s [%s] %5s%%  epoch %s/%s  %s %s  %s\n' "$method" "$bar" "$percent" "$epoch" "$epochs" \
         "${metric:-dev}" "$value" "$state"
 }
 
@@ -452,7 +452,7 @@ import glob, json, os, sys
 
 out, task, mark, rest = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 since = os.path.getmtime(mark)
-print(f"{'method':<10} {'status':<18} {'best dev':>9} {'final sparsity':>15} {'wall time':>10}")
+print(f"{'method':<13} {'status':<18} {'best dev':>9} {'final sparsity':>15} {'wall time':>10}")
 for method, status, seconds in zip(rest[0::3], rest[1::3], rest[2::3]):
     files = [f for f in glob.glob(os.path.join(out, f"results_{method}_{task}", "metadata_*.json"))
              if os.path.getmtime(f) >= since or status == "done (earlier)"]
@@ -462,7 +462,7 @@ for method, status, seconds in zip(rest[0::3], rest[1::3], rest[2::3]):
         row, final = meta.get("best") or {}, meta.get("final") or {}
         best = f"{row[meta['primary_metric']]:.4f}" if meta["primary_metric"] in row else "-"
         sparsity = f"{final['global_sparsity']:.4f}" if "global_sparsity" in final else "-"
-    print(f"{method:<10} {status:<18} {best:>9} {sparsity:>15} {int(seconds) // 60:>7}m{int(seconds) % 60:02d}s")
+    print(f"{method:<13} {status:<18} {best:>9} {sparsity:>15} {int(seconds) // 60:>7}m{int(seconds) % 60:02d}s")
 PY
 rm -f "$STARTED_MARK"
 if ((${#FAILED[@]} < ${#METHODS[@]})); then
