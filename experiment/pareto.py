@@ -1,7 +1,8 @@
 """Pareto figures for papers: the final dev metric of every run against its sparsity and its MACs kept, one
 point per setting (mean and standard deviation over seeds), train.py runs and prune.py results in one figure.
 
-A train.py run is a `results_<method>_<task>/metadata_*.json` that completed. Its label is the method, plus
+A train.py run is a `results_<method>_<task>/metadata_*.json` that completed, anywhere under the results
+folder (one folder per run, as a bench writes them, or all in one). Its label is the method, plus
 its granularity when it removes units and `+ KD` with a teacher; its setting is its target (`end_sparsity`,
 gumbel's `target_sparsity`, soft movement's `soft_movement_lambda`). A prune.py result is any `metrics.json`
 under the results folder for the task; its label is the method (`fisher`, `kprune`), its setting the
@@ -29,9 +30,10 @@ def _setting(method, config):
 
 
 def train_points(results_dir, task):
-    """One point per completed train.py run of `task` under `results_dir`."""
+    """One point per completed train.py run of `task` anywhere under `results_dir`."""
     points = []
-    for path in sorted(glob.glob(os.path.join(results_dir, f"results_*_{task}", "metadata_*.json"))):
+    found = glob.glob(os.path.join(results_dir, "**", f"results_*_{task}", "metadata_*.json"), recursive=True)
+    for path in sorted(found):
         with open(path, encoding="utf-8") as handle:
             meta = json.load(handle)
         if meta.get("status") != "completed":
@@ -106,7 +108,8 @@ def pareto_figure(rows, dense, metric):
               if any(row[f"{key}_mean"] is not None and row["label"] != "baseline" for row in rows)]
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.5 * max(len(panels), 1), 2.8), squeeze=False)
     labels = sorted({row["label"] for row in rows if row["label"] != "baseline"})
-    colours = {label: f"C{index % 10}" for index, label in enumerate(labels)}
+    palette = [f"C{index}" for index in range(10)] if len(labels) <= 10 else list(plt.get_cmap("tab20").colors)
+    colours = {label: palette[index % len(palette)] for index, label in enumerate(labels)}  # distinct up to 20
     for axis, (key, title) in zip(axes[0], panels, strict=False):
         for label in labels:
             mine = [row for row in rows if row["label"] == label and row[f"{key}_mean"] is not None]

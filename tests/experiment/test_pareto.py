@@ -45,7 +45,8 @@ def results(tmp_path):
     _train_run(tmp_path, "magnitude", 1, 0.84, 0.42, 0.48, **both)
     _train_run(tmp_path, "magnitude", 0, 0.86, 0.41, 0.49, teacher="/t", **both)
     _train_run(tmp_path, "magnitude", 2, 0.10, 0.99, 0.01, status="running", **both)  # not finished: left out
-    _train_run(tmp_path, "movement", 0, 0.70, 0.90, end_sparsity=0.9)
+    (tmp_path / "nested").mkdir()
+    _train_run(tmp_path / "nested", "movement", 0, 0.70, 0.90, end_sparsity=0.9)  # a run in its own folder
     _prune_result(tmp_path, "a", "fisher", 0.5, 0, 0.85, 0.50, 0.91)
     _prune_result(tmp_path, "b", "fisher", 0.5, 1, 0.87, 0.49, 0.91)
     _prune_result(tmp_path, "c", "kprune", 0.4, 0, 0.83, 0.40, 0.91)
