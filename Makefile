@@ -1,4 +1,4 @@
-# make demo: every method on the tiny preset, in parallel, then their comparison (~3 min on 2 cores).
+# make demo: every method on the tiny preset, in parallel, then their comparison (~2 min on 2 cores).
 # make test: lint and test.
 # Both create .venv and install the project into it when needed.
 PYTHON ?= python3
