@@ -25,7 +25,10 @@ class GatedModel(keras.Model):
     `set_mask_learner` changes three things in the train step: its
     `penalty()` is added to the task loss (the `loss` metric stays the task
     loss), it chooses the variables to differentiate, and it applies the
-    gradients (the mask logits have their own optimizer).
+    gradients (the mask logits have their own optimizer). A learner with
+    `watched()` (`pruners.SoftMovementLearner`) names mask variables that the
+    tape differentiates although they are not trainable: their gradients are
+    its scores' straight-through gradients.
 
     A distiller (`pruners.Distiller`) registered with `set_distiller` gives
     the forward pass (with hidden states when it distils them) and turns the
