@@ -57,7 +57,14 @@ class GatedModel(keras.Model):
             self.train_function = None
 
     def set_mask_learner(self, learner):
-        """Register `learner` (None removes it); the train step is retraced when that changes anything."""
+        """Register `learner` (None removes it); the train step is retraced when that changes anything.
+
+        The model's optimizer is built here over every trainable variable, as `load_model` rebuilds it: a learner
+        applies only some of their gradients through it, and its state must still load back from a checkpoint.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if learner is not None and optimizer is not None and not optimizer.built:
+            optimizer.build(self.trainable_variables)
         if learner is not self._mask_learner:
             self._mask_learner = learner
             self.train_function = None

@@ -111,12 +111,7 @@ class GumbelMaskLearner:
         """
         if self.model is not model:
             self._build(model)
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is not None and not optimizer.built:
-            # Built over every trainable variable (the logits' slots stay unused), as `load_model`
-            # rebuilds it: otherwise a checkpoint's optimizer state would not load back.
-            optimizer.build(model.trainable_variables)
-        model.set_mask_learner(self)
+        model.set_mask_learner(self)  # also builds the model's optimizer over every trainable variable
 
     def detach(self):
         """Unregister from the model (its train step goes back to plain training); state is kept."""

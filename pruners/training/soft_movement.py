@@ -90,9 +90,6 @@ class SoftMovementLearner:
             self.totals = {name: keras.Variable(0.0, trainable=False) for name in self.term_names}
             self.steps = keras.Variable(0, dtype="int64", trainable=False)
             self.model = model
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is not None and not optimizer.built:
-            optimizer.build(model.trainable_variables)
         model.set_mask_learner(self)
 
     def detach(self):
