@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Train several methods under one recipe, one after the other or in parallel, with live progress,
-# then compare them (plot_comparison.py). ./run_experiments.sh -h lists the flags.
+# Train several methods under one recipe, or a grid of methods x tasks x sparsities x seeds, one after the other,
+# in parallel or on a Ray cluster, with live progress, then compare them (plot_comparison.py).
+# ./run_experiments.sh -h lists the flags.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [[ -z ${PYTHON:-} ]]; then
     if [[ -x $ROOT/.venv/bin/python ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
+# Jobs run in their own folders: a relative interpreter path must become absolute (its venv link kept).
+[[ $PYTHON != */* || $PYTHON == /* ]] || PYTHON=$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")
 # Kept equal to config.py's choices by tests/test_run_experiments.py.
 SIZES=(tiny small base large)
 TASKS=(sst2 mnli qnli qqp rte wnli mrpc cola stsb custom)
@@ -18,16 +21,21 @@ EPOCHS="" BATCH_SIZE="" LEARNING_RATE="" MODEL_SIZE="" START_SPARSITY="" END_SPA
 PRUNING_START="" PRUNING_END="" SPARSITY_STEPS="" SPT_EXPLORE="" TASK="" MAX_LEN="" TARGET_SPARSITY="" INIT_FROM=""
 GRANULARITY=""
 METHOD_LIST=$(IFS=,; echo "${AVAILABLE[*]}")
-PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=. RESUME=false
+PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=. RESUME=false LIST=false
+SEED_LIST="" SPARSITY_LIST="" TASK_LIST="" BACKEND=local RAY_ADDRESS_ARG="" RAY_DASHBOARD=false
 PASS=()
+# Methods that take a sparsity target from -sparsities (gumbel as its --target_sparsity); the others run once per
+# task and seed.
+TARGETED=(magnitude movement spt gumbel)
 
 usage() {
     cat <<EOF
 Usage: ./run_experiments.sh [options] [-- train.py settings...]
 
-Train every chosen method with one recipe through train.py, sequentially or
-in parallel, show live progress, then print a summary table and write the
-comparison figures and tables (plot_comparison.py).
+Train every chosen method with one recipe through train.py, sequentially,
+in parallel or as Ray tasks, show live progress, then print a summary table
+and write the comparison figures and tables (plot_comparison.py). With
+-seeds, -sparsities or -tasks, every combination is one job (a grid).
 
   -e,  --epochs N            training epochs                              [25]
   -b,  --batch-size N        examples per batch                           [96]
@@ -49,12 +57,29 @@ comparison figures and tables (plot_comparison.py).
   -i,  --init-from DIR       fine-tune every method from this Hugging Face folder [none: from scratch];
                              its fine-tuning recipe then replaces the bracketed defaults of -e, -b, -l, -ps
   -d,  --output-dir DIR      where results_*/, checkpoints_*/ and experiment_logs/ go [.]
-  -parallel                  run methods at the same time (default: one after the other)
+  -seeds L                   comma list of seeds (train.py --seed): one job per seed   [train.py's: 42]
+  -sparsities L              comma list of targets: the end sparsity of magnitude, movement and spt, the
+                             target sparsity of gumbel; baseline and soft_movement run once per task
+                             and seed [one job: -f / -ts]
+  -tasks L                   comma list of tasks (instead of -t): one job per task
+                             With any of these three, each job writes into its own folder of
+                             --output-dir, <method>_<task>_<sparsity|dense|lambda..>_seed<seed>/, and a
+                             job whose folder holds a completed run is never run again (nor overwritten)
+  -parallel                  run jobs at the same time (default: one after the other)
+  -backend B                 local (this machine) or ray (each job one Ray task; needs the ray extra:
+                             pip install 'gated-bert[ray]')                       [local]
+  -ray-address A             the Ray cluster to join: auto (the one \`ray start\` began on this node) or
+                             HOST:PORT [none: a Ray instance on 127.0.0.1 sized to this machine, for this
+                             run only]
+  -ray-dashboard             with that local instance, start the Ray dashboard (127.0.0.1:8265) [off]
+  -list                      check every job, print each one's folder and train.py command, and exit
+                             without running anything
   -resume                    continue the runs of --output-dir that did not finish (killed, interrupted,
                              failed) from their last finished epoch (train.py --resume): give the same
                              flags as the first time; a method whose latest run completed is not run
                              again, one with no run to continue starts anew
-  -max-parallel-jobs N       most jobs at once with -parallel [CPU cores, at most one per method]
+  -max-parallel-jobs N       most jobs at once with -parallel [CPU cores, at most one per job]; with
+                             -backend ray it sets each job's CPU share, cores / N (Ray's num_cpus)
   -o,  --output-mode M       bars (one live bar per job), logs (every log line, prefixed by its
                              method) or both (bars and important log lines)
                              [asked on a terminal, else bars]
@@ -67,10 +92,11 @@ a --config file given after -- apply (e.g. -- --config recipe.json
 --output_dir, --progress_file, --verbose and thread counts itself. Before
 any job starts, every job's settings are resolved and checked
 (train.py --dry_run): a job that would fail is reported, with every other
-problem, and nothing runs. Each job runs in experiment_logs/work_<method>_<task>/
-(relative paths inside a --config file are read from there: use absolute
-ones) and logs to experiment_logs/run_experiments_<method>_<task>_<timestamp>.log.
-The exit status is non-zero when any job failed.
+problem, and nothing runs. Each job runs in experiment_logs/work_<job>/,
+where <job> is <method>_<task> or a grid job's folder name (relative paths
+inside a --config file are read from there: use absolute ones), and logs to
+experiment_logs/run_experiments_<job>_<timestamp>.log. The exit status is
+non-zero when any job failed.
 EOF
 }
 
@@ -95,6 +121,13 @@ while [[ $# -gt 0 ]]; do
         -ml|--max-len) need_value "$@"; MAX_LEN=$2; shift 2 ;;
         -i|--init-from) need_value "$@"; INIT_FROM=$2; shift 2 ;;
         -d|--output-dir) need_value "$@"; OUTPUT_DIR=$2; shift 2 ;;
+        -seeds|--seeds) need_value "$@"; SEED_LIST=$2; shift 2 ;;
+        -sparsities|--sparsities) need_value "$@"; SPARSITY_LIST=$2; shift 2 ;;
+        -tasks|--tasks) need_value "$@"; TASK_LIST=$2; shift 2 ;;
+        -backend|--backend) need_value "$@"; BACKEND=$2; shift 2 ;;
+        -ray-address|--ray-address) need_value "$@"; RAY_ADDRESS_ARG=$2; shift 2 ;;
+        -ray-dashboard|--ray-dashboard) RAY_DASHBOARD=true; shift ;;
+        -list|--list) LIST=true; shift ;;
         -parallel|--parallel) PARALLEL=true; shift ;;
         -resume|--resume) RESUME=true; shift ;;
         -max-parallel-jobs|--max-parallel-jobs) need_value "$@"; MAX_JOBS=$2; shift 2 ;;
@@ -146,23 +179,46 @@ IFS=, read -r -a METHODS <<<"$METHOD_LIST"
 for method in "${METHODS[@]}"; do
     is_in "$method" "${AVAILABLE[@]}" || ERRORS+=("unknown method '$method'; choose from: ${AVAILABLE[*]}")
 done
+# The grid: each list's items, checked; an empty list is one job with train.py's (or -t/-f/-ts's) value.
+IFS=, read -r -a SEEDS <<<"$SEED_LIST"
+IFS=, read -r -a SPARSITIES <<<"$SPARSITY_LIST"
+IFS=, read -r -a GRID_TASKS <<<"$TASK_LIST"
+for seed in "${SEEDS[@]}"; do
+    [[ $seed =~ ^[0-9]+$ ]] || ERRORS+=("-seeds must be a comma list of non-negative integers, got '$seed'")
+done
+for target in "${SPARSITIES[@]}"; do check_fraction -sparsities "$target"; done
+for task in "${GRID_TASKS[@]}"; do
+    is_in "$task" "${TASKS[@]}" || ERRORS+=("unknown task '$task' in -tasks; choose from: ${TASKS[*]}")
+done
+has_duplicates() { [[ $(printf '%s\n' "$@" | sort | uniq -d) != "" ]]; }
+for pair in SEEDS:-seeds SPARSITIES:-sparsities GRID_TASKS:-tasks; do
+    declare -n items=${pair%%:*}
+    ! has_duplicates "${items[@]}" || ERRORS+=("${pair#*:} lists a value twice: ${items[*]}")
+done
+unset -n items
+[[ -z $TASK_LIST || -z $TASK ]] || ERRORS+=("give -t or -tasks, not both (-t $TASK, -tasks $TASK_LIST)")
+if [[ -n $SPARSITY_LIST && -n $END_SPARSITY$TARGET_SPARSITY ]]; then
+    ERRORS+=("-sparsities sets each job's -f (and gumbel's -ts); drop -f/-ts or -sparsities")
+fi
+GRID=false
+[[ -z $SEED_LIST$SPARSITY_LIST$TASK_LIST ]] || GRID=true
+if ! is_in "$BACKEND" local ray; then
+    ERRORS+=("unknown -backend '$BACKEND'; choose local or ray")
+elif [[ $BACKEND == ray ]]; then
+    "$PYTHON" -c 'import ray' 2>/dev/null || ERRORS+=("-backend ray needs the ray package, which $PYTHON cannot" \
+        "import: pip install 'gated-bert[ray]' (or pip install ray), or use -backend local")
+else
+    [[ -z $RAY_ADDRESS_ARG ]] || ERRORS+=("-ray-address '$RAY_ADDRESS_ARG' needs -backend ray")
+    [[ $RAY_DASHBOARD == false ]] || ERRORS+=("-ray-dashboard needs -backend ray")
+fi
+[[ -z $RAY_ADDRESS_ARG || $RAY_DASHBOARD == false ]] ||
+    ERRORS+=("-ray-dashboard starts the dashboard of a local instance; a cluster (-ray-address) has its own")
 if [[ ${#ERRORS[@]} -gt 0 ]]; then
     printf 'error: %s\n' "${ERRORS[@]}" >&2
     exit 2
 fi
 
-# -- Threads and paths ---------------------------------------------------------------
-CORES=$(nproc)
-JOBS=1
-if [[ $PARALLEL == true ]]; then
-    JOBS=${MAX_JOBS:-$CORES}
-    ((JOBS <= ${#METHODS[@]})) || JOBS=${#METHODS[@]}
-fi
-THREADS=0  # TensorFlow decides
-if ((JOBS > 1)); then
-    THREADS=$((CORES / JOBS))
-    ((THREADS >= 1)) || THREADS=1
-fi
+# -- Paths ---------------------------------------------------------------------------
 OUTPUT_DIR=$(realpath -m "$OUTPUT_DIR")  # created once every check has passed
 [[ -z $INIT_FROM ]] || INIT_FROM=$(realpath -m "$INIT_FROM")
 LOG_DIR=$OUTPUT_DIR/experiment_logs
@@ -178,42 +234,81 @@ for i in "${!PASS[@]}"; do
     fi
 done
 
-# This script's settings and the train.py flag each one sets.
-FLAGS=(MODEL_SIZE:model_size TASK:task EPOCHS:epochs BATCH_SIZE:batch_size LEARNING_RATE:learning_rate
+# This script's settings and the train.py flag each one sets (the task is each job's own).
+FLAGS=(MODEL_SIZE:model_size EPOCHS:epochs BATCH_SIZE:batch_size LEARNING_RATE:learning_rate
     MAX_LEN:max_len START_SPARSITY:start_sparsity END_SPARSITY:end_sparsity PRUNING_START:pruning_start_epoch
     PRUNING_END:pruning_end_epoch SPARSITY_STEPS:sparsity_steps SPT_EXPLORE:spt_explore_per_layer
     INIT_FROM:init_from)
 
+# -- Jobs: every combination of task, method, target and seed (a job is its index in these arrays) -----------
+JOB_METHOD=() JOB_TASK=() JOB_TARGET=() JOB_SEED=() JOB_ID=() JOB_KEY=() JOB_DIR=() JOB_GROUP=()
+[[ ${#GRID_TASKS[@]} -gt 0 ]] || GRID_TASKS=("$TASK")
+[[ ${#SEEDS[@]} -gt 0 ]] || SEEDS=("")
+for task in "${GRID_TASKS[@]}"; do
+    for method in "${METHODS[@]}"; do
+        targets=("")
+        if [[ ${#SPARSITIES[@]} -gt 0 ]] && is_in "$method" "${TARGETED[@]}"; then targets=("${SPARSITIES[@]}"); fi
+        for target in "${targets[@]}"; do
+            for seed in "${SEEDS[@]}"; do
+                JOB_METHOD+=("$method") JOB_TASK+=("$task") JOB_TARGET+=("$target") JOB_SEED+=("$seed")
+            done
+        done
+    done
+done
+ALL_JOBS=("${!JOB_METHOD[@]}")
+
+CORES=$(nproc)
+JOBS=1
+if [[ $PARALLEL == true || $BACKEND == ray ]]; then
+    JOBS=${MAX_JOBS:-$CORES}
+    ((JOBS <= ${#ALL_JOBS[@]})) || JOBS=${#ALL_JOBS[@]}
+fi
+THREADS=0  # TensorFlow decides
+if ((JOBS > 1)); then
+    THREADS=$((CORES / JOBS))
+    ((THREADS >= 1)) || THREADS=1
+fi
+
 # A job's train.py flags: those the user set, then those this script decides.
 train_args() {
-    local method=$1 args=() pair variable
+    local i=$1 method=${JOB_METHOD[$1]} args=() pair variable
     for pair in "${FLAGS[@]}"; do
         variable=${pair%%:*}
         [[ -z ${!variable} ]] || args+=("--${pair#*:}" "${!variable}")
     done
+    [[ -z ${JOB_TASK[i]} ]] || args+=(--task "${JOB_TASK[i]}")
+    [[ -z ${JOB_SEED[i]} ]] || args+=(--seed "${JOB_SEED[i]}")
+    if [[ -n ${JOB_TARGET[i]} && $method == gumbel ]]; then
+        args+=(--target_sparsity "${JOB_TARGET[i]}")
+    elif [[ -n ${JOB_TARGET[i]} ]]; then
+        args+=(--end_sparsity "${JOB_TARGET[i]}")
+    fi
     [[ $method != gumbel || -z $TARGET_SPARSITY ]] || args+=(--target_sparsity "$TARGET_SPARSITY")
     if [[ -n $GRANULARITY ]] && is_in "$method" magnitude movement spt; then
         args+=(--pruning_granularity "$GRANULARITY")
     fi
     local pruning=$method
     [[ $method != baseline ]] || pruning=none
-    args+=(--pruning_method "$pruning" --output_dir "$OUTPUT_DIR" --verbose 2 --intra_op_threads "$THREADS"
-        --inter_op_threads "$THREADS")
+    args+=(--pruning_method "$pruning" --output_dir "${JOB_DIR[i]:-$OUTPUT_DIR}" --verbose 2
+        --intra_op_threads "$THREADS" --inter_op_threads "$THREADS")
     printf '%s\n' "${args[@]}"
 }
 
+job_label() {  # a job in messages before it has a name
+    local i=$1 label=${JOB_METHOD[$1]}
+    [[ $GRID == false ]] || label+=" (task ${JOB_TASK[i]:-default}, sparsity ${JOB_TARGET[i]:-default}, seed ${JOB_SEED[i]:-default})"
+    echo "$label"
+}
+
 # -- Validation 2: every job's settings, resolved and checked by train.py --dry_run --------------
-FIRST_CONFIG=""  # the first job's resolved config (JSON), shown below
-CHECK_ERR=$(mktemp)
-for method in "${METHODS[@]}"; do
-    mapfile -t args < <(train_args "$method")
-    if resolved=$("$PYTHON" "$ROOT/train.py" --dry_run "${args[@]}" "${PASS[@]}" 2>"$CHECK_ERR"); then
-        [[ -n $FIRST_CONFIG ]] || FIRST_CONFIG=$resolved
-    else
-        ERRORS+=("$method: $(sed 's/^error: //; s/^train.py: error: //' "$CHECK_ERR" | tail -n 1)")
+CHECK_DIR=$(mktemp -d)
+trap 'rm -rf "$CHECK_DIR"' EXIT
+for i in "${ALL_JOBS[@]}"; do
+    mapfile -t args < <(train_args "$i")
+    if ! "$PYTHON" "$ROOT/train.py" --dry_run "${args[@]}" "${PASS[@]}" >"$CHECK_DIR/$i.json" 2>"$CHECK_DIR/err"; then
+        ERRORS+=("$(job_label "$i"): $(sed 's/^error: //; s/^train.py: error: //' "$CHECK_DIR/err" | tail -n 1)")
     fi
 done
-rm -f "$CHECK_ERR"
 if [[ ${#ERRORS[@]} -gt 0 ]]; then
     printf 'error: %s\n' "${ERRORS[@]}" >&2
     echo "no job was started. train.py's names for this script's flags: --epochs -e, --batch_size -b," \
@@ -221,13 +316,66 @@ if [[ ${#ERRORS[@]} -gt 0 ]]; then
         "--pruning_end_epoch -pe, --sparsity_steps -ss, --task -t, --max_len -ml" >&2
     exit 2
 fi
+FIRST_CONFIG=$(cat "$CHECK_DIR/0.json")
 
-# -- Resolved configuration: the first job's (the jobs differ in their method only) -------------
+# Each job's task, setting and seed as resolved (flags, --config file, environment): a grid job's folder name.
+mapfile -t RESOLVED_NAMES < <("$PYTHON" - "$CHECK_DIR" "${#ALL_JOBS[@]}" <<'PY'
+import json, os, sys
+
+folder, count = sys.argv[1], int(sys.argv[2])
+for i in range(count):
+    with open(os.path.join(folder, f"{i}.json"), encoding="utf-8") as handle:
+        c = json.load(handle)
+    method = c["pruning_method"]
+    if method == "none":
+        setting = "dense"
+    elif method == "gumbel":
+        setting = "untargeted" if c["target_sparsity"] is None else f"sparsity{c['target_sparsity']:g}"
+    elif method == "soft_movement":
+        setting = f"lambda{c['soft_movement_lambda']:g}"
+    else:
+        setting = f"sparsity{c['end_sparsity']:g}"
+    print(c["task"], setting, c["seed"])
+PY
+)
+declare -A TAKEN=()
+for i in "${ALL_JOBS[@]}"; do
+    read -r task setting seed <<<"${RESOLVED_NAMES[i]}"
+    JOB_TASK[i]=$task
+    JOB_KEY[i]=${JOB_METHOD[i]}_$task
+    JOB_GROUP[i]="${JOB_METHOD[i]} $task $setting"
+    if [[ $GRID == true ]]; then
+        JOB_KEY[i]=${JOB_METHOD[i]}_${task}_${setting}_seed$seed
+        JOB_ID[i]=${JOB_KEY[i]}
+        JOB_DIR[i]=$OUTPUT_DIR/${JOB_KEY[i]}
+    else
+        JOB_ID[i]=${JOB_METHOD[i]}
+        JOB_DIR[i]=$OUTPUT_DIR
+    fi
+    [[ -z ${TAKEN[${JOB_KEY[i]}]:-} ]] || ERRORS+=("two jobs would share ${JOB_KEY[i]}: $(job_label "${TAKEN[${JOB_KEY[i]}]}") and $(job_label "$i")")
+    TAKEN[${JOB_KEY[i]}]=$i
+done
+if [[ ${#ERRORS[@]} -gt 0 ]]; then
+    printf 'error: %s\n' "${ERRORS[@]}" >&2
+    exit 2
+fi
+mapfile -t RUN_TASKS < <(printf '%s\n' "${JOB_TASK[@]}" | awk '!seen[$0]++')
+if [[ $LIST == true ]]; then
+    for i in "${ALL_JOBS[@]}"; do
+        mapfile -t args < <(train_args "$i")
+        printf '%s\t%s\ttrain.py %s\n' "${JOB_ID[i]}" "${JOB_DIR[i]}" "${args[*]} ${PASS[*]}"
+    done
+    exit 0
+fi
+ID_WIDTH=13
+for i in "${ALL_JOBS[@]}"; do ((${#JOB_ID[i]} <= ID_WIDTH)) || ID_WIDTH=${#JOB_ID[i]}; done
+
+# -- Resolved configuration: the first job's (the jobs differ in method, task, target and seed only) --------
 RESOLVED=$("$PYTHON" - "$FIRST_CONFIG" <<'PY'
 import json, sys
 
 c = json.loads(sys.argv[1])
-print(c["task"], c["epochs"])
+print(c["epochs"])
 shape = "/".join(str(c[key]) for key in ("num_layers", "d_model", "num_heads", "dff"))
 steps = " ".join(f"{step:g}" for step in c["sparsity_steps"])
 last = min(c["pruning_end_epoch"], c["epochs"])
@@ -239,7 +387,7 @@ if c["pruning_end_epoch"] > c["epochs"]:
     print(f"note:           --pruning-end {c['pruning_end_epoch']} is past --epochs {c['epochs']}; capped at {last}")
 PY
 )
-read -r TASK EPOCHS <<<"$(head -n 1 <<<"$RESOLVED")"
+EPOCHS=$(head -n 1 <<<"$RESOLVED")
 if [[ -z $OUTPUT_MODE ]]; then
     OUTPUT_MODE=bars
     if [[ -t 0 ]]; then
@@ -250,9 +398,16 @@ if [[ -z $OUTPUT_MODE ]]; then
 fi
 mkdir -p "$OUTPUT_DIR"
 STAMP=$(date +%Y%m%d_%H%M%S)
+if [[ $BACKEND == ray ]]; then
+    MODE="Ray tasks on ${RAY_ADDRESS_ARG:-a local instance on 127.0.0.1 ($CORES cores)}, $((THREADS > 0 ? THREADS : CORES)) CPU(s) each"
+elif [[ $PARALLEL == true ]]; then
+    MODE="parallel, up to $JOBS jobs, $THREADS CPU thread(s) each ($CORES cores)"
+else
+    MODE=sequential
+fi
 cat <<EOF
 methods:        ${METHODS[*]}
-mode:           $([[ $PARALLEL == true ]] && echo "parallel, up to $JOBS jobs, $THREADS CPU thread(s) each ($CORES cores)" || echo "sequential")
+mode:           $MODE
 $(tail -n +2 <<<"$RESOLVED")
 gumbel target:  ${TARGET_SPARSITY:-train.py default}
 granularity:    ${GRANULARITY:-weight} (magnitude, movement, spt)
@@ -260,112 +415,211 @@ pass-through:   ${PASS[*]:-none}
 outputs:        $OUTPUT_DIR (logs in $LOG_DIR)
 output mode:    $OUTPUT_MODE
 EOF
+if [[ $GRID == true ]]; then
+    echo "grid:           ${#ALL_JOBS[@]} jobs: tasks ${RUN_TASKS[*]}; sparsities ${SPARSITIES[*]:-as set}" \
+        "(${TARGETED[*]}); seeds ${SEEDS[*]:-as set}; one folder each"
+fi
 
 # -- Jobs ---------------------------------------------------------------------
-declare -A PID=() STATUS=() STARTED=() SECONDS_TAKEN=() LOG=() PROGRESS=() OFFSET=()
-start_job() {
-    local method=$1 work=$LOG_DIR/work_${1}_$TASK
-    mkdir -p "$work"
-    LOG[$method]=$LOG_DIR/run_experiments_${method}_${TASK}_$STAMP.log
-    PROGRESS[$method]=$work/progress
-    OFFSET[$method]=0
-    rm -f "${PROGRESS[$method]}"
+declare -A PID=() STATUS=() STARTED=() SECONDS_TAKEN=() LOG=() PROGRESS=() OFFSET=() NODE=()
+RAY_PID="" RAY_LOG="" EVENTS=""
+COMMAND=()
+prepare_job() {  # its folders and files; its train.py command in COMMAND
+    local i=$1 work=$LOG_DIR/work_${JOB_KEY[$1]}
+    mkdir -p "$work" "${JOB_DIR[i]}"
+    LOG[$i]=$LOG_DIR/run_experiments_${JOB_KEY[i]}_$STAMP.log
+    PROGRESS[$i]=$work/progress
+    OFFSET[$i]=0
+    rm -f "${PROGRESS[$i]}"
     local args
-    mapfile -t args < <(train_args "$method")
-    [[ ${RUN_STATE[$method]:-new} != unfinished ]] || args+=(--resume)
-    (cd "$work" && exec "$PYTHON" "$ROOT/train.py" "${args[@]}" --progress_file "${PROGRESS[$method]}" "${PASS[@]}") \
-        >"${LOG[$method]}" 2>&1 &
-    PID[$method]=$!
-    STATUS[$method]=running
-    STARTED[$method]=$SECONDS
+    mapfile -t args < <(train_args "$i")
+    [[ ${RUN_STATE[$i]:-new} != unfinished || $RESUME == false ]] || args+=(--resume)
+    COMMAND=("$PYTHON" "$ROOT/train.py" "${args[@]}" --progress_file "${PROGRESS[$i]}" "${PASS[@]}")
 }
 
-finish_job() {
-    local method=$1 code=0
-    wait "${PID[$method]}" || code=$?
-    SECONDS_TAKEN[$method]=$((SECONDS - STARTED[$method]))
-    if ((code == 0)); then STATUS[$method]="done"; else STATUS[$method]="failed (exit $code)"; fi
-    unset "PID[$method]"
+start_job() {
+    local i=$1
+    prepare_job "$i"
+    (cd "$LOG_DIR/work_${JOB_KEY[i]}" && exec "${COMMAND[@]}") >"${LOG[$i]}" 2>&1 &
+    PID[$i]=$!
+    STATUS[$i]=running
+    STARTED[$i]=$SECONDS
+}
+
+finish_job() {  # $2: the exit code, when known (Ray); else waited for
+    local i=$1 code=${2:-0}
+    if [[ -n ${PID[$i]:-} ]]; then
+        wait "${PID[$i]}" || code=$?
+        unset "PID[$i]"
+    fi
+    SECONDS_TAKEN[$i]=$((SECONDS - ${STARTED[$i]:-$SECONDS}))
+    if ((code == 0)); then STATUS[$i]="done"; else STATUS[$i]="failed (exit $code)"; fi
+}
+
+# The Ray backend: one driver (experiment/ray_jobs.py) runs every queued job as a Ray task and tells this script
+# through $EVENTS when each starts (on which node) and ends (with its exit code).
+start_ray_jobs() {
+    local i jobs
+    EVENTS=$LOG_DIR/ray_events_$STAMP
+    RAY_LOG=$LOG_DIR/ray_$STAMP.log
+    jobs=$EVENTS/jobs.jsonl
+    mkdir -p "$EVENTS"
+    for i in "${QUEUE[@]}"; do
+        prepare_job "$i"
+        "$PYTHON" -c 'import json, sys; print(json.dumps(dict(id=sys.argv[1], cwd=sys.argv[2], log=sys.argv[3],
+            output_dir=sys.argv[4], argv=sys.argv[5:])))' "$i" "$LOG_DIR/work_${JOB_KEY[i]}" "${LOG[$i]}" \
+            "${JOB_DIR[i]}" "${COMMAND[@]}" >>"$jobs"
+        STATUS[$i]=queued
+    done
+    local ray_args=(--jobs "$jobs" --events "$EVENTS" --cpus_per_job "$((THREADS > 0 ? THREADS : CORES))"
+        --cores "$CORES")
+    [[ -z $RAY_ADDRESS_ARG ]] || ray_args+=(--address "$RAY_ADDRESS_ARG")
+    [[ $RAY_DASHBOARD == false ]] || ray_args+=(--dashboard)
+    (cd "$ROOT" && exec "$PYTHON" -m experiment.ray_jobs "${ray_args[@]}") >"$RAY_LOG" 2>&1 &
+    RAY_PID=$!
+    QUEUE=()
+}
+
+poll_ray_jobs() {
+    local i code node host
+    for i in "${ALL_JOBS[@]}"; do
+        [[ ${STATUS[$i]:-} == queued || ${STATUS[$i]:-} == running ]] || continue
+        if [[ ${STATUS[$i]} == queued && -f $EVENTS/$i.started ]]; then
+            STATUS[$i]=running
+            STARTED[$i]=$SECONDS
+            read -r node host <"$EVENTS/$i.started"
+            NODE[$i]="$host/$node"
+        fi
+        if [[ -f $EVENTS/$i.done ]]; then
+            read -r code node host _ <"$EVENTS/$i.done"
+            [[ $node == - ]] || NODE[$i]="$host/$node"
+            finish_job "$i" "$code"
+        fi
+    done
+    if [[ -n $RAY_PID ]] && ! kill -0 "$RAY_PID" 2>/dev/null; then
+        code=0
+        wait "$RAY_PID" || code=$?
+        RAY_PID=""
+        for i in "${ALL_JOBS[@]}"; do  # whatever the driver left unfinished
+            if [[ ${STATUS[$i]:-} == queued || ${STATUS[$i]:-} == running ]]; then
+                [[ -f $EVENTS/$i.done ]] && continue
+                finish_job "$i" "$((code == 0 ? 1 : code))"
+                STATUS[$i]+=", its Ray driver ended"
+            fi
+        done
+    fi
+}
+
+ray_jobs_left() {
+    local i
+    for i in "${ALL_JOBS[@]}"; do
+        [[ ${STATUS[$i]:-} != queued && ${STATUS[$i]:-} != running ]] || return 0
+    done
+    return 1
 }
 
 # -- Progress -------------------------------------------------------------------
 DRAWN=0  # lines of bars on the terminal, redrawn in place
 LAST_PLAIN=0
+RAY_OFFSET=0
 bar_line() {
-    local method=$1 percent=0 epoch=0 epochs=$EPOCHS metric="" value="-" state=${STATUS[$1]:-queued}
-    if [[ -f ${PROGRESS[$method]:-} ]]; then
-        read -r percent epoch epochs metric value _ <"${PROGRESS[$method]}" || true
+    local i=$1 percent=0 epoch=0 epochs=$EPOCHS metric="" value="-" state=${STATUS[$1]:-queued}
+    if [[ -f ${PROGRESS[$i]:-} ]]; then
+        read -r percent epoch epochs metric value _ <"${PROGRESS[$i]}" || true
     fi
     local filled=$(( ${percent%.*} * 30 / 100 ))
     local bar
     bar=$(printf '%*s' "$filled" '' | tr ' ' '#')$(printf '%*s' $((30 - filled)) '' | tr ' ' '-')
-    printf '%-13s [%s] %5s%%  epoch %s/%s  %s %s  %s\n' "$method" "$bar" "$percent" "$epoch" "$epochs" \
-        "${metric:-dev}" "$value" "$state"
+    printf '%-*s [%s] %5s%%  epoch %s/%s  %s %s  %s\n' "$ID_WIDTH" "${JOB_ID[i]}" "$bar" "$percent" "$epoch" \
+        "$epochs" "${metric:-dev}" "$value" "$state"
 }
 
-new_log_lines() {  # the lines a job's log gained since the last call, prefixed by its method
-    local method=$1 size
-    [[ -f ${LOG[$method]:-} ]] || return 0
-    size=$(stat -c %s "${LOG[$method]}")
-    if ((size > OFFSET[$method])); then
+new_lines() {  # the lines a file gained since offset $2 (the new offset in NEW_OFFSET), prefixed by [$3]
+    local file=$1 offset=$2 prefix=$3 size
+    NEW_OFFSET=$offset
+    [[ -f $file ]] || return 0
+    size=$(stat -c %s "$file")
+    if ((size > offset)); then
         # head reads the file and stops at `size`; tail reads head's whole output, so no writer in this
         # pipeline meets a closed pipe (under pipefail a SIGPIPE'd tail would end the script).
-        head -c "$size" "${LOG[$method]}" | tail -c +"$((OFFSET[$method] + 1))" | sed "s/^/[$method] /"
-        OFFSET[$method]=$size
+        head -c "$size" "$file" | tail -c +"$((offset + 1))" | sed "s|^|[$prefix] |"
+        NEW_OFFSET=$size
     fi
 }
 
 show_progress() {
-    local final=${1:-false} lines="" method
-    for method in "${METHODS[@]}"; do
-        lines+=$(new_log_lines "$method")$'\n'
+    local final=${1:-false} lines="" i
+    for i in "${ALL_JOBS[@]}"; do
+        [[ -n ${LOG[$i]:-} ]] || continue
+        lines+=$(new_lines "${LOG[$i]}" "${OFFSET[$i]}" "${JOB_ID[i]}")$'\n'
+        new_lines "${LOG[$i]}" "${OFFSET[$i]}" "" >/dev/null
+        OFFSET[$i]=$NEW_OFFSET
     done
     lines=$(printf '%s' "$lines" | grep -v '^$' || true)
     [[ $OUTPUT_MODE != both ]] || lines=$(printf '%s' "$lines" | grep -E 'ERROR|Error|error:| WARNING |final |epoch [0-9]+:|Epoch [0-9]+' || true)
+    [[ $OUTPUT_MODE != bars ]] || lines=""
+    if [[ -n $RAY_LOG ]]; then  # the driver's own lines, in every mode: few, and about every job
+        local driver
+        driver=$(new_lines "$RAY_LOG" "$RAY_OFFSET" ray | grep -v '^\[ray\] \[20[0-9-]* [0-9:,]* [A-Z]' || true)
+        new_lines "$RAY_LOG" "$RAY_OFFSET" ray >/dev/null
+        RAY_OFFSET=$NEW_OFFSET
+        lines=$(printf '%s\n%s' "$driver" "$lines" | grep -v '^$' || true)
+    fi
     if [[ -t 1 ]]; then
         ((DRAWN == 0)) || printf '\033[%dA\033[J' "$DRAWN"
-        [[ -z $lines || $OUTPUT_MODE == bars ]] || printf '%s\n' "$lines"
+        [[ -z $lines ]] || printf '%s\n' "$lines"
         DRAWN=0
         if [[ $OUTPUT_MODE != logs ]]; then
-            for method in "${METHODS[@]}"; do bar_line "$method"; DRAWN=$((DRAWN + 1)); done
+            for i in "${ALL_JOBS[@]}"; do bar_line "$i"; DRAWN=$((DRAWN + 1)); done
         fi
         return
     fi
-    [[ -z $lines || $OUTPUT_MODE == bars ]] || printf '%s\n' "$lines"
+    [[ -z $lines ]] || printf '%s\n' "$lines"
     if [[ $OUTPUT_MODE != logs ]] && { $final || ((SECONDS - LAST_PLAIN >= 10)); }; then
         echo "-- progress after ${SECONDS}s"
-        for method in "${METHODS[@]}"; do bar_line "$method"; done
+        for i in "${ALL_JOBS[@]}"; do bar_line "$i"; done
         LAST_PLAIN=$SECONDS
     fi
 }
 
 # -- Ctrl-C / SIGTERM, or any other end: stop every job, keep what they wrote -------------------
-stop_jobs() {  # SIGTERM to the running jobs, 15 s for train.py to record the interruption, then SIGKILL
-    local method pid
-    for pid in "${PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for _ in $(seq 1 150); do
+# SIGTERM to the running jobs (and the Ray driver, which passes it on), time for train.py to record the
+# interruption (15 s; the driver's tasks 15 s more), then SIGKILL.
+stop_jobs() {
+    local i pid pids=("${PID[@]}") tenths=150
+    [[ -z $RAY_PID ]] || { pids+=("$RAY_PID"); tenths=300; }
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 "$tenths"); do
         local alive=0
-        for pid in "${PID[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
         ((alive)) || break
         sleep 0.1
     done
-    for pid in "${PID[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for method in "${!PID[@]}"; do wait "${PID[$method]}" 2>/dev/null || true; unset "PID[$method]"; done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for i in "${!PID[@]}"; do wait "${PID[$i]}" 2>/dev/null || true; unset "PID[$i]"; done
+    [[ -z $RAY_PID ]] || { wait "$RAY_PID" 2>/dev/null || true; RAY_PID=""; }
+}
+running_ids() {
+    local i ids=()
+    for i in "${!PID[@]}"; do ids+=("${JOB_ID[i]}"); done
+    [[ -z $RAY_PID ]] || ids+=("the Ray driver and its tasks")
+    echo "${ids[*]}"
 }
 stop_all() {
     trap - INT TERM
     echo
-    echo "stopping: ${!PID[*]}" >&2
+    echo "stopping: $(running_ids)" >&2
     stop_jobs
-    echo "stopped; finished epochs stay in $OUTPUT_DIR/results_*_$TASK/ (metadata status 'interrupted')" >&2
+    echo "stopped; finished epochs stay in the results_*/ folders of $OUTPUT_DIR (metadata status 'interrupted')" >&2
     exit "$1"
 }
 on_exit() {  # a failure of this script itself must not leave its jobs running
     local code=$?
-    if ((${#PID[@]} > 0)); then
-        echo "run_experiments.sh is ending (status $code); stopping the jobs still running: ${!PID[*]}" >&2
+    if ((${#PID[@]} > 0)) || [[ -n $RAY_PID ]]; then
+        echo "run_experiments.sh is ending (status $code); stopping the jobs still running: $(running_ids)" >&2
         stop_jobs
     fi
+    rm -rf "$CHECK_DIR"
 }
 set -E  # the ERR trap also fires inside functions
 trap 'echo "error: run_experiments.sh line $LINENO: \"$BASH_COMMAND\" failed with status $?" >&2' ERR
@@ -373,15 +627,16 @@ trap on_exit EXIT
 trap 'stop_all 130' INT
 trap 'stop_all 143' TERM
 
-# -- With -resume: what each method's latest run in the output folder left -------------------------
+# -- What each job's folder already holds: with -resume, or for a grid (whose finished jobs never run again) ----
 declare -A RUN_STATE=()  # completed, unfinished (has a resume state) or new
-if [[ $RESUME == true ]]; then
-    while read -r method state; do RUN_STATE[$method]=$state; done < <("$PYTHON" - "$OUTPUT_DIR" "$TASK" \
-        "${METHODS[@]}" <<'PY'
+if [[ $RESUME == true || $GRID == true ]]; then
+    while read -r i state; do RUN_STATE[$i]=$state; done < <(
+        for i in "${ALL_JOBS[@]}"; do printf '%s\t%s\t%s\t%s\n' "$i" "${JOB_DIR[i]}" "${JOB_METHOD[i]}" "${JOB_TASK[i]}"
+        done | "$PYTHON" -c '
 import glob, json, os, sys
 
-out, task, methods = sys.argv[1], sys.argv[2], sys.argv[3:]
-for method in methods:
+for line in sys.stdin:
+    i, out, method, task = line.rstrip("\n").split("\t")
     runs = []
     for path in glob.glob(os.path.join(out, f"results_{method}_{task}", "metadata_*.json")):
         try:
@@ -395,14 +650,15 @@ for method in methods:
         state = "completed"
     elif latest and os.path.isfile((latest.get("paths") or {}).get("resume_state") or ""):
         state = "unfinished"
-    print(method, state)
-PY
-)
-    for method in "${METHODS[@]}"; do
-        case ${RUN_STATE[$method]} in
-            completed) echo "$method: its latest run completed; not run again" ;;
-            unfinished) echo "$method: resuming its unfinished run" ;;
-            *) echo "$method: no run to continue; starting a new one" ;;
+    print(i, state)
+')
+    for i in "${ALL_JOBS[@]}"; do
+        case ${RUN_STATE[$i]}:$RESUME in
+            completed:*) echo "${JOB_ID[i]}: its latest run completed; not run again" ;;
+            unfinished:true) echo "${JOB_ID[i]}: resuming its unfinished run" ;;
+            unfinished:false) echo "${JOB_ID[i]}: its folder holds an unfinished run; starting a new one beside it" \
+                "(-resume continues it)" ;;
+            *) [[ $RESUME == false ]] || echo "${JOB_ID[i]}: no run to continue; starting a new one" ;;
         esac
     done
 fi
@@ -411,63 +667,101 @@ mkdir -p "$LOG_DIR"
 STARTED_MARK=$LOG_DIR/.started_$STAMP
 touch "$STARTED_MARK"
 QUEUE=()
-for method in "${METHODS[@]}"; do
-    if [[ ${RUN_STATE[$method]:-new} == completed ]]; then
-        STATUS[$method]="done (earlier)"
-        SECONDS_TAKEN[$method]=0
+for i in "${ALL_JOBS[@]}"; do
+    if [[ ${RUN_STATE[$i]:-new} == completed ]]; then
+        STATUS[$i]="done (earlier)"
+        SECONDS_TAKEN[$i]=0
     else
-        QUEUE+=("$method")
+        QUEUE+=("$i")
     fi
 done
-while ((${#QUEUE[@]} > 0 || ${#PID[@]} > 0)); do
-    while ((${#QUEUE[@]} > 0 && ${#PID[@]} < JOBS)); do
-        start_job "${QUEUE[0]}"
-        QUEUE=("${QUEUE[@]:1}")
+if [[ $BACKEND == ray ]]; then
+    ((${#QUEUE[@]} == 0)) || start_ray_jobs
+    while ray_jobs_left; do
+        sleep 0.5
+        poll_ray_jobs
+        show_progress
     done
-    sleep 0.5
-    for method in "${!PID[@]}"; do
-        kill -0 "${PID[$method]}" 2>/dev/null || finish_job "$method"
+else
+    while ((${#QUEUE[@]} > 0 || ${#PID[@]} > 0)); do
+        while ((${#QUEUE[@]} > 0 && ${#PID[@]} < JOBS)); do
+            start_job "${QUEUE[0]}"
+            QUEUE=("${QUEUE[@]:1}")
+        done
+        sleep 0.5
+        for i in "${!PID[@]}"; do
+            kill -0 "${PID[$i]}" 2>/dev/null || finish_job "$i"
+        done
+        show_progress
     done
-    show_progress
-done
+fi
+if [[ -n $RAY_PID ]]; then  # every job has ended: the driver stops its Ray instance and exits
+    wait "$RAY_PID" || echo "warning: the Ray driver ended with status $?; see $RAY_LOG" >&2
+    RAY_PID=""
+fi
 show_progress true
 
 # -- Summary ------------------------------------------------------------------
 FAILED=()
-for method in "${METHODS[@]}"; do
-    if [[ ${STATUS[$method]} != done* ]]; then
-        FAILED+=("$method")
+for i in "${ALL_JOBS[@]}"; do
+    if [[ ${STATUS[$i]} != done* ]]; then
+        FAILED+=("${JOB_ID[i]}")
         echo
-        echo "FAILED: $method, ${STATUS[$method]}; last lines of ${LOG[$method]}:"
-        tail -n 15 "${LOG[$method]}" | sed 's/^/    /'
+        if [[ -s ${LOG[$i]:-} ]]; then
+            echo "FAILED: ${JOB_ID[i]}, ${STATUS[$i]}; last lines of ${LOG[$i]}:"
+            tail -n 15 "${LOG[$i]}" | sed 's/^/    /'
+        else
+            echo "FAILED: ${JOB_ID[i]}, ${STATUS[$i]}; it wrote nothing${RAY_LOG:+ (see the log of the Ray driver, $RAY_LOG)}"
+        fi
     fi
 done
 echo
-summary_args=()
-for method in "${METHODS[@]}"; do
-    summary_args+=("$method" "${STATUS[$method]}" "${SECONDS_TAKEN[$method]}")
-done
-"$PYTHON" - "$OUTPUT_DIR" "$TASK" "$STARTED_MARK" "${summary_args[@]}" <<'PY' || true
-import glob, json, os, sys
+for i in "${ALL_JOBS[@]}"; do
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${JOB_ID[i]}" "${STATUS[$i]}" "${SECONDS_TAKEN[$i]}" "${JOB_DIR[i]}" \
+        "${JOB_METHOD[i]}" "${JOB_TASK[i]}" "${JOB_GROUP[i]}" "${NODE[$i]:--}"
+done >"$CHECK_DIR/summary.tsv"
+"$PYTHON" - "$CHECK_DIR/summary.tsv" "$STARTED_MARK" "$GRID" "$BACKEND" "$ID_WIDTH" <<'PY' || true
+import glob, json, os, statistics, sys
 
-out, task, mark, rest = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+table, mark, grid, ray, width = sys.argv[1], sys.argv[2], sys.argv[3] == "true", sys.argv[4] == "ray", int(sys.argv[5])
 since = os.path.getmtime(mark)
-print(f"{'method':<13} {'status':<18} {'best dev':>9} {'final sparsity':>15} {'wall time':>10}")
-for method, status, seconds in zip(rest[0::3], rest[1::3], rest[2::3]):
+node_header = f" {'node':<30}" if ray else ""
+print(f"{'job':<{width}} {'status':<18} {'best dev':>9} {'final sparsity':>15}{node_header} {'wall time':>10}")
+groups = {}
+with open(table, encoding="utf-8") as handle:
+    jobs = [line.rstrip("\n").split("\t") for line in handle]
+for job, status, seconds, out, method, task, group, node in jobs:
     files = [f for f in glob.glob(os.path.join(out, f"results_{method}_{task}", "metadata_*.json"))
              if os.path.getmtime(f) >= since or status == "done (earlier)"]
     best = sparsity = "-"
     if files:
-        meta = json.load(open(max(files, key=os.path.getmtime)))
+        with open(max(files, key=os.path.getmtime), encoding="utf-8") as handle:
+            meta = json.load(handle)
         row, final = meta.get("best") or {}, meta.get("final") or {}
-        best = f"{row[meta['primary_metric']]:.4f}" if meta["primary_metric"] in row else "-"
+        if meta["primary_metric"] in row:
+            best = f"{row[meta['primary_metric']]:.4f}"
+            if status.startswith("done"):
+                groups.setdefault(group, []).append((row[meta["primary_metric"]], final.get("global_sparsity", 0.0)))
         sparsity = f"{final['global_sparsity']:.4f}" if "global_sparsity" in final else "-"
-    print(f"{method:<13} {status:<18} {best:>9} {sparsity:>15} {int(seconds) // 60:>7}m{int(seconds) % 60:02d}s")
+    node_cell = f" {node:<30}" if ray else ""
+    print(f"{job:<{width}} {status:<18} {best:>9} {sparsity:>15}{node_cell} "
+          f"{int(seconds) // 60:>7}m{int(seconds) % 60:02d}s")
+if grid and groups:  # the grid's settings: mean and standard deviation over seeds
+    print(f"\n{'method':<13} {'task':<6} {'setting':<14} {'seeds':>5} {'best dev mean ± std':>20} {'final sparsity':>15}")
+    for group, values in groups.items():
+        method, task, setting = group.split(" ")
+        best = [value for value, _ in values]
+        spread = statistics.stdev(best) if len(best) > 1 else float("nan")
+        sparsity = statistics.fmean(value for _, value in values)
+        print(f"{method:<13} {task:<6} {setting:<14} {len(best):>5} {statistics.fmean(best):>11.4f} ± {spread:<6.4f} "
+              f"{sparsity:>15.4f}")
 PY
 rm -f "$STARTED_MARK"
-if ((${#FAILED[@]} < ${#METHODS[@]})); then
-    "$PYTHON" "$ROOT/plot_comparison.py" --results_dir "$OUTPUT_DIR" --task "$TASK" --methods "${METHODS[@]}" --pareto ||
-        echo "warning: plot_comparison.py failed; the results folders are complete" >&2
+if ((${#FAILED[@]} < ${#ALL_JOBS[@]})); then
+    for task in "${RUN_TASKS[@]}"; do
+        "$PYTHON" "$ROOT/plot_comparison.py" --results_dir "$OUTPUT_DIR" --task "$task" --methods "${METHODS[@]}" \
+            --pareto || echo "warning: plot_comparison.py failed for $task; the results folders are complete" >&2
+    done
 fi
 if ((${#FAILED[@]} > 0)); then
     echo "failed jobs: ${FAILED[*]}" >&2

@@ -3,15 +3,17 @@
     python plot_comparison.py --results_dir . --task sst2
     python plot_comparison.py --task sst2 --all --formats png pdf svg
 
-Reads every `results_<method>_<task>/` under `--results_dir` (the latest run
-of each method, or every run with `--all`) and writes, into `--output_dir`:
+Reads every `results_<method>_<task>/` under `--results_dir`, at any depth (the
+latest run of each method in each folder, or every run with `--all`; a grid of
+run_experiments.sh has a folder per job) and writes, into `--output_dir`:
 - `pruning_methods_comparison_dual_axis.<fmt>`: the dev metric per method
   and epoch (solid, left axis) with its measured sparsity (dashed, right axis);
 - `accuracy_vs_sparsity.<fmt>`: the dev metric against sparsity, one curve
   per method, the baseline's best epoch as a reference line;
-- `comparison_summary.csv` and `comparison_summary.md`: method, best and
-  final dev metric, final sparsity, parameters remaining, wall time;
-- with `--pareto`, `pareto_<task>.<fmt>` and `pareto_<task>.csv`: the final dev
+- `comparison_summary.csv` and `comparison_summary.md`: method, run (its
+  folder and timestamp), best and final dev metric, final sparsity,
+  parameters remaining, wall time;
+- with `--pareto`, `pareto_<task>.<fmt>`, `pareto_<task>.csv` and `.md`: the final dev
   metric of every completed run against its sparsity and its MACs kept, one
   point per setting (mean and standard deviation over seeds), train.py runs
   and prune.py results (`metrics.json` anywhere under `--results_dir`) alike,
@@ -39,19 +41,24 @@ def run_status(meta):
 
 
 def find_runs(results_dir, task, methods=None, every_run=False):
-    """`[(metadata, csv rows)]`, sorted by method; the latest run per method unless `every_run`. Runs without a
-    finished epoch are left out (with a note on stderr): they have nothing to compare."""
+    """`[(metadata, csv rows)]`, sorted by method and folder: the latest run of each method in each folder
+    (`results_<method>_<task>/` anywhere under `results_dir`: one folder for all methods, or one per grid job), or
+    every run with `every_run`. Runs without a finished epoch are left out (with a note on stderr): they have
+    nothing to compare."""
     import pandas as pd
 
     runs = {}
-    for path in sorted(glob.glob(os.path.join(results_dir, f"results_*_{task}", "metadata_*.json"))):
+    pattern = os.path.join(results_dir, "**", f"results_*_{task}", "metadata_*.json")
+    for path in sorted(glob.glob(pattern, recursive=True)):
         with open(path, encoding="utf-8") as handle:
             meta = json.load(handle)
         if methods and meta["method"] not in methods:
             continue
         if not os.path.exists(meta["paths"]["csv"]):
             continue
-        key = (meta["method"], meta["timestamp"]) if every_run else meta["method"]
+        folder = os.path.relpath(os.path.dirname(os.path.dirname(path)), results_dir)
+        meta["folder"] = "" if folder == "." else folder
+        key = (meta["method"], meta["folder"]) + ((meta["timestamp"],) if every_run else ())
         if key not in runs or meta["timestamp"] > runs[key][0]["timestamp"]:
             runs[key] = (meta, pd.read_csv(meta["paths"]["csv"]))
     for key, (meta, rows) in list(runs.items()):
@@ -71,7 +78,7 @@ def summary_row(meta, rows):
     trainable = model.get("trainable_parameters", model["parameters"])
     return {
         "method": meta["method"],
-        "run": meta["timestamp"],
+        "run": os.path.join(meta["folder"], meta["timestamp"]) if meta.get("folder") else meta["timestamp"],
         "status": run_status(meta),
         "best_dev": (meta.get("best") or {}).get(metric, float("nan")),
         "final_dev": final.get(metric, float("nan")),
@@ -82,12 +89,12 @@ def summary_row(meta, rows):
 
 
 def markdown_table(summary, metric):
-    header = (f"| method | status | best {metric} | final {metric} | final sparsity | parameters remaining | "
+    header = (f"| method | run | status | best {metric} | final {metric} | final sparsity | parameters remaining | "
               "wall time |")
-    lines = [header, "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [header, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in summary:
         minutes, seconds = divmod(int(round(row["wall_seconds"])), 60)
-        lines.append(f"| {row['method']} | {row['status']} | {row['best_dev']:.4f} | {row['final_dev']:.4f} | "
+        lines.append(f"| {row['method']} | {row['run']} | {row['status']} | {row['best_dev']:.4f} | {row['final_dev']:.4f} | "
                      f"{row['final_sparsity']:.4f} | {row['parameters_remaining']:,} | {minutes}m{seconds:02d}s |")
     return "\n".join(lines) + "\n"
 
@@ -125,7 +132,9 @@ def _finish(plt, fig, axis, path_stem, formats):
 
 
 def _label(meta, every_run):
-    return f"{meta['method']} ({meta['timestamp'][:15]})" if every_run else meta["method"]
+    """The method, plus its folder (a grid job's) and with `every_run` its timestamp, when there are several."""
+    details = [detail for detail in (meta.get("folder"), every_run and meta["timestamp"][:15]) if detail]
+    return f"{meta['method']} ({', '.join(details)})" if details else meta["method"]
 
 
 def plot_dual_axis(runs, metric, path_stem, formats, every_run=False):
@@ -205,14 +214,18 @@ def write_pareto(results_dir, task, methods, output_dir, formats):
     if not points:
         return []
     rows = pareto.group_points(points)
-    csv_path = os.path.join(output_dir, f"pareto_{task}.csv")
+    metric = points[0]["primary_metric"].removeprefix("dev_")
+    csv_path, md_path = (os.path.join(output_dir, f"pareto_{task}.{ext}") for ext in ("csv", "md"))
     with atomic_path(csv_path) as tmp:
         pd.DataFrame(rows, columns=list(pareto.POINT_COLUMNS)).to_csv(tmp, index=False)
+    table = pareto.markdown_table(rows, metric)
+    with atomic_path(md_path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(table)
+    print(table, end="")
     plt = _style()
-    metric = points[0]["primary_metric"].removeprefix("dev_")
     fig = pareto.pareto_figure(rows, pareto.dense_reference(points), metric)
     try:
-        return [csv_path, *_save(fig, os.path.join(output_dir, f"pareto_{task}"), formats)]
+        return [csv_path, md_path, *_save(fig, os.path.join(output_dir, f"pareto_{task}"), formats)]
     finally:
         plt.close(fig)
 

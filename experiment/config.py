@@ -125,6 +125,11 @@ class GatedBertConfig:
     verbose: int = _field(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch", choices=(0, 1, 2))
     intra_op_threads: int = _field(0, "CPU threads inside one op (0: TensorFlow decides)", non_negative=True)
     inter_op_threads: int = _field(0, "CPU threads across ops (0: TensorFlow decides)", non_negative=True)
+    strategy: str = _field("default", "default (one device) or mirrored (tf.distribute.MirroredStrategy: one replica "
+                           "per device, batch_size split among them; several machines: run_experiments.sh "
+                           "-backend ray)", choices=("default", "mirrored"))
+    devices: tuple[str, ...] | None = _field(None, "mirrored: the devices to replicate on, e.g. GPU:0,GPU:1 (none: "
+                                             "every local GPU, else the CPU)")
     # Pruning during training.
     enable_pruning: bool | None = _field(None, "whether pruning_method prunes; derived from it (true for any method "
                                          "but none), kept for config files; a value that contradicts it is an error")
@@ -365,6 +370,9 @@ def _check_pruning(config):
     if config.distill_hidden_weight and not config.teacher:
         raise ConfigError(f"distill_hidden_weight={config.distill_hidden_weight} needs a model to distil from; add "
                           "--teacher DIR or drop --distill_hidden_weight")
+    if config.devices and config.strategy != "mirrored":
+        raise ConfigError(f"devices {' '.join(config.devices)} are for --strategy mirrored (now {config.strategy}); "
+                          "add --strategy mirrored or drop --devices")
     last = min(config.pruning_end_epoch, config.epochs)
     if config.method in SCHEDULED_METHODS and config.pruning_start_epoch >= last:
         raise ConfigError(

@@ -89,6 +89,21 @@ def group_points(points):
     return rows
 
 
+def markdown_table(rows, metric):
+    """`group_points` rows as a Markdown table: mean ± standard deviation over each setting's seeds."""
+
+    def cell(row, name, scale=1.0, digits=4):
+        mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+        return "-" if mean is None else f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+    lines = [f"| method | setting | runs | seeds | final {metric} | sparsity | MACs kept |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
+    for row in rows:
+        lines.append(f"| {row['label']} | {row['setting']} | {row['runs']} | {row['seeds']} | {cell(row, 'metric')} | "
+                     f"{cell(row, 'sparsity')} | {cell(row, 'macs_kept')} |")
+    return "\n".join(lines) + "\n"
+
+
 def dense_reference(points):
     """The dense model's metric: the mean over baseline runs, else over prune.py's dense scores (None: neither)."""
     baseline = [p["metric"] for p in points if p["label"] == "baseline"]

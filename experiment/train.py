@@ -39,6 +39,28 @@ def configure_tensorflow(config):
     keras.utils.set_random_seed(config.seed)
 
 
+def distribution_strategy(config):
+    """The `tf.distribute` strategy whose scope the model, its optimizer and every pruning variable are made in:
+    TensorFlow's default (one device), or `MirroredStrategy` over `config.devices` (all local GPUs when none
+    are named, else the CPU). Keras splits each `batch_size` batch among the replicas."""
+    import tensorflow as tf
+
+    if config.strategy == "default":
+        return tf.distribute.get_strategy()
+    known = {device.name.removeprefix("/device:") for device in tf.config.list_logical_devices()}
+    missing = [name for name in config.devices or () if name.removeprefix("/device:").upper() not in
+               {k.upper() for k in known}]
+    if missing:
+        raise ConfigError(f"devices {' '.join(missing)} are not on this machine; it has: {' '.join(sorted(known))}")
+    strategy = tf.distribute.MirroredStrategy(devices=list(config.devices) if config.devices else None)
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(f"batch_size={config.batch_size} does not split evenly among {strategy.num_replicas_in_sync}"
+                          " replicas; choose a multiple of the replica count")
+    log.info("mirrored strategy: %d replica(s) on %s", strategy.num_replicas_in_sync,
+             " ".join(strategy.extended.worker_devices))
+    return strategy
+
+
 def load_data(config, spec):
     """Tokenizer plus tokenized train and dev splits (cached on disk)."""
     from tasks import load_split, load_tokenizer
@@ -319,15 +341,17 @@ def run(config, resume=None):
     train_ds, dev_ds = make_datasets(config, spec, tokenizer, train_split, dev_split, epochs_drawn)
     steps_per_epoch = int(train_ds.cardinality())
 
-    # -- Model and method ---------------------------------------------------
-    model = build_model(config, spec)
-    model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
-    stats = sparsity_stats(model)
-    timestamp = resumed[0]["timestamp"] if resumed else datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
-    paths = RunPaths(config.output_dir, config.method, spec.name, timestamp)
-    name = config.name or f"{config.method}_{spec.name}_{timestamp}"
-    teacher = load_teacher(config, spec, tokenizer, resumed[0] if resumed else None) if config.teacher else None
-    method = MethodSetup(config, steps_per_epoch, stats, paths, teacher)
+    # -- Model and method: every variable under the strategy's scope (mirrored: one copy per replica) ---------
+    strategy = distribution_strategy(config)
+    with strategy.scope():
+        model = build_model(config, spec)
+        model.compile(optimizer=build_optimizer(config, steps_per_epoch), loss=build_loss(spec))
+        stats = sparsity_stats(model)
+        timestamp = resumed[0]["timestamp"] if resumed else datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+        paths = RunPaths(config.output_dir, config.method, spec.name, timestamp)
+        name = config.name or f"{config.method}_{spec.name}_{timestamp}"
+        teacher = load_teacher(config, spec, tokenizer, resumed[0] if resumed else None) if config.teacher else None
+        method = MethodSetup(config, steps_per_epoch, stats, paths, teacher)
 
     # -- Outputs (created only now that data and model are known to work) ---
     paths.create_dirs()
@@ -386,7 +410,7 @@ def run(config, resume=None):
         if resumed:
             log.info("resuming run %s after epoch %d of %d (%s)", timestamp, initial_epoch, config.epochs, resumed[1])
         try:
-            with stop:
+            with stop, strategy.scope():  # variables the callbacks make as training begins are mirrored too
                 model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                           verbose=config.verbose, shuffle=False)
         except BaseException as error:

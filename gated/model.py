@@ -85,6 +85,24 @@ class GatedModel(keras.Model):
             end = error.message.find("]", start)
             raise RuntimeError(error.message[start + len(HOOK_NOT_READY):end]) from None
 
+    def _whole_batch_gradients(self, gradients, count, replicas):
+        """Under a mirrored strategy: `(the whole batch's gradients, what to hand the optimizers)`, the same on every
+        replica. Keras clips each replica's share before summing the shares, which is not what one device does; so
+        the sum is taken here (what the pruning hooks see), clipped at the optimizer's global norm as one device
+        clips it, and handed on divided by the replica count (the optimizers sum it back)."""
+        context = tf.distribute.get_replica_context()
+        present = [index for index, gradient in enumerate(gradients) if gradient is not None]
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                    [tf.convert_to_tensor(gradients[index]) for index in present])
+        whole = list(gradients)
+        for index, gradient in zip(present, summed, strict=True):
+            whole[index] = gradient
+        model, own = whole[:count], whole[count:]
+        if self.optimizer.global_clipnorm:
+            model, _ = tf.clip_by_global_norm(model, self.optimizer.global_clipnorm)
+        applied = [None if gradient is None else gradient / replicas for gradient in [*model, *own]]
+        return whole, applied
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         learner, distiller = self._mask_learner, self._distiller
@@ -95,29 +113,35 @@ class GatedModel(keras.Model):
                 y_pred = self(x, training=True)
             else:
                 y_pred, states = distiller.student_outputs(x)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            # Under a mirrored strategy Keras divides the loss by the replica count (the replicas' gradients are
+            # summed): undone here, and done once to the whole objective below.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True) * replicas
             total = loss
             if distiller is not None:
                 total, distill_terms = distiller.loss(x, loss, y_pred, states)
             if learner is not None:
                 penalty, terms = learner.penalty()
                 total = total + penalty
-            scaled_loss = self.optimizer.scale_loss(total)
+            scaled_loss = self.optimizer.scale_loss(total / replicas)
         variables = self.trainable_variables if learner is None else learner.trainable_variables(self)
         own = [] if distiller is None else distiller.trainable_variables
         gradients = tape.gradient(scaled_loss, [*variables, *own])
+        applied = gradients
+        if replicas > 1:
+            gradients, applied = self._whole_batch_gradients(gradients, len(variables), replicas)
         if own:
-            distiller.apply_gradients(gradients[len(variables):])
-        gradients = gradients[:len(variables)]
+            distiller.apply_gradients(applied[len(variables):])
+        gradients, applied = gradients[:len(variables)], applied[:len(variables)]
         if distiller is not None:
             distiller.record(distill_terms)
         for hook in self._train_step_hooks:
             hook(x, y, variables, gradients)
         if learner is None:
-            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            self.optimizer.apply_gradients(zip(applied, variables, strict=True))
         else:
             learner.record(loss, terms)
-            learner.apply_gradients(self.optimizer, variables, gradients)
+            learner.apply_gradients(self.optimizer, variables, applied)
         batch_size = tf.shape(next(iter(tf.nest.flatten(x))))[0]
         for metric in self.metrics:
             if metric.name == "loss":

@@ -1,0 +1,199 @@
+"""run_experiments.sh's Ray backend: every job one Ray task that runs train.py, on a local instance or a cluster.
+
+    python -m experiment.ray_jobs --jobs jobs.jsonl --events DIR [--address auto|HOST:PORT] [--cpus N]
+
+`--jobs` holds one JSON object per line: `id`, `argv` (the train.py command), `cwd` (its working folder),
+`log` (where its output goes) and `output_dir`. Each job becomes one Ray task with `num_cpus` = `--cpus_per_job`
+(and one GPU when the cluster has GPUs); the task runs the command as a child process, so a job that fails, or
+kills its process, never touches the others. What happens is written into `--events` for run_experiments.sh to
+read: `<id>.started` (the node: its address and Ray id, and its host name) when a task begins, `<id>.done`
+(exit code, node, host name, seconds) when it ends.
+
+Without `--address`, a Ray instance sized to this machine is started for the run and stopped at its end; it
+listens on 127.0.0.1 only, keeps token authentication on (`RAY_AUTH_MODE=token`) and has no dashboard unless
+`--dashboard`. With `--address` (`auto`, or the head's `HOST:PORT`) the jobs run on that cluster, whose token
+Ray reads from `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`.
+
+SIGTERM or Ctrl-C cancels every task: each sends its train.py SIGTERM (which records the run as interrupted),
+kills it after `STOP_GRACE_SECONDS`, and the instance this module started is stopped. A train.py whose Ray worker
+dies outright gets SIGTERM from the kernel (`PR_SET_PDEATHSIG`).
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+STOP_GRACE_SECONDS = 15
+# A local instance: its node's address is 127.0.0.1, so it listens there only (Ray otherwise takes this machine's
+# network address on Linux); token authentication on whatever the caller's environment says.
+LOCAL_INSTANCE_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+# Variables the jobs need from the environment run_experiments.sh ran in (a cluster's workers have their own).
+FORWARDED = re.compile(r"^(HF_|TRANSFORMERS_|WANDB_|TF_|KERAS_|CUDA_VISIBLE_DEVICES$|PYTHONPATH$)")
+
+
+def read_jobs(path):
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def forwarded_environment(environ):
+    """The variables a job's train.py reads: the config's own (upper-case field names, aliases) and the libraries'
+    (Hugging Face, W&B, TensorFlow)."""
+    from experiment.config import ENV_ALIASES, _field_names, env_name
+
+    names = {env_name(name) for name in _field_names()} | set(ENV_ALIASES)
+    return {key: value for key, value in environ.items() if key in names or FORWARDED.match(key)}
+
+
+def _write_event(path, fields):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(" ".join(str(field) for field in fields) + "\n")
+    os.replace(tmp, path)
+
+
+def _die_with_parent():
+    """In the child, before exec: SIGTERM when the Ray worker that started it dies (Linux only)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def stop_child(child, grace=STOP_GRACE_SECONDS):
+    """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return child.wait()
+
+
+def run_job(job, events, environment):
+    """The body of one Ray task: train.py as a child process; returns `(exit code, node, host name, seconds)`."""
+    import ray
+
+    # The node: its address, and the start of its Ray id (several nodes can share a machine).
+    address = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    host, started = socket.gethostname(), time.time()
+    _write_event(os.path.join(events, f"{job['id']}.started"), (address, host))
+    if not os.path.isdir(job["output_dir"]):
+        print(f"error: {job['output_dir']} is not visible on node {address} ({host}): the Ray backend needs the "
+              "output folder on a file system every node shares", file=sys.stderr)
+        return 2, address, host, 0.0
+    with open(job["log"], "ab") as log:
+        child = subprocess.Popen(job["argv"], cwd=job["cwd"], stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env={**os.environ, **environment},
+                                 preexec_fn=_die_with_parent)
+    try:
+        while True:  # in short waits: a cancelled task's KeyboardInterrupt arrives between them
+            try:
+                code = child.wait(0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    except BaseException:  # cancelled: Ray raises KeyboardInterrupt in the task
+        stop_child(child)
+        raise
+    return (code if code >= 0 else 128 - code), address, host, time.time() - started  # killed by signal N: 128+N
+
+
+def start_ray(address, cores, dashboard):
+    """Connect to the cluster at `address`, or start a local instance of `cores` CPUs (loopback only, token
+    authentication, no dashboard unless asked); returns whether this process started it."""
+    import ray
+
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        return False
+    ray.init(num_cpus=cores, include_dashboard=dashboard, log_to_driver=False, logging_level="WARNING")
+    return True
+
+
+STOP = []  # the signal that asked the driver to stop
+
+
+def _ask_stop(signum, frame):
+    STOP.append(signum)
+
+
+def run(jobs, events, address=None, cpus_per_job=1, cores=None, dashboard=False):
+    """Run every job as a Ray task; returns 0, or 130/143 when stopped by SIGINT/SIGTERM."""
+    import ray
+
+    pending = {}
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, _ask_stop)
+    try:
+        began = time.time()
+        started_here = start_ray(address, cores or os.cpu_count(), dashboard)
+        for number in (signal.SIGTERM, signal.SIGINT):  # again: ray.init installs its own
+            signal.signal(number, _ask_stop)
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        print(f"ray: {'started a local instance' if started_here else 'joined ' + address} in "
+              f"{time.time() - began:.1f} s; {nodes} node(s), {ray.cluster_resources().get('CPU', 0):g} CPUs; "
+              f"{cpus_per_job:g} CPU(s){' and 1 GPU' if gpus else ''} per job", flush=True)
+        task = ray.remote(run_job).options(num_cpus=cpus_per_job, num_gpus=gpus, max_retries=0)
+        environment = forwarded_environment(os.environ)
+        pending = {task.remote(job, events, environment): job for job in jobs}
+        while pending and not STOP:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in ready:
+                job = pending.pop(ref)
+                try:
+                    code, node, host, seconds = ray.get(ref)
+                except ray.exceptions.RayError as error:  # the worker or its node died
+                    print(f"ray: job {job['id']} lost: {type(error).__name__}: {str(error).splitlines()[0]}",
+                          file=sys.stderr, flush=True)
+                    code, node, host, seconds = 1, "-", "-", 0.0
+                _write_event(os.path.join(events, f"{job['id']}.done"), (code, node, host, f"{seconds:.1f}"))
+        if not STOP:
+            return 0
+        print(f"ray: stopping {len(pending)} job(s)", file=sys.stderr, flush=True)
+        for ref in pending:
+            ray.cancel(ref)  # KeyboardInterrupt in the task: its train.py gets SIGTERM
+        ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_SECONDS + 5)
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        return 128 + STOP[0]
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()  # stops the instance this process started; leaves a cluster it joined
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--jobs", required=True, help="JSON lines, one job each (id, argv, cwd, log, output_dir)")
+    parser.add_argument("--events", required=True, help="folder for the <id>.started and <id>.done files")
+    parser.add_argument("--address", help="a Ray cluster to join (auto, or HOST:PORT) [start a local instance]")
+    parser.add_argument("--cpus_per_job", type=float, default=1, help="num_cpus of each task [1]")
+    parser.add_argument("--cores", type=int, help="CPUs of a local instance [this machine's]")
+    parser.add_argument("--dashboard", action="store_true", help="start the dashboard with a local instance")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.address:  # read when ray is imported
+        os.environ.update(LOCAL_INSTANCE_ENVIRONMENT)
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        print("error: the Ray backend needs the ray package: pip install 'gated-bert[ray]' (or pip install ray)",
+              file=sys.stderr)
+        return 2
+    return run(read_jobs(args.jobs), args.events, args.address, args.cpus_per_job, args.cores, args.dashboard)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
