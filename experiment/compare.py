@@ -94,8 +94,9 @@ def markdown_table(summary, metric):
     lines = [header, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in summary:
         minutes, seconds = divmod(int(round(row["wall_seconds"])), 60)
-        lines.append(f"| {row['method']} | {row['run']} | {row['status']} | {row['best_dev']:.4f} | {row['final_dev']:.4f} | "
-                     f"{row['final_sparsity']:.4f} | {row['parameters_remaining']:,} | {minutes}m{seconds:02d}s |")
+        lines.append(f"| {row['method']} | {row['run']} | {row['status']} | {row['best_dev']:.4f} | "
+                     f"{row['final_dev']:.4f} | {row['final_sparsity']:.4f} | {row['parameters_remaining']:,} | "
+                     f"{minutes}m{seconds:02d}s |")
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,6 @@ import uuid
 
 import pytest
 
-from conftest import REPO
 from test_run_experiments import MICRO, SCRIPT, data_env, run_script
 
 RECIPE = ["-e", "2", "-ps", "0", "-pe", "1", "-o", "logs"]
@@ -47,8 +46,8 @@ def test_a_grid_is_every_combination_with_the_baseline_once_per_seed(tmp_path):
     out = tmp_path / "out"
     jobs = _listed(run_script("-list", "-p", "baseline,magnitude", "-sparsities", "0.5,0.9", "-seeds", "0,1",
                               *RECIPE, "-d", str(out)))
-    expected = {"baseline_sst2_dense_seed0", "baseline_sst2_dense_seed1", "magnitude_sst2_sparsity0.5_seed0",
-                "magnitude_sst2_sparsity0.5_seed1", "magnitude_sst2_sparsity0.9_seed0", "magnitude_sst2_sparsity0.9_seed1"}
+    expected = {"baseline_sst2_dense_seed0", "baseline_sst2_dense_seed1"} | {
+        f"magnitude_sst2_sparsity{target}_seed{seed}" for target in ("0.5", "0.9") for seed in (0, 1)}
     assert set(jobs) == expected and len(jobs) == 6
     for job, (folder, command) in jobs.items():
         method, task, setting, seed = job.split("_")
@@ -187,8 +186,8 @@ def _wait_for(paths, timeout=120):
 def test_a_failed_ray_job_is_reported_and_the_others_complete(tmp_path, glue_dir, bert_tokenizer_dir, ray_installed):
     out = tmp_path / "out"
     environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
-    script = _start(["-backend", "ray", "-p", "gumbel,baseline,movement", "-seeds", "0", "-e", "3", "-ps", "0", "-o", "bars",
-                     "-d", str(out), "--", *MICRO], environment)
+    script = _start(["-backend", "ray", "-p", "gumbel,baseline,movement", "-seeds", "0", "-e", "3", "-ps", "0",
+                     "-o", "bars", "-d", str(out), "--", *MICRO], environment)
     _wait_for([out / "experiment_logs" / "work_gumbel_sst2_untargeted_seed0" / "progress"])
     (gumbel,) = _train_py_of("gumbel")
     os.kill(gumbel, signal.SIGKILL)  # the gumbel job dies mid-run; the others go on

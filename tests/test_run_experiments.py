@@ -316,7 +316,7 @@ def test_plot_comparison_on_fixtures(tmp_path, capsys):
     assert [float(row["wall_seconds"]) for row in rows] == [125.0, 70.0]
     markdown = (tmp_path / "comparison_summary.md").read_text()
     assert [row["status"] for row in rows] == ["incomplete", "completed"]
-    assert "| movement | completed | 0.7500 | 0.7400 | 0.9000 | 600 | 1m10s |" in markdown
+    assert "| movement | 20260102_000000_000001 | completed | 0.7500 | 0.7400 | 0.9000 | 600 | 1m10s |" in markdown
     assert markdown in capsys.readouterr().out
     for name in ("pruning_methods_comparison_dual_axis", "accuracy_vs_sparsity"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
