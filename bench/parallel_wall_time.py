@@ -6,17 +6,19 @@ and a small SST-2 subset (RECIPE) four ways, each into its own folder, in this
 order: `sequential` (one job at a time), `parallel` (`-parallel`), `ray`
 (`-backend ray`: the script starts a Ray instance on 127.0.0.1 for the run) and
 `ray 2 nodes` (`-backend ray -ray-address` to a head and a second node started
-here with `ray start`, one CPU each). Prints each wall time, the speed-up over
-sequential, and Ray's scheduling overhead per job: its wall time minus local
-parallel's, over the jobs (instance start included). Targets: overhead <= 5 s
-per job; Ray within 10% of local parallel.
+here with `ray start`, one CPU each). ROUNDS rounds (default 2) alternate the
+order of the four; each round prints its wall times, then the medians give
+the speed-up over sequential and Ray's scheduling overhead per job: its wall
+time minus local parallel's, over the jobs (instance start included).
+Targets: overhead <= 5 s per job; Ray within 10% of local parallel.
 
-    python bench/parallel_wall_time.py     # about 10 minutes on 2 cores
+    ROUNDS=2 python bench/parallel_wall_time.py     # about 9 minutes a round on 2 cores
 """
 
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,25 +73,32 @@ def main():
     cores = os.cpu_count()
     print(f"{METHODS.replace(',', ', ')}; tiny preset, 3000 SST-2 rows, 2 epochs; {cores} cores", flush=True)
     marker = {"GATED_BERT_BENCH_CLUSTER": uuid.uuid4().hex}
-    walls = {}
+    names = ["sequential", "parallel", "ray", "ray 2 nodes"]
+    walls = {name: [] for name in names}
     try:
-        for name in ("sequential", "parallel", "ray", "ray 2 nodes"):
-            flags, env = {"sequential": [], "parallel": ["-parallel"], "ray": ["-backend", "ray"]}.get(name), {}
-            if name == "ray 2 nodes":
-                flags, env = ["-backend", "ray", "-ray-address", two_node_cluster(marker)], {"RAY_AUTH_MODE": "token"}
-            wall, stdout = timed_run(flags, tempfile.mkdtemp(prefix="bench_grid_"), env)
-            walls[name] = wall
-            started = re.search(r"ray: (started a local instance|joined \S+) in ([0-9.]+) s; (\d+) node", stdout)
-            extra = f"; Ray ready in {started.group(2)} s, {started.group(3)} node(s)" if started else ""
-            nodes = sorted(set(re.findall(r" (\S+/[0-9.]+/[0-9a-f]{8}) ", stdout)))
-            extra += f"; jobs ran on {len(nodes)} node(s)" if nodes else ""
-            print(f"{name}: wall {wall:.1f} s, speed-up over sequential {walls['sequential'] / wall:.2f}x{extra}",
-                  flush=True)
+        address = None
+        for round_ in range(int(os.environ.get("ROUNDS", "2"))):
+            for name in names if round_ % 2 == 0 else names[::-1]:
+                flags, env = {"sequential": [], "parallel": ["-parallel"], "ray": ["-backend", "ray"]}.get(name), {}
+                if name == "ray 2 nodes":
+                    address = address or two_node_cluster(marker)
+                    flags, env = ["-backend", "ray", "-ray-address", address], {"RAY_AUTH_MODE": "token"}
+                wall, stdout = timed_run(flags, tempfile.mkdtemp(prefix="bench_grid_"), env)
+                walls[name].append(wall)
+                started = re.search(r"ray: (started a local instance|joined \S+) in ([0-9.]+) s; (\d+) node", stdout)
+                extra = f"; Ray ready in {started.group(2)} s, {started.group(3)} node(s)" if started else ""
+                nodes = sorted(set(re.findall(r" (\S+/[0-9.]+/[0-9a-f]{8}) ", stdout)))
+                extra += f"; jobs ran on {len(nodes)} node(s)" if nodes else ""
+                print(f"round {round_ + 1}, {name}: wall {wall:.1f} s{extra}", flush=True)
     finally:
         stop_processes_with(marker)
+    median = {name: statistics.median(values) for name, values in walls.items()}
+    for name in names:
+        print(f"{name}: median wall {median[name]:.1f} s, speed-up over sequential "
+              f"{median['sequential'] / median[name]:.2f}x")
     for name in ("ray", "ray 2 nodes"):
-        overhead = (walls[name] - walls["parallel"]) / JOBS
-        ratio = walls[name] / walls["parallel"]
+        overhead = (median[name] - median["parallel"]) / JOBS
+        ratio = median[name] / median["parallel"]
         print(f"{name}: scheduling overhead {overhead:+.1f} s per job (target <= 5 s: "
               f"{'PASS' if overhead <= 5 else 'FAIL'}); wall / local parallel {ratio:.3f} (target <= 1.10: "
               f"{'PASS' if ratio <= 1.10 else 'FAIL'})")

@@ -1,6 +1,6 @@
 """run_experiments.sh's Ray backend: every job one Ray task that runs train.py, on a local instance or a cluster.
 
-    python -m experiment.ray_jobs --jobs jobs.jsonl --events DIR [--address auto|HOST:PORT] [--cpus N]
+    python -m experiment.ray_jobs --jobs jobs.jsonl --events DIR [--address auto|HOST:PORT] [--cpus_per_job N]
 
 `--jobs` holds one JSON object per line: `id`, `argv` (the train.py command), `cwd` (its working folder),
 `log` (where its output goes) and `output_dir`. Each job becomes one Ray task with `num_cpus` = `--cpus_per_job`

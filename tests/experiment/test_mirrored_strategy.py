@@ -124,3 +124,13 @@ def test_a_batch_that_does_not_split_among_the_replicas_is_refused(tmp_path, glu
     assert result.returncode == 1
     assert "batch_size=33 does not split evenly among 2 replicas" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_devices_that_are_not_here_are_named_and_refused():
+    from experiment.config import ConfigError, GatedBertConfig
+    from experiment.train import distribution_strategy
+
+    with pytest.raises(ConfigError, match=r"devices GPU:7 are not on this machine; it has: .*CPU:0"):
+        distribution_strategy(GatedBertConfig(strategy="mirrored", devices=("CPU:0", "GPU:7")))
+    with pytest.raises(ConfigError, match="are for --strategy mirrored"):
+        GatedBertConfig(devices=("CPU:0",))
