@@ -125,7 +125,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_end(left_alone, tmp_path, gl
     killed = json.loads(metadata.read_text())
     assert killed["status"] == "running" and killed["epochs_completed"] >= 2
     assert compare.main(["--results_dir", str(out), "--output_dir", str(tmp_path / "figures")]) == 0
-    assert f"| {_method(method)} | incomplete |" in capsys.readouterr().out
+    assert f"| {_method(method)} | {killed['timestamp']} | incomplete |" in capsys.readouterr().out
     # Other settings than the run's are refused, naming them.
     assert train.main([*argv, "--learning_rate", "2e-3", "--resume"]) == 1
     assert "learning_rate: 0.001 in the run, 0.002 now" in capsys.readouterr().err
