@@ -534,15 +534,15 @@ bar_line() {
         "$epochs" "${metric:-dev}" "$value" "$state"
 }
 
-new_lines() {  # the lines a file gained since offset $2 (the new offset in NEW_OFFSET), prefixed by [$3]
+new_lines() {  # the lines file $1 gained since offset $2, prefixed by [$3], in NEW_TEXT; its new offset in NEW_OFFSET
     local file=$1 offset=$2 prefix=$3 size
-    NEW_OFFSET=$offset
+    NEW_TEXT="" NEW_OFFSET=$offset
     [[ -f $file ]] || return 0
     size=$(stat -c %s "$file")
     if ((size > offset)); then
         # head reads the file and stops at `size`; tail reads head's whole output, so no writer in this
         # pipeline meets a closed pipe (under pipefail a SIGPIPE'd tail would end the script).
-        head -c "$size" "$file" | tail -c +"$((offset + 1))" | sed "s|^|[$prefix] |"
+        NEW_TEXT=$(head -c "$size" "$file" | tail -c +"$((offset + 1))" | sed "s|^|[$prefix] |")
         NEW_OFFSET=$size
     fi
 }
@@ -551,8 +551,8 @@ show_progress() {
     local final=${1:-false} lines="" i
     for i in "${ALL_JOBS[@]}"; do
         [[ -n ${LOG[$i]:-} ]] || continue
-        lines+=$(new_lines "${LOG[$i]}" "${OFFSET[$i]}" "${JOB_ID[i]}")$'\n'
-        new_lines "${LOG[$i]}" "${OFFSET[$i]}" "" >/dev/null
+        new_lines "${LOG[$i]}" "${OFFSET[$i]}" "${JOB_ID[i]}"
+        lines+=$NEW_TEXT$'\n'
         OFFSET[$i]=$NEW_OFFSET
     done
     lines=$(printf '%s' "$lines" | grep -v '^$' || true)
@@ -560,9 +560,9 @@ show_progress() {
     [[ $OUTPUT_MODE != bars ]] || lines=""
     if [[ -n $RAY_LOG ]]; then  # the driver's own lines, in every mode: few, and about every job
         local driver
-        driver=$(new_lines "$RAY_LOG" "$RAY_OFFSET" ray | grep -v '^\[ray\] \[20[0-9-]* [0-9:,]* [A-Z]' || true)
-        new_lines "$RAY_LOG" "$RAY_OFFSET" ray >/dev/null
+        new_lines "$RAY_LOG" "$RAY_OFFSET" ray
         RAY_OFFSET=$NEW_OFFSET
+        driver=$(printf '%s' "$NEW_TEXT" | grep -v '^\[ray\] \[20[0-9-]* [0-9:,]* [A-Z]' || true)
         lines=$(printf '%s\n%s' "$driver" "$lines" | grep -v '^$' || true)
     fi
     if [[ -t 1 ]]; then

@@ -48,8 +48,8 @@ def distribution_strategy(config):
     if config.strategy == "default":
         return tf.distribute.get_strategy()
     known = {device.name.removeprefix("/device:") for device in tf.config.list_logical_devices()}
-    missing = [name for name in config.devices or () if name.removeprefix("/device:").upper() not in
-               {k.upper() for k in known}]
+    missing = [name for name in config.devices or ()
+               if name.removeprefix("/device:").upper() not in {known_name.upper() for known_name in known}]
     if missing:
         raise ConfigError(f"devices {' '.join(missing)} are not on this machine; it has: {' '.join(sorted(known))}")
     strategy = tf.distribute.MirroredStrategy(devices=list(config.devices) if config.devices else None)

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from test_run_experiments import MICRO, SCRIPT, data_env, run_script
+from test_run_experiments import MICRO, SCRIPT, _processes_mentioning, data_env, run_script
 
 RECIPE = ["-e", "2", "-ps", "0", "-pe", "1", "-o", "logs"]
 
@@ -147,28 +147,7 @@ def test_ray_backend_gives_the_local_backends_results(tmp_path, glue_dir, bert_t
 
 def _processes_with(marker):
     """Processes whose environment holds `marker`: everything a run started, Ray's daemons and workers included."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                if marker.encode() in handle.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
-def _train_py_of(method):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                command = handle.read()
-        except OSError:
-            continue
-        if b"train.py" in command and f"--pruning_method\0{method}\0".encode() in command:
-            found.append(int(pid))
-    return found
+    return _processes_mentioning(marker, "environ")
 
 
 def _start(args, environment):
@@ -189,7 +168,7 @@ def test_a_failed_ray_job_is_reported_and_the_others_complete(tmp_path, glue_dir
     script = _start(["-backend", "ray", "-p", "gumbel,baseline,movement", "-seeds", "0", "-e", "3", "-ps", "0",
                      "-o", "bars", "-d", str(out), "--", *MICRO], environment)
     _wait_for([out / "experiment_logs" / "work_gumbel_sst2_untargeted_seed0" / "progress"])
-    (gumbel,) = _train_py_of("gumbel")
+    (gumbel,) = _processes_mentioning("--pruning_method\0gumbel\0")  # its train.py: the Ray worker is ray::...
     os.kill(gumbel, signal.SIGKILL)  # the gumbel job dies mid-run; the others go on
     stdout, stderr = script.communicate(timeout=300)
     assert script.returncode == 1, stdout[-3000:] + stderr[-3000:]

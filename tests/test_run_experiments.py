@@ -167,11 +167,12 @@ def test_a_failed_job_leaves_the_other_complete(tmp_path, glue_dir, bert_tokeniz
     assert re.search(r"^gumbel +failed \(exit 137\)", stdout, re.M)
 
 
-def _processes_mentioning(text):
+def _processes_mentioning(text, where="cmdline"):
+    """Processes whose /proc `where` (cmdline, or environ: what every descendant inherits) holds `text`."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            with open(f"/proc/{pid}/{where}", "rb") as handle:
                 if text.encode() in handle.read():
                     found.append(int(pid))
         except OSError:
