@@ -8,6 +8,13 @@ import tensorflow as tf
 HOOK_NOT_READY = "train step hook not ready: "
 
 
+def _scaled(gradient, factor):
+    """`gradient * factor`, an IndexedSlices kept as one."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
+
+
 @keras.saving.register_keras_serializable(package="gated_bert")
 class GatedModel(keras.Model):
     """A Keras model whose training step calls registered hooks with each batch and its gradients.
@@ -92,15 +99,15 @@ class GatedModel(keras.Model):
         clips it, and handed on divided by the replica count (the optimizers sum it back)."""
         context = tf.distribute.get_replica_context()
         present = [index for index, gradient in enumerate(gradients) if gradient is not None]
-        summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                    [tf.convert_to_tensor(gradients[index]) for index in present])
+        # Embedding rows come as IndexedSlices, and stay so: densified, each step would all-reduce whole tables.
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, [gradients[index] for index in present])
         whole = list(gradients)
         for index, gradient in zip(present, summed, strict=True):
             whole[index] = gradient
         model, own = whole[:count], whole[count:]
         if self.optimizer.global_clipnorm:
             model, _ = tf.clip_by_global_norm(model, self.optimizer.global_clipnorm)
-        applied = [None if gradient is None else gradient / replicas for gradient in [*model, *own]]
+        applied = [None if gradient is None else _scaled(gradient, 1 / replicas) for gradient in [*model, *own]]
         return whole, applied
 
     def train_step(self, data):
