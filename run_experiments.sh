@@ -464,13 +464,21 @@ start_ray_jobs() {
     RAY_LOG=$LOG_DIR/ray_$STAMP.log
     jobs=$EVENTS/jobs.jsonl
     mkdir -p "$EVENTS"
-    for i in "${QUEUE[@]}"; do
+    for i in "${QUEUE[@]}"; do  # each job's fields and its command's words, NUL-separated, for one JSON encoder
         prepare_job "$i"
-        "$PYTHON" -c 'import json, sys; print(json.dumps(dict(id=sys.argv[1], cwd=sys.argv[2], log=sys.argv[3],
-            output_dir=sys.argv[4], argv=sys.argv[5:])))' "$i" "$LOG_DIR/work_${JOB_KEY[i]}" "${LOG[$i]}" \
-            "${JOB_DIR[i]}" "${COMMAND[@]}" >>"$jobs"
+        printf '%s\0' "$i" "$LOG_DIR/work_${JOB_KEY[i]}" "${LOG[$i]}" "${JOB_DIR[i]}" "${#COMMAND[@]}" "${COMMAND[@]}"
         STATUS[$i]=queued
-    done
+    done >"$CHECK_DIR/jobs"
+    "$PYTHON" - "$CHECK_DIR/jobs" >"$jobs" <<'PY'
+import itertools, json, sys
+
+with open(sys.argv[1], "rb") as handle:
+    words = iter(handle.read().decode().split("\0")[:-1])
+for job in words:
+    cwd, log, out, count = itertools.islice(words, 4)
+    argv = list(itertools.islice(words, int(count)))
+    print(json.dumps(dict(id=job, cwd=cwd, log=log, output_dir=out, argv=argv)))
+PY
     local ray_args=(--jobs "$jobs" --events "$EVENTS" --cpus_per_job "$((THREADS > 0 ? THREADS : CORES))"
         --cores "$CORES")
     [[ -z $RAY_ADDRESS_ARG ]] || ray_args+=(--address "$RAY_ADDRESS_ARG")
@@ -695,10 +703,6 @@ else
         show_progress
     done
 fi
-if [[ -n $RAY_PID ]]; then  # every job has ended: the driver stops its Ray instance and exits
-    wait "$RAY_PID" || echo "warning: the Ray driver ended with status $?; see $RAY_LOG" >&2
-    RAY_PID=""
-fi
 show_progress true
 
 # -- Summary ------------------------------------------------------------------
@@ -762,6 +766,10 @@ if ((${#FAILED[@]} < ${#ALL_JOBS[@]})); then
         "$PYTHON" "$ROOT/plot_comparison.py" --results_dir "$OUTPUT_DIR" --task "$task" --methods "${METHODS[@]}" \
             --pareto || echo "warning: plot_comparison.py failed for $task; the results folders are complete" >&2
     done
+fi
+if [[ -n $RAY_PID ]]; then  # the driver has been stopping its Ray instance while the summary was made
+    wait "$RAY_PID" || echo "warning: the Ray driver ended with status $?; see $RAY_LOG" >&2
+    RAY_PID=""
 fi
 if ((${#FAILED[@]} > 0)); then
     echo "failed jobs: ${FAILED[*]}" >&2

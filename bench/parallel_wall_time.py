@@ -17,7 +17,6 @@ Targets: overhead <= 5 s per job; Ray within 10% of local parallel.
 
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 import uuid
 
 from common import glue_inputs_or_exit
+from experiment.ray_jobs import stop_leftovers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = "baseline,magnitude,movement,spt"
@@ -55,18 +55,6 @@ def two_node_cluster(marker):
     return address
 
 
-def stop_processes_with(marker):
-    key, value = next(iter(marker.items()))
-    needle = f"{key}={value}".encode()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                if needle in handle.read():
-                    os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            continue
-
-
 def main():
     glue, tokenizer = glue_inputs_or_exit()
     os.environ.update({"GLUE_DIR": glue, "TOKENIZER": tokenizer, "HF_HUB_OFFLINE": "1"})
@@ -91,7 +79,7 @@ def main():
                 extra += f"; jobs ran on {len(nodes)} node(s)" if nodes else ""
                 print(f"round {round_ + 1}, {name}: wall {wall:.1f} s{extra}", flush=True)
     finally:
-        stop_processes_with(marker)
+        stop_leftovers(*next(iter(marker.items())))  # the two nodes' processes
     median = {name: statistics.median(values) for name, values in walls.items()}
     for name in names:
         print(f"{name}: median wall {median[name]:.1f} s, speed-up over sequential "

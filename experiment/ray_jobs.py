@@ -10,13 +10,16 @@ read: `<id>.started` (the node: its address and Ray id, and its host name) when 
 (exit code, node, host name, seconds) when it ends.
 
 Without `--address`, a Ray instance sized to this machine is started for the run and stopped at its end; it
-listens on 127.0.0.1 only, keeps token authentication on (`RAY_AUTH_MODE=token`) and has no dashboard unless
-`--dashboard`. With `--address` (`auto`, or the head's `HOST:PORT`) the jobs run on that cluster, whose token
-Ray reads from `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`.
+listens on 127.0.0.1 only, keeps token authentication on (`RAY_AUTH_MODE=token`), has no dashboard unless
+`--dashboard`, and runs the jobs at niceness 0 (Ray's workers have 15) unless `RAY_worker_niceness` says
+otherwise. With `--address` (`auto`, or the head's `HOST:PORT`) the jobs run on that cluster, whose token Ray
+reads from `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`.
 
-SIGTERM or Ctrl-C cancels every task: each sends its train.py SIGTERM (which records the run as interrupted),
-kills it after `STOP_GRACE_SECONDS`, and the instance this module started is stopped. A train.py whose Ray worker
-dies outright gets SIGTERM from the kernel (`PR_SET_PDEATHSIG`).
+SIGTERM or Ctrl-C stops every task: the driver writes `<events>/stop`, a running task sends its train.py SIGTERM
+(which records the run as interrupted) and SIGKILL after `STOP_GRACE_SECONDS`, a queued one starts nothing; a task
+still running after that is cancelled by force, and the instance this module started is stopped, with whatever of
+it outlives Ray's shutdown. A train.py whose Ray worker dies outright gets SIGTERM from the kernel
+(`PR_SET_PDEATHSIG`).
 """
 
 import argparse
@@ -29,11 +32,19 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 STOP_GRACE_SECONDS = 15
+STOP_FILE = "stop"  # in the events folder: every task stops its train.py, and starts none
+# Set in a local instance's environment, so every process of it carries it (see `stop_leftovers`).
+INSTANCE_VARIABLE = "GATED_BERT_RAY_INSTANCE"
 # A local instance: its node's address is 127.0.0.1, so it listens there only (Ray otherwise takes this machine's
 # network address on Linux); token authentication on whatever the caller's environment says.
 LOCAL_INSTANCE_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
+# Ray runs its workers, and so the train.py they start, at niceness 15: on a machine doing anything else the jobs
+# would lose to it, where the local backend's run at the caller's priority. A local instance runs them at 0 unless
+# the caller says otherwise; a cluster keeps its own setting.
+LOCAL_INSTANCE_DEFAULTS = {"RAY_worker_niceness": "0"}
 # Variables the jobs need from the environment run_experiments.sh ran in (a cluster's workers have their own).
 FORWARDED = re.compile(r"^(HF_|TRANSFORMERS_|WANDB_|TF_|KERAS_|CUDA_VISIBLE_DEVICES$|PYTHONPATH$)")
 
@@ -79,12 +90,16 @@ def stop_child(child, grace=STOP_GRACE_SECONDS):
 
 
 def run_job(job, events, environment):
-    """The body of one Ray task: train.py as a child process; returns `(exit code, node, host name, seconds)`."""
+    """The body of one Ray task: train.py as a child process; returns `(exit code, node, host name, seconds)`.
+    Once `<events>/stop` exists it starts nothing, and stops a running train.py (SIGTERM: the run records that it
+    was interrupted)."""
     import ray
 
     # The node: its address, and the start of its Ray id (several nodes can share a machine).
     address = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
-    host, started = socket.gethostname(), time.time()
+    host, started, stop = socket.gethostname(), time.time(), os.path.join(events, STOP_FILE)
+    if os.path.exists(stop):
+        return 128 + signal.SIGTERM, address, host, 0.0
     _write_event(os.path.join(events, f"{job['id']}.started"), (address, host))
     if not os.path.isdir(job["output_dir"]):
         print(f"error: {job['output_dir']} is not visible on node {address} ({host}): the Ray backend needs the "
@@ -100,11 +115,49 @@ def run_job(job, events, environment):
                 code = child.wait(0.5)
                 break
             except subprocess.TimeoutExpired:
-                continue
+                if os.path.exists(stop):
+                    code = stop_child(child)
+                    break
     except BaseException:  # cancelled: Ray raises KeyboardInterrupt in the task
         stop_child(child)
         raise
     return (code if code >= 0 else 128 - code), address, host, time.time() - started  # killed by signal N: 128+N
+
+
+def processes_carrying(variable, value):
+    """This user's processes (this one aside) whose environment holds `variable=value`; none where /proc is
+    missing."""
+    needle, found = f"{variable}={value}".encode(), []
+    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else ()):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if needle in handle.read().split(b"\0") and int(pid) != os.getpid():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _signal_all(pids, number):
+    for pid in pids:
+        try:
+            os.kill(pid, number)
+        except OSError:  # gone already
+            pass
+
+
+def stop_leftovers(variable, value, grace=3.0):
+    """After `ray.shutdown()` of a local instance: SIGTERM whatever of it still runs, and SIGKILL what is left after
+    `grace` seconds. Ray's agents watch for their raylet's death and first try to reach the stopped GCS, which after
+    cancelled tasks has taken over 10 s: a run must not end with them behind it. Returns how many were found."""
+    found = left = processes_carrying(variable, value)
+    _signal_all(left, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = processes_carrying(variable, value)
+    _signal_all(left, signal.SIGKILL)
+    return len(found)
 
 
 def start_ray(address, cores, dashboard):
@@ -115,6 +168,7 @@ def start_ray(address, cores, dashboard):
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         return False
+    os.environ[INSTANCE_VARIABLE] = uuid.uuid4().hex  # every process of the instance inherits it
     ray.init(num_cpus=cores, include_dashboard=dashboard, log_to_driver=False, logging_level="WARNING")
     return True
 
@@ -159,16 +213,22 @@ def run(jobs, events, address=None, cpus_per_job=1, cores=None, dashboard=False)
                 _write_event(os.path.join(events, f"{job['id']}.done"), (code, node, host, f"{seconds:.1f}"))
         if not STOP:
             return 0
+        # The tasks are told through the events folder, not ray.cancel: cancelling a running task has crashed this
+        # process inside Ray (a CHECK in its task manager, when the task's reply came back), so nothing got stopped.
         print(f"ray: stopping {len(pending)} job(s)", file=sys.stderr, flush=True)
-        for ref in pending:
-            ray.cancel(ref)  # KeyboardInterrupt in the task: its train.py gets SIGTERM
-        ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_SECONDS + 5)
-        for ref in pending:
+        _write_event(os.path.join(events, STOP_FILE), (STOP[0],))
+        _, hung = ray.wait(list(pending), num_returns=len(pending), timeout=STOP_GRACE_SECONDS + 5)
+        for ref in hung:  # past their train.py's SIGKILL: a worker that does not answer
             ray.cancel(ref, force=True)
         return 128 + STOP[0]
     finally:
         if ray.is_initialized():
             ray.shutdown()  # stops the instance this process started; leaves a cluster it joined
+        if not address and INSTANCE_VARIABLE in os.environ:
+            left = stop_leftovers(INSTANCE_VARIABLE, os.environ[INSTANCE_VARIABLE])
+            if left:
+                print(f"ray: stopped {left} process(es) of the instance that outlived its shutdown", file=sys.stderr,
+                      flush=True)
 
 
 def parse_args(argv):
@@ -184,8 +244,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if not args.address:  # read when ray is imported
+    if not args.address:  # read when ray is imported, or by the instance it starts
         os.environ.update(LOCAL_INSTANCE_ENVIRONMENT)
+        for key, value in LOCAL_INSTANCE_DEFAULTS.items():
+            os.environ.setdefault(key, value)
     try:
         import ray  # noqa: F401
     except ImportError:

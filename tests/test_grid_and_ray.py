@@ -150,6 +150,14 @@ def _processes_with(marker):
     return _processes_mentioning(marker, "environ")
 
 
+def _command_line(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "(gone)"
+
+
 def _start(args, environment):
     return subprocess.Popen(["bash", str(SCRIPT), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=environment)
@@ -195,7 +203,8 @@ def test_sigterm_stops_every_ray_task_and_the_instance(tmp_path, glue_dir, bert_
     deadline = time.monotonic() + 10
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _processes_with(marker) == []  # no train.py, Ray worker or Ray daemon of this run is left
+    left = {pid: _command_line(pid) for pid in _processes_with(marker)}
+    assert left == {}  # no train.py, Ray worker or Ray daemon of this run is left
     for method, setting in (("baseline", "dense"), ("movement", "sparsity0.99")):  # train.py recorded it
         meta = _metadata(out / f"{method}_sst2_{setting}_seed0", method)
         assert meta["status"] == "interrupted", meta.get("error")
@@ -258,3 +267,27 @@ def test_the_ray_driver_reads_its_jobs_and_forwards_only_the_settings_train_py_r
     kept = forwarded_environment({"GLUE_DIR": "/g", "EPOCHS": "3", "HF_HUB_OFFLINE": "1", "WANDB_PROJECT": "p",
                                   "HOME": "/root", "PATH": "/bin", "RANDOM_THING": "x"})
     assert kept == {"GLUE_DIR": "/g", "EPOCHS": "3", "HF_HUB_OFFLINE": "1", "WANDB_PROJECT": "p"}
+
+
+def test_leftovers_of_a_local_instance_are_stopped_and_nothing_else_is():
+    from experiment.ray_jobs import stop_leftovers
+
+    value = uuid.uuid4().hex
+    marked = {**os.environ, "GATED_BERT_TEST_INSTANCE": value}
+    # One that ends on SIGTERM, one that ignores it (as a busy Ray agent may), and one of somebody else's.
+    polite = subprocess.Popen(["sleep", "60"], env=marked)
+    stubborn = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & wait"], env=marked)  # and its sleep
+    other = subprocess.Popen(["sleep", "60"], env={**os.environ, "GATED_BERT_TEST_INSTANCE": value + "x"})
+    try:
+        time.sleep(0.3)  # the shells have started their children
+        assert len(_processes_mentioning(f"GATED_BERT_TEST_INSTANCE={value}\0", "environ")) == 3
+        began = time.monotonic()
+        assert stop_leftovers("GATED_BERT_TEST_INSTANCE", value, grace=1.0) == 3
+        assert 1.0 <= time.monotonic() - began < 5  # the stubborn one waited for its grace, then SIGKILL
+        assert polite.wait(5) == -signal.SIGTERM and stubborn.wait(5) == -signal.SIGKILL
+        assert _processes_mentioning(f"GATED_BERT_TEST_INSTANCE={value}\0", "environ") == []
+        assert other.poll() is None  # a different value is not ours
+    finally:
+        for process in (polite, stubborn, other):
+            process.kill()
+            process.wait()
