@@ -12,7 +12,7 @@ the speed-up over sequential and Ray's scheduling overhead per job: its wall
 time minus local parallel's, over the jobs (instance start included).
 Targets: overhead <= 5 s per job; Ray within 10% of local parallel.
 
-    ROUNDS=2 python bench/parallel_wall_time.py     # about 9 minutes a round on 2 cores
+    ROUNDS=2 python bench/parallel_wall_time.py     # about 4 to 5 minutes a round on 2 cores
 """
 
 import os
