@@ -30,9 +30,9 @@ COMPOSED_JSON = "composed.json"
 
 def blocks_of(model):
     """`{index: EncoderBlock}` of a gated encoder."""
-    from gated.encoder import EncoderBlock
+    from gated.encoder import encoder_blocks
 
-    return {int(layer.name.removeprefix("block_")): layer for layer in model.layers if isinstance(layer, EncoderBlock)}
+    return {int(layer.name.removeprefix("block_")): layer for layer in encoder_blocks(model)}
 
 
 def check_layers(model, units):

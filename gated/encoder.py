@@ -250,10 +250,20 @@ def build_gated_encoder(
     return GatedModel(inputs, logits, name=name)
 
 
+def encoder_blocks(model):
+    """`model`'s encoder blocks, first to last."""
+    return [layer for layer in model.layers if isinstance(layer, EncoderBlock)]
+
+
 def last_hidden_state_model(model):
     """A model sharing `model`'s layers whose output is the last block's hidden state `(B, T, D)`."""
-    blocks = [layer for layer in model.layers if isinstance(layer, EncoderBlock)]
-    return keras.Model(model.inputs, blocks[-1].output, name=f"{model.name}_hidden")
+    return keras.Model(model.inputs, encoder_blocks(model)[-1].output, name=f"{model.name}_hidden")
+
+
+def block_states_model(model):
+    """A model sharing `model`'s layers whose outputs are every block's hidden state `(B, T, D)`, then the logits."""
+    return keras.Model(model.inputs, [*(block.output for block in encoder_blocks(model)), model.output],
+                       name=f"{model.name}_with_states")
 
 
 def _per_layer(name, value, num_layers):

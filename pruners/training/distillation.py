@@ -15,7 +15,8 @@ change.
 import keras
 from keras import ops
 
-from gated.encoder import EncoderBlock
+from gated.encoder import block_states_model
+from pruners.training.state import assign_variables_state, variables_state
 
 
 def kd_loss(student_logits, teacher_logits, temperature, regression=False):
@@ -45,13 +46,6 @@ def teacher_layers(student_layers, teacher_layers_count):
     """The teacher block each student block `i` of `S` learns from: `ceil((i + 1) * T / S) - 1` of `T` (evenly
     spread, last to last; a deeper student shares teacher blocks)."""
     return [-(-(index + 1) * teacher_layers_count // student_layers) - 1 for index in range(student_layers)]
-
-
-def _with_block_outputs(model):
-    """A model sharing `model`'s layers whose outputs are every block's hidden state, then the logits."""
-    blocks = [layer for layer in model.layers if isinstance(layer, EncoderBlock)]
-    return keras.Model(model.inputs, [*(block.output for block in blocks), model.output],
-                       name=f"{model.name}_with_states")
 
 
 class Distiller:
@@ -105,8 +99,8 @@ class Distiller:
             raise ValueError(f"the teacher gives {teacher_labels} outputs, the student {student_labels}: the teacher "
                              "must be fine-tuned for the student's task")
         if self.model is None and self.uses_hidden:
-            self._student_view = _with_block_outputs(model)
-            self._teacher_view = _with_block_outputs(self.teacher)
+            self._student_view = block_states_model(model)
+            self._teacher_view = block_states_model(self.teacher)
             student_widths = [output.shape[-1] for output in self._student_view.outputs[:-1]]
             teacher_widths = [output.shape[-1] for output in self._teacher_view.outputs[:-1]]
             self.pairs = teacher_layers(len(student_widths), len(teacher_widths))
@@ -168,15 +162,13 @@ class Distiller:
 
     def resume_state(self):
         """`(arrays, values)`: the learned maps and their optimizer, for a resumed run."""
-        if not self.maps:
-            return {}, {}
-        variables = [*self.maps, *self.optimizer.variables]
-        return {str(index): keras.ops.convert_to_numpy(v) for index, v in enumerate(variables)}, {}
+        return variables_state(self._state_variables()), {}
 
     def restore_state(self, arrays, values):
-        if self.maps:
-            for index, variable in enumerate([*self.maps, *self.optimizer.variables]):
-                variable.assign(arrays[str(index)])
+        assign_variables_state(self._state_variables(), arrays)
+
+    def _state_variables(self):
+        return {"maps": self.maps, "optimizer": self.optimizer.variables} if self.maps else {}
 
     def get_config(self):
         return {"temperature": self.temperature, "alpha": self.alpha, "hidden_weight": self.hidden_weight,

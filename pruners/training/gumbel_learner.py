@@ -23,10 +23,10 @@ averaged over kinds, so the 8 heads of a small model weigh as much as its
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from gated.masks import learned_gates
+from pruners.training.state import assign_variables_state, variables_state
 
 # Keep-probabilities are clipped this far from 0 and 1 inside the logarithms of the entropy.
 _EPS = 1e-7
@@ -235,13 +235,10 @@ class GumbelMaskLearner:
 
     def resume_state(self):
         """`(arrays, values)`: the mask optimizers' and the multipliers' state, for a resumed run."""
-        return {f"{group}/{index}": np.array(variable) for group, variables in self._state_variables().items()
-                for index, variable in enumerate(variables)}, {}
+        return variables_state(self._state_variables()), {}
 
     def restore_state(self, arrays, values):
-        for group, variables in self._state_variables().items():
-            for index, variable in enumerate(variables):
-                variable.assign(arrays[f"{group}/{index}"])
+        assign_variables_state(self._state_variables(), arrays)
 
     def get_config(self):
         return {"sparsity_weight": self.sparsity_weight, "quantization_weight": self.quantization_weight,

@@ -18,6 +18,7 @@ from keras import ops
 
 from gated.masks import collect_gated_layers
 from gated_bert.vocabulary import GRANULARITIES
+from pruners.training.state import assign_variables_state, variables_state
 
 
 def mask_targets(model, granularity):
@@ -154,15 +155,13 @@ class SoftMovementLearner:
 
     def resume_state(self):
         """`(arrays, values)`: the scores and their optimizer, for a resumed run."""
-        arrays = {f"scores/{name}": np.array(score) for name, score in self.scores.items()}
-        arrays.update({f"optimizer/{index}": np.array(v) for index, v in enumerate(self.optimizer.variables)})
-        return arrays, {}
+        return variables_state(self._state_variables()), {}
 
     def restore_state(self, arrays, values):
-        for name, score in self.scores.items():
-            score.assign(arrays[f"scores/{name}"])
-        for index, variable in enumerate(self.optimizer.variables):
-            variable.assign(arrays[f"optimizer/{index}"])
+        assign_variables_state(self._state_variables(), arrays)
+
+    def _state_variables(self):
+        return {"scores": self.scores, "optimizer": self.optimizer.variables}
 
     def get_config(self):
         return {"threshold": self.threshold, "regularization": self.regularization,
