@@ -148,15 +148,16 @@ def _signal_all(pids, number):
 
 def stop_leftovers(variable, value, grace=3.0):
     """After `ray.shutdown()` of a local instance: SIGTERM whatever of it still runs, and SIGKILL what is left after
-    `grace` seconds. Ray's agents watch for their raylet's death and first try to reach the stopped GCS, which after
-    cancelled tasks has taken over 10 s: a run must not end with them behind it. Returns how many were found."""
+    `grace` seconds, and returns once they have exited (or 2 s more have passed). Ray's agents leave only once they
+    notice that their raylet has gone, and have been seen alive over 10 s after a stop; a run must not end with them
+    behind it. Returns how many were found."""
     found = left = processes_carrying(variable, value)
-    _signal_all(left, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = processes_carrying(variable, value)
-    _signal_all(left, signal.SIGKILL)
+    for number, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):  # after SIGKILL: until they have exited
+        _signal_all(left, number)
+        deadline = time.monotonic() + wait
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = processes_carrying(variable, value)
     return len(found)
 
 

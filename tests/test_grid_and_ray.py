@@ -279,8 +279,10 @@ def test_leftovers_of_a_local_instance_are_stopped_and_nothing_else_is():
     stubborn = subprocess.Popen(["bash", "-c", "trap '' TERM; sleep 60 & wait"], env=marked)  # and its sleep
     other = subprocess.Popen(["sleep", "60"], env={**os.environ, "GATED_BERT_TEST_INSTANCE": value + "x"})
     try:
-        time.sleep(0.3)  # the shells have started their children
-        assert len(_processes_mentioning(f"GATED_BERT_TEST_INSTANCE={value}\0", "environ")) == 3
+        deadline = time.monotonic() + 10  # until the shell has started its child
+        while len(_processes_mentioning(f"GATED_BERT_TEST_INSTANCE={value}\0", "environ")) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         began = time.monotonic()
         assert stop_leftovers("GATED_BERT_TEST_INSTANCE", value, grace=1.0) == 3
         assert 1.0 <= time.monotonic() - began < 5  # the stubborn one waited for its grace, then SIGKILL
