@@ -41,10 +41,6 @@ INSTANCE_VARIABLE = "GATED_BERT_RAY_INSTANCE"
 # A local instance: its node's address is 127.0.0.1, so it listens there only (Ray otherwise takes this machine's
 # network address on Linux); token authentication on whatever the caller's environment says.
 LOCAL_INSTANCE_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
-# Ray runs its workers, and so the train.py they start, at niceness 15: on a machine doing anything else the jobs
-# would lose to it, where the local backend's run at the caller's priority. A local instance runs them at 0 unless
-# the caller says otherwise; a cluster keeps its own setting.
-LOCAL_INSTANCE_DEFAULTS = {"RAY_worker_niceness": "0"}
 # Variables the jobs need from the environment run_experiments.sh ran in (a cluster's workers have their own).
 FORWARDED = re.compile(r"^(HF_|TRANSFORMERS_|WANDB_|TF_|KERAS_|CUDA_VISIBLE_DEVICES$|PYTHONPATH$)")
 
@@ -247,8 +243,10 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if not args.address:  # read when ray is imported, or by the instance it starts
         os.environ.update(LOCAL_INSTANCE_ENVIRONMENT)
-        for key, value in LOCAL_INSTANCE_DEFAULTS.items():
-            os.environ.setdefault(key, value)
+        # Ray runs its workers, and so the train.py they start, at niceness 15: on a machine doing anything else
+        # the jobs would lose to it, where the local backend's run at the caller's priority. A local instance runs
+        # them at 0 unless the caller says otherwise; a cluster keeps its own setting.
+        os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         import ray  # noqa: F401
     except ImportError:

@@ -248,11 +248,9 @@ def test_ray_jobs_run_on_both_nodes_of_a_two_node_cluster(tmp_path, glue_dir, be
             nodes[job] = re.search(rf"^{job} +done .* (\S+/[0-9.]+/[0-9a-f]{{8}}) ", result.stdout, re.M).group(1)
         assert len(set(nodes.values())) == 2, nodes  # each node ran at least one job
     finally:
-        for pid in _processes_with(marker):  # this test's Ray daemons and workers only
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        from experiment.ray_jobs import stop_leftovers
+
+        stop_leftovers(key, value)  # this test's Ray daemons and workers only
         subprocess.run(["rm", "-rf", temp], check=False)
 
 
