@@ -202,17 +202,20 @@ if [[ -n $SPARSITY_LIST && -n $END_SPARSITY$TARGET_SPARSITY ]]; then
 fi
 GRID=false
 [[ -z $SEED_LIST$SPARSITY_LIST$TASK_LIST ]] || GRID=true
+NO_RAY="-backend ray needs the ray package, which $PYTHON cannot import: pip install 'gated-bert[ray]'"
+NO_RAY+=" (or pip install ray), or use -backend local"
 if ! is_in "$BACKEND" local ray; then
     ERRORS+=("unknown -backend '$BACKEND'; choose local or ray")
-elif [[ $BACKEND == ray ]]; then
-    "$PYTHON" -c 'import ray' 2>/dev/null || ERRORS+=("-backend ray needs the ray package, which $PYTHON cannot" \
-        "import: pip install 'gated-bert[ray]' (or pip install ray), or use -backend local")
-else
+elif [[ $BACKEND == local ]]; then
     [[ -z $RAY_ADDRESS_ARG ]] || ERRORS+=("-ray-address '$RAY_ADDRESS_ARG' needs -backend ray")
     [[ $RAY_DASHBOARD == false ]] || ERRORS+=("-ray-dashboard needs -backend ray")
 fi
 [[ -z $RAY_ADDRESS_ARG || $RAY_DASHBOARD == false ]] ||
     ERRORS+=("-ray-dashboard starts the dashboard of a local instance; a cluster (-ray-address) has its own")
+# A run that goes on has its Ray driver, which imports ray, started below; here, the check alone.
+if [[ $BACKEND == ray ]] && { [[ $LIST == true ]] || ((${#ERRORS[@]} > 0)); }; then
+    "$PYTHON" -c 'import ray' 2>/dev/null || ERRORS+=("$NO_RAY")
+fi
 if [[ ${#ERRORS[@]} -gt 0 ]]; then
     printf 'error: %s\n' "${ERRORS[@]}" >&2
     exit 2
@@ -300,15 +303,49 @@ job_label() {  # a job in messages before it has a name
     echo "$label"
 }
 
-# -- Validation 2: every job's settings, resolved and checked by train.py --dry_run --------------
+# -- The Ray driver (experiment/ray_jobs.py), started now: its instance comes up while the jobs are checked -----
+# It runs every job as a Ray task once given them (start_ray_jobs), and tells this script through $EVENTS when each
+# starts (on which node) and ends (with its exit code). Its log is read from $RAY_LIVE_LOG, and kept as $RAY_LOG.
 CHECK_DIR=$(mktemp -d)
-trap 'rm -rf "$CHECK_DIR"' EXIT
+STAMP=$(date +%Y%m%d_%H%M%S)
+RAY_PID="" RAY_GIVEN=false RAY_LOG="" RAY_LIVE_LOG="" EVENTS=""
+stop_idle_ray() {  # a driver that has no jobs: it stops its instance and ends
+    [[ -n $RAY_PID ]] || return 0
+    kill -TERM "$RAY_PID" 2>/dev/null || true
+    wait "$RAY_PID" 2>/dev/null || true
+    RAY_PID=""
+}
+trap 'stop_idle_ray; rm -rf "$CHECK_DIR"' EXIT
+if [[ $BACKEND == ray && $LIST == false ]]; then
+    EVENTS=$LOG_DIR/ray_events_$STAMP
+    RAY_LOG=$LOG_DIR/ray_$STAMP.log
+    RAY_LIVE_LOG=$CHECK_DIR/ray.log
+    ray_args=(--jobs "$EVENTS/jobs.jsonl" --events "$EVENTS" --imported "$CHECK_DIR/ray_imported"
+        --cpus_per_job "$((THREADS > 0 ? THREADS : CORES))" --cores "$CORES")
+    [[ -z $RAY_ADDRESS_ARG ]] || ray_args+=(--address "$RAY_ADDRESS_ARG")
+    [[ $RAY_DASHBOARD == false ]] || ray_args+=(--dashboard)
+    (cd "$ROOT" && exec "$PYTHON" -m experiment.ray_jobs "${ray_args[@]}") >"$RAY_LIVE_LOG" 2>&1 &
+    RAY_PID=$!
+fi
+
+# -- Validation 2: every job's settings, resolved and checked by train.py --dry_run --------------
 for i in "${ALL_JOBS[@]}"; do
     mapfile -t args < <(train_args "$i")
     if ! "$PYTHON" "$ROOT/train.py" --dry_run "${args[@]}" "${PASS[@]}" >"$CHECK_DIR/$i.json" 2>"$CHECK_DIR/err"; then
         ERRORS+=("$(job_label "$i"): $(sed 's/^error: //; s/^train.py: error: //' "$CHECK_DIR/err" | tail -n 1)")
     fi
 done
+if [[ -n $RAY_PID ]]; then  # the driver has imported ray, or could not
+    while [[ ! -e $CHECK_DIR/ray_imported ]] && kill -0 "$RAY_PID" 2>/dev/null; do sleep 0.05; done
+    if [[ ! -e $CHECK_DIR/ray_imported ]]; then
+        code=0
+        wait "$RAY_PID" || code=$?
+        RAY_PID=""
+        if ((code == 2)); then ERRORS+=("$NO_RAY"); else
+            ERRORS+=("the Ray driver ended at its start (status $code): $(tail -n 1 "$RAY_LIVE_LOG")")
+        fi
+    fi
+fi
 if [[ ${#ERRORS[@]} -gt 0 ]]; then
     printf 'error: %s\n' "${ERRORS[@]}" >&2
     echo "no job was started. train.py's names for this script's flags: --epochs -e, --batch_size -b," \
@@ -397,7 +434,6 @@ if [[ -z $OUTPUT_MODE ]]; then
     fi
 fi
 mkdir -p "$OUTPUT_DIR"
-STAMP=$(date +%Y%m%d_%H%M%S)
 if [[ $BACKEND == ray ]]; then
     MODE="Ray tasks on ${RAY_ADDRESS_ARG:-a local instance on 127.0.0.1 ($CORES cores)}, $((THREADS > 0 ? THREADS : CORES)) CPU(s) each"
 elif [[ $PARALLEL == true ]]; then
@@ -422,7 +458,6 @@ fi
 
 # -- Jobs ---------------------------------------------------------------------
 declare -A PID=() STATUS=() STARTED=() SECONDS_TAKEN=() LOG=() PROGRESS=() OFFSET=() NODE=()
-RAY_PID="" RAY_LOG="" EVENTS=""
 COMMAND=()
 prepare_job() {  # its folders and files; its train.py command in COMMAND
     local i=$1 work=$LOG_DIR/work_${JOB_KEY[$1]}
@@ -456,20 +491,16 @@ finish_job() {  # $2: the exit code, when known (Ray); else waited for
     if ((code == 0)); then STATUS[$i]="done"; else STATUS[$i]="failed (exit $code)"; fi
 }
 
-# The Ray backend: one driver (experiment/ray_jobs.py) runs every queued job as a Ray task and tells this script
-# through $EVENTS when each starts (on which node) and ends (with its exit code).
+# The Ray backend: the queued jobs, for the driver started above (its jobs file appears whole: written, renamed).
 start_ray_jobs() {
-    local i jobs
-    EVENTS=$LOG_DIR/ray_events_$STAMP
-    RAY_LOG=$LOG_DIR/ray_$STAMP.log
-    jobs=$EVENTS/jobs.jsonl
+    local i
     mkdir -p "$EVENTS"
     for i in "${QUEUE[@]}"; do  # each job's fields and its command's words, NUL-separated, for one JSON encoder
         prepare_job "$i"
         printf '%s\0' "$i" "$LOG_DIR/work_${JOB_KEY[i]}" "${LOG[$i]}" "${JOB_DIR[i]}" "${#COMMAND[@]}" "${COMMAND[@]}"
         STATUS[$i]=queued
     done >"$CHECK_DIR/jobs"
-    "$PYTHON" - "$CHECK_DIR/jobs" >"$jobs" <<'PY'
+    "$PYTHON" - "$CHECK_DIR/jobs" >"$EVENTS/jobs.jsonl.tmp" <<'PY'
 import itertools, json, sys
 
 with open(sys.argv[1], "rb") as handle:
@@ -479,12 +510,8 @@ for job in words:
     argv = list(itertools.islice(words, int(count)))
     print(json.dumps(dict(id=job, cwd=cwd, log=log, output_dir=out, argv=argv)))
 PY
-    local ray_args=(--jobs "$jobs" --events "$EVENTS" --cpus_per_job "$((THREADS > 0 ? THREADS : CORES))"
-        --cores "$CORES")
-    [[ -z $RAY_ADDRESS_ARG ]] || ray_args+=(--address "$RAY_ADDRESS_ARG")
-    [[ $RAY_DASHBOARD == false ]] || ray_args+=(--dashboard)
-    (cd "$ROOT" && exec "$PYTHON" -m experiment.ray_jobs "${ray_args[@]}") >"$RAY_LOG" 2>&1 &
-    RAY_PID=$!
+    mv "$EVENTS/jobs.jsonl.tmp" "$EVENTS/jobs.jsonl"
+    RAY_GIVEN=true
     QUEUE=()
 }
 
@@ -566,9 +593,9 @@ show_progress() {
     lines=$(printf '%s' "$lines" | grep -v '^$' || true)
     [[ $OUTPUT_MODE != both ]] || lines=$(printf '%s' "$lines" | grep -E 'ERROR|Error|error:| WARNING |final |epoch [0-9]+:|Epoch [0-9]+' || true)
     [[ $OUTPUT_MODE != bars ]] || lines=""
-    if [[ -n $RAY_LOG ]]; then  # the driver's own lines, in every mode: few, and about every job
+    if [[ -n $RAY_LIVE_LOG ]]; then  # the driver's own lines, in every mode: few, and about every job
         local driver
-        new_lines "$RAY_LOG" "$RAY_OFFSET" ray
+        new_lines "$RAY_LIVE_LOG" "$RAY_OFFSET" ray
         RAY_OFFSET=$NEW_OFFSET
         driver=$(printf '%s' "$NEW_TEXT" | grep -v '^\[ray\] \[20[0-9-]* [0-9:,]* [A-Z]' || true)
         lines=$(printf '%s\n%s' "$driver" "$lines" | grep -v '^$' || true)
@@ -623,10 +650,12 @@ stop_all() {
 }
 on_exit() {  # a failure of this script itself must not leave its jobs running
     local code=$?
-    if ((${#PID[@]} > 0)) || [[ -n $RAY_PID ]]; then
+    if ((${#PID[@]} > 0)) || [[ -n $RAY_PID && $RAY_GIVEN == true ]]; then
         echo "run_experiments.sh is ending (status $code); stopping the jobs still running: $(running_ids)" >&2
         stop_jobs
     fi
+    stop_idle_ray
+    [[ $RAY_GIVEN == false ]] || cp "$RAY_LIVE_LOG" "$RAY_LOG" || true
     rm -rf "$CHECK_DIR"
 }
 set -E  # the ERR trap also fires inside functions
@@ -684,7 +713,7 @@ for i in "${ALL_JOBS[@]}"; do
     fi
 done
 if [[ $BACKEND == ray ]]; then
-    ((${#QUEUE[@]} == 0)) || start_ray_jobs
+    if ((${#QUEUE[@]} > 0)); then start_ray_jobs; else stop_idle_ray; fi
     while ray_jobs_left; do
         sleep 0.5
         poll_ray_jobs

@@ -3,11 +3,14 @@
     python -m experiment.ray_jobs --jobs jobs.jsonl --events DIR [--address auto|HOST:PORT] [--cpus_per_job N]
 
 `--jobs` holds one JSON object per line: `id`, `argv` (the train.py command), `cwd` (its working folder),
-`log` (where its output goes) and `output_dir`. Each job becomes one Ray task with `num_cpus` = `--cpus_per_job`
-(and one GPU when the cluster has GPUs); the task runs the command as a child process, so a job that fails, or
-kills its process, never touches the others. What happens is written into `--events` for run_experiments.sh to
-read: `<id>.started` (the node: its address and Ray id, and its host name) when a task begins, `<id>.done`
-(exit code, node, host name, seconds) when it ends.
+`log` (where its output goes) and `output_dir`. The driver starts (or joins) Ray first and waits for that file to
+appear, so run_experiments.sh starts it before it has checked its jobs, and the instance comes up meanwhile; the
+file must appear whole (written beside it, then renamed). Each job becomes one Ray task with `num_cpus` =
+`--cpus_per_job` (and one GPU when the cluster has GPUs); the task runs the command as a child process, so a job
+that fails, or kills its process, never touches the others. What happens is written into `--events` for
+run_experiments.sh to read: `<id>.started` (the node: its address and Ray id, and its host name) when a task
+begins, `<id>.done` (exit code, node, host name, seconds) when it ends. `--imported FILE` is created once ray has
+been imported: the script's check that the backend can run (the driver exits with 2 when it cannot).
 
 Without `--address`, a Ray instance sized to this machine is started for the run and stopped at its end; it
 listens on 127.0.0.1 only, keeps token authentication on (`RAY_AUTH_MODE=token`), has no dashboard unless
@@ -15,11 +18,11 @@ listens on 127.0.0.1 only, keeps token authentication on (`RAY_AUTH_MODE=token`)
 otherwise. With `--address` (`auto`, or the head's `HOST:PORT`) the jobs run on that cluster, whose token Ray
 reads from `RAY_AUTH_TOKEN`, `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`.
 
-SIGTERM or Ctrl-C stops every task: the driver writes `<events>/stop`, a running task sends its train.py SIGTERM
-(which records the run as interrupted) and SIGKILL after `STOP_GRACE_SECONDS`, a queued one starts nothing; a task
-still running after that is cancelled by force, and the instance this module started is stopped, with whatever of
-it outlives Ray's shutdown. A train.py whose Ray worker dies outright gets SIGTERM from the kernel
-(`PR_SET_PDEATHSIG`).
+SIGTERM or Ctrl-C before the jobs file appears stops the instance; after, it stops every task: the driver writes
+`<events>/stop`, a running task sends its train.py SIGTERM (which records the run as interrupted) and SIGKILL after
+`STOP_GRACE_SECONDS`, a queued one starts nothing; a task still running after that is cancelled by force, and the
+instance this module started is stopped, with whatever of it outlives Ray's shutdown. A train.py whose Ray worker
+dies outright gets SIGTERM from the kernel (`PR_SET_PDEATHSIG`).
 """
 
 import argparse
@@ -177,8 +180,18 @@ def _ask_stop(signum, frame):
     STOP.append(signum)
 
 
-def run(jobs, events, address=None, cpus_per_job=1, cores=None, dashboard=False):
-    """Run every job as a Ray task; returns 0, or 130/143 when stopped by SIGINT/SIGTERM."""
+def wait_for_jobs(path):
+    """The jobs, once their file exists; None when asked to stop before."""
+    while not os.path.exists(path):
+        if STOP:
+            return None
+        time.sleep(0.05)
+    return read_jobs(path)
+
+
+def run(jobs_path, events, address=None, cpus_per_job=1, cores=None, dashboard=False):
+    """Run every job of `jobs_path` (waited for) as a Ray task; returns 0, or 130/143 when stopped by
+    SIGINT/SIGTERM."""
     import ray
 
     pending = {}
@@ -196,6 +209,9 @@ def run(jobs, events, address=None, cpus_per_job=1, cores=None, dashboard=False)
               f"{cpus_per_job:g} CPU(s){' and 1 GPU' if gpus else ''} per job", flush=True)
         task = ray.remote(run_job).options(num_cpus=cpus_per_job, num_gpus=gpus, max_retries=0)
         environment = forwarded_environment(os.environ)
+        jobs = wait_for_jobs(jobs_path)
+        if jobs is None:  # the script ended before it had jobs to give (a bad setting, or Ctrl-C)
+            return 128 + STOP[0]
         pending = {task.remote(job, events, environment): job for job in jobs}
         while pending and not STOP:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -230,12 +246,15 @@ def run(jobs, events, address=None, cpus_per_job=1, cores=None, dashboard=False)
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--jobs", required=True, help="JSON lines, one job each (id, argv, cwd, log, output_dir)")
+    parser.add_argument("--jobs", required=True, help="JSON lines, one job each (id, argv, cwd, log, output_dir); "
+                        "waited for once Ray is up")
     parser.add_argument("--events", required=True, help="folder for the <id>.started and <id>.done files")
     parser.add_argument("--address", help="a Ray cluster to join (auto, or HOST:PORT) [start a local instance]")
     parser.add_argument("--cpus_per_job", type=float, default=1, help="num_cpus of each task [1]")
     parser.add_argument("--cores", type=int, help="CPUs of a local instance [this machine's]")
     parser.add_argument("--dashboard", action="store_true", help="start the dashboard with a local instance")
+    parser.add_argument("--imported", help="a file to create once ray has been imported (the caller's check that "
+                        "the backend can run)")
     return parser.parse_args(argv)
 
 
@@ -253,7 +272,9 @@ def main(argv=None):
         print("error: the Ray backend needs the ray package: pip install 'gated-bert[ray]' (or pip install ray)",
               file=sys.stderr)
         return 2
-    return run(read_jobs(args.jobs), args.events, args.address, args.cpus_per_job, args.cores, args.dashboard)
+    if args.imported:
+        open(args.imported, "w").close()
+    return run(args.jobs, args.events, args.address, args.cpus_per_job, args.cores, args.dashboard)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,8 @@ def test_ray_backend_gives_the_local_backends_results(tmp_path, glue_dir, bert_t
     for job in GRID_JOBS:  # the summary names each job's node
         assert re.search(rf"^{job} +done +0\.\d{{4}} +0\.\d{{4}} +\S+/127\.0\.0\.1/[0-9a-f]{{8}} ", ray.stdout, re.M)
     assert (tmp_path / "ray" / "pareto_sst2.png").stat().st_size > 0
+    (driver_log,) = (tmp_path / "ray" / "experiment_logs").glob("ray_*.log")  # kept once the run ends
+    assert "ray: started a local instance" in driver_log.read_text()
 
 
 def _processes_with(marker):
@@ -219,6 +221,47 @@ def test_ray_backend_without_ray_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "-backend ray needs the ray package" in result.stderr and "pip install 'gated-bert[ray]'" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_setting_mistake_with_the_ray_backend_leaves_no_process_and_no_folder(tmp_path, ray_installed):
+    # The driver starts its Ray instance while train.py --dry_run checks the jobs; a job that would fail ends the
+    # run before any starts, and whatever the driver began is stopped.
+    marker = f"GATED_BERT_TEST_RUN={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    result = run_script("-backend", "ray", "-p", "baseline,magnitude", "-seeds", "0,1,2", "-d", str(tmp_path / "out"),
+                        "--", "--no_such_flag", "1", env={key: value})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "magnitude (task default, sparsity default, seed 2): unrecognized arguments: --no_such_flag 1" in \
+        result.stderr
+    assert not (tmp_path / "out").exists()
+    assert _processes_with(marker) == []
+
+
+def test_the_ray_driver_starts_ray_before_its_jobs_exist_and_stops_it_when_told_first(tmp_path, ray_installed):
+    marker = f"GATED_BERT_TEST_RUN={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    log = tmp_path / "driver.log"
+    with open(log, "w") as handle:
+        driver = subprocess.Popen([sys.executable, "-m", "experiment.ray_jobs", "--jobs", str(tmp_path / "jobs.jsonl"),
+                                   "--events", str(tmp_path / "events"), "--imported", str(tmp_path / "imported"),
+                                   "--cores", "1"], cwd=SCRIPT.parent, stdout=handle, stderr=subprocess.STDOUT,
+                                  env={**os.environ, key: value})
+    try:
+        deadline = time.monotonic() + 120
+        while "ray: started a local instance" not in log.read_text():  # up, and waiting for its jobs
+            assert driver.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert (tmp_path / "imported").exists() and len(_processes_with(marker)) >= 3  # the driver and Ray's daemons
+        time.sleep(1)
+        assert driver.poll() is None and not (tmp_path / "events").exists()  # no jobs file: it waits, runs nothing
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(60) == 128 + signal.SIGTERM, log.read_text()
+        assert _processes_with(marker) == []  # its instance is gone
+    finally:
+        driver.kill()
+        from experiment.ray_jobs import stop_leftovers
+
+        stop_leftovers(key, value)
 
 
 def test_ray_jobs_run_on_both_nodes_of_a_two_node_cluster(tmp_path, glue_dir, bert_tokenizer_dir, ray_installed):
