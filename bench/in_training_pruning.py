@@ -10,7 +10,7 @@ at 0.5 and 0.4 on the same checkpoint (sample seed 0), and the best in-training 
 Setup: the train.py checkpoint is written as a Hugging Face folder (`gated.save_pretrained`, with MiniLM's
 tokenizer files) so that `train.py --init_from` starts every run from it. The schedules: magnitude and SPT
 walk levels 0.1 ... 0.5 over the first epoch; movement a cubic ramp with an event every 25 steps; gumbel learns
-head and neuron masks to a 50% target (its target is a fraction of units, not of MACs); soft movement has no
+head and neuron masks to the same fraction of the blocks' MACs (`--target_measure macs`); soft movement has no
 target: its lambda (SOFT_LAMBDA) sets how much it removes, and the figure places it where it lands.
 
 Prints a line per run as it ends (dev accuracy, MACs kept, weight sparsity, wall time), then the table, the
@@ -73,7 +73,7 @@ def setup():
 def target_flags(method, macs_kept):
     """The flags that aim a method at `macs_kept` of the blocks' MACs."""
     if method == "gumbel":
-        return ["--target_sparsity", f"{1 - macs_kept:g}", "--target_warmup", "0.5"]
+        return ["--target_sparsity", f"{1 - macs_kept:g}", "--target_measure", "macs", "--target_warmup", "0.5"]
     if method == "soft_movement":
         return []
     return ["--end_sparsity", f"{1 - macs_kept:g}"]

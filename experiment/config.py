@@ -179,6 +179,10 @@ class GatedBertConfig:
     target_sparsity: float | None = _field(None, "gumbel: fraction of heads/neurons to remove, reached by a "
                                            "Lagrangian controller (none: the fixed sparsity_loss weight)",
                                            fraction=(0.0, 1.0, False))
+    target_measure: str = _field("units", "gumbel: what target_sparsity is a fraction of: units (each learned "
+                                 "kind's heads or neurons, one controller per kind) or macs (the blocks' MACs, one "
+                                 "controller over the head and neuron masks, which then trade against each other)",
+                                 choices=("units", "macs"))
     target_warmup: float = _field(0.5, "gumbel: fraction of the training steps over which the target rises "
                                   "linearly from 0 to target_sparsity", fraction=(0.0, 1.0, True))
     masks_lr: float = _field(0.01, "gumbel and soft_movement: Adam learning rate of the mask logits or scores",
@@ -358,7 +362,8 @@ def _check_pruning(config):
     if bad or list(config.sparsity_steps) != sorted(config.sparsity_steps):
         raise ConfigError(f"sparsity_steps must be non-decreasing percentages in [0, 100], "
                           f"got {list(config.sparsity_steps)}")
-    gumbel_only = {"target_sparsity": config.target_sparsity is not None, "freeze": config.freeze}
+    gumbel_only = {"target_sparsity": config.target_sparsity is not None, "freeze": config.freeze,
+                   "target_measure": config.target_measure != "units"}
     for name, is_set in gumbel_only.items():
         if is_set and config.method != "gumbel":
             raise ConfigError(f"{name} is used by learned masks only; add --pruning_method gumbel, or drop "
@@ -366,6 +371,8 @@ def _check_pruning(config):
     if config.method == "gumbel" and not config.learn_masks:
         raise ConfigError("pruning_method gumbel learns masks of the learn_masks kinds, but learn_masks is empty; "
                           "set --learn_masks to head, neuron, ffn_out (several) or all")
+    if config.target_measure == "macs":
+        _check_mac_target(config)
     _check_granularity(config)
     if config.distill_hidden_weight and not config.teacher:
         raise ConfigError(f"distill_hidden_weight={config.distill_hidden_weight} needs a model to distil from; add "
@@ -397,6 +404,21 @@ def _check_granularity(config):
         raise ConfigError(f"end_sparsity={config.end_sparsity} asks for more than the "
                           f"{config.pruning_granularity} units hold: at most {reachable:.4f} of the blocks' MACs can "
                           "go; lower --end_sparsity or use --pruning_granularity both")
+
+
+def _check_mac_target(config):
+    """A MAC target needs a target, head or neuron masks only, and no more MACs than those kinds hold."""
+    if config.target_sparsity is None:
+        raise ConfigError("target_measure macs reads target_sparsity as a fraction of the blocks' MACs, but "
+                          "target_sparsity is not set; add --target_sparsity (e.g. 0.5)")
+    if "ffn_out" in config.learn_masks:
+        raise ConfigError("target_measure macs counts the MACs of heads and neurons, and ffn_out masks remove none; "
+                          "drop ffn_out from --learn_masks or use --target_measure units")
+    reachable = unit_mac_share(config, config.learn_masks)
+    if config.target_sparsity > reachable:
+        raise ConfigError(f"target_sparsity={config.target_sparsity} asks for more than the learned "
+                          f"{' and '.join(config.learn_masks)} masks hold: at most {reachable:.4f} of the blocks' "
+                          "MACs can go; lower --target_sparsity or learn head and neuron masks")
 
 
 def unit_mac_share(config, kinds):

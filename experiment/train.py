@@ -203,10 +203,11 @@ class MethodSetup:
                                              paths.masks_dir, (paths.best_checkpoint, paths.last_checkpoint),
                                              config.max_len)]
         kinds = config.learn_masks
+        controllers = [] if config.target_sparsity is None else ["macs"] if config.target_measure == "macs" else kinds
         self.columns = ["temperature", "sparsity_loss", "quantization_loss",
                         *(f"mask_sparsity/{kind}" for kind in kinds),
                         *(f"expected_sparsity/{kind}" for kind in kinds), "macs_kept",
-                        *(f"lagrange_l1/{kind}" for kind in kinds if config.target_sparsity is not None)]
+                        *(f"lagrange_l1/{name}" for name in controllers)]
         self.metadata = {"learner": learner.get_config(), "temperature": temperature.get_config(),
                          "masks_dir": paths.masks_dir, "step_log": paths.step_log}
         # Learned masks are final only when the temperature has reached its end: the last epoch.

@@ -2,6 +2,7 @@
 
 import logging
 
+from efficiency.mac import head_macs, mac_shape, neuron_macs
 from gated_bert.vocabulary import RAMPS, SCHEDULED_METHODS
 from pruners.training.gumbel_learner import GumbelMaskLearner
 from pruners.training.schedules import (
@@ -53,10 +54,16 @@ _SCHEDULES = {"ramp": _ramp, "levels": _levels}
 def gumbel_from_config(config, steps_per_epoch):
     """`(learner, temperature schedule)` for learned Gumbel masks, annealed over every training step.
 
-    In target mode the target ramps up over the first `target_warmup` of the steps.
+    In target mode the target ramps up over the first `target_warmup` of the steps; with `target_measure macs`
+    it is a fraction of the blocks' MACs at `max_len` tokens, the length `macs_kept` is logged at.
     """
     total = steps_per_epoch * config.epochs
+    costs = None
+    if config.target_measure == "macs":
+        shape = mac_shape(config)
+        costs = {"head": head_macs(**shape), "neuron": neuron_macs(shape["d_model"], shape["seq_len"])}
     learner = GumbelMaskLearner(config.sparsity_loss, config.quantization_loss, config.target_sparsity,
-                                config.masks_lr, config.freeze, round(config.target_warmup * total))
+                                config.masks_lr, config.freeze, round(config.target_warmup * total),
+                                unit_costs=costs)
     schedule = TemperatureSchedule(config.gumbel_temp_start, config.gumbel_temp_end, total, config.gumbel_temp_anneal)
     return learner, schedule

@@ -246,7 +246,8 @@ def test_gumbel_fields_defaults_and_parsing(tmp_path):
     assert resolve(["--learn_masks", "ffn_out,head"]).learn_masks == ("head", "ffn_out")
     assert resolve(env={"LEARN_MASKS": "all"}).learn_masks == ("head", "neuron", "ffn_out")
     config = resolve(GUMBEL + ["--target_sparsity", "0.5", "--freeze", "true"])
-    assert (config.target_sparsity, config.freeze) == (0.5, True)
+    assert (config.target_sparsity, config.freeze, config.target_measure) == (0.5, True, "units")
+    assert resolve(GUMBEL + ["--target_sparsity", "0.4", "--target_measure", "macs"]).target_measure == "macs"
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"learn_masks": ["ffn_int"]}))  # the earlier name of the neuron kind
     config = resolve(["--config", str(path)])
@@ -270,6 +271,15 @@ def test_run_name_comes_from_run_name_not_name():
     (GUMBEL + ["--log_loss_every", "0"], "log_loss_every must be positive"),
     (GUMBEL + ["--learn_masks", ""], "pruning_method gumbel learns masks of the learn_masks kinds, but learn_masks is "
                                      "empty"),
+    (["--target_measure", "macs"], "target_measure is used by learned masks only"),
+    (GUMBEL + ["--target_measure", "flops"], "unknown target_measure 'flops'"),
+    (GUMBEL + ["--target_measure", "macs"], "target_measure macs reads target_sparsity as a fraction of the blocks' "
+                                            "MACs, but target_sparsity is not set"),
+    (GUMBEL + ["--target_measure", "macs", "--target_sparsity", "0.5", "--learn_masks", "all"],
+     "drop ffn_out from --learn_masks"),
+    # The tiny preset's neurons hold 4 * 128 * 256 * 512 / 2 of its 75,497,472 block MACs at 128 tokens: 0.4444.
+    (GUMBEL + ["--target_measure", "macs", "--target_sparsity", "0.5", "--learn_masks", "neuron"],
+     "target_sparsity=0.5 asks for more than the learned neuron masks hold: at most 0.4444 of the blocks' MACs"),
 ])
 def test_bad_gumbel_values_are_named(argv, message):
     with pytest.raises(ConfigError) as error:

@@ -170,3 +170,92 @@ def test_learner_needs_a_model_with_learned_masks(micro_model):
         GumbelMaskLearner().attach(micro_model)
     with pytest.raises(ValueError, match="target_sparsity=1.5"):
         GumbelMaskLearner(target_sparsity=1.5)
+
+
+def _set_logits(model, values):
+    """Assign every learned gate's logits from `{kind: array [layers, units]}`."""
+    from gated import learned_gates
+
+    for kind, gates in learned_gates(model).items():
+        for gate, row in zip(gates, values[kind], strict=True):
+            gate.logits.assign(np.asarray(row, "float32"))
+
+
+def test_a_mac_target_controls_the_mac_fraction_counted_by_hand_with_its_gradient():
+    import tensorflow as tf
+
+    from gated import learned_gates, set_structured_masks, structured_masks
+    from pruners import GumbelMaskLearner
+
+    model = _learning_model()  # 2 blocks, 4 heads and 32 neurons each
+    static = structured_masks(model)
+    static["neuron"][1, 5] = 0.0  # removed before learning: counts as removed, and its logit gets no pull
+    set_structured_masks(model, static)
+    rng = np.random.default_rng(3)
+    logits = {"head": rng.normal(0, 2, (2, 4)), "neuron": rng.normal(0, 2, (2, 32))}
+    _set_logits(model, logits)
+    costs = {"head": 10.0, "neuron": 1.0}
+    learner = GumbelMaskLearner(quantization_weight=0.0, target_sparsity=0.3, unit_costs=costs)
+    learner.attach(model)
+    learner.multipliers["macs"].assign([1.0, 0.0])  # the term is then s - t
+    with tf.GradientTape() as tape:
+        _, terms = learner.penalty()
+    total = 10.0 * 8 + 32 * 2
+    alive = {"head": np.ones((2, 4)), "neuron": static["neuron"]}
+    kept = sum(costs[kind] * np.sum(alive[kind] * (logits[kind] > 0)) for kind in costs)
+    assert float(terms["sparsity_loss"]) == pytest.approx(1 - kept / total - 0.3, abs=1e-6)
+    # Straight-through: the gradient is that of the expected MAC fraction, -cost / total * p (1 - p) per live unit.
+    gates = learned_gates(model)
+    grads = tape.gradient(terms["sparsity_loss"], [gate.logits for kind in ("head", "neuron") for gate in gates[kind]])
+    for index, kind in enumerate(("head", "head", "neuron", "neuron")):
+        layer = index % 2
+        p = 1 / (1 + np.exp(-logits[kind][layer]))
+        expected = -costs[kind] / total * p * (1 - p) * alive[kind][layer]
+        np.testing.assert_allclose(grads[index].numpy(), expected, rtol=1e-4, atol=1e-8, err_msg=f"{kind} {layer}")
+    assert learner.lagrange_multipliers() == {"macs": (1.0, 0.0)}  # one controller for both kinds
+
+
+def test_l1_restarts_from_zero_when_the_sparsity_crosses_the_target():
+    from pruners import GumbelMaskLearner
+
+    model = _learning_model()
+    learner = GumbelMaskLearner(quantization_weight=0.0, target_sparsity=0.5)
+    learner.attach(model)
+    every = {"head": np.full((2, 4), 5.0), "neuron": np.full((2, 32), 5.0)}
+    none = {kind: -value for kind, value in every.items()}
+    for lam in learner.multipliers.values():
+        lam.assign([-2.0, 1.0])
+    _set_logits(model, every)  # s = 0 < t: the first gap, nothing to compare with yet
+    _, terms = learner.penalty()
+    assert learner.lagrange_multipliers() == {"head": (-2.0, 1.0), "neuron": (-2.0, 1.0)}
+    assert float(terms["sparsity_loss"]) == pytest.approx(2 * (-2.0 * -0.5 + 1.0 * 0.25))
+    learner.penalty()  # the same side of the target again: l1 kept
+    assert learner.lagrange_multipliers()["head"] == (-2.0, 1.0)
+    _set_logits(model, none)  # s = 1 > t: crossed, so l1 restarts from 0 and l2 stays
+    _, terms = learner.penalty()
+    assert learner.lagrange_multipliers() == {"head": (0.0, 1.0), "neuron": (0.0, 1.0)}
+    assert float(terms["sparsity_loss"]) == pytest.approx(2 * (1.0 * 0.25))
+
+
+def test_a_mac_target_lands_the_binary_masks_at_that_fraction_of_the_blocks_macs():
+    """Tolerance: one head's share of the MACs, 0.075 (a neuron's is 0.00625). At the end of this micro run (960
+    steps, masks_lr 0.05) the neurons have settled and the controller moves the mask of a head back and forth
+    across the target: measured, 0.45 and 0.525 of the MACs removed in the last epochs."""
+    from efficiency.mac import head_macs, macs_kept, neuron_macs
+    from gated import structured_masks
+    from pruners import GumbelMaskLearner
+
+    model = _learning_model()
+    d_model, head_dim, seq_len = MICRO["d_model"], MICRO["d_model"] // MICRO["num_heads"], MICRO["max_len"]
+    costs = {"head": head_macs(d_model, head_dim, seq_len), "neuron": neuron_macs(d_model, seq_len)}
+    learner = GumbelMaskLearner(target_sparsity=0.5, masks_lr=0.05, target_warmup_steps=480, unit_costs=costs)
+    history, _ = _fit(model, learner, epochs=30, rows=1024, seq_len=seq_len)
+    masks = structured_masks(model)
+    kept = sum(costs[kind] * masks[kind].sum() for kind in costs) / sum(costs[kind] * masks[kind].size
+                                                                         for kind in costs)
+    one_head = costs["head"] / (MICRO["num_layers"] * (MICRO["num_heads"] * costs["head"] + MICRO["dff"]
+                                                        * costs["neuron"]))
+    assert one_head == pytest.approx(0.075)
+    assert abs(kept - 0.5) <= one_head + 1e-6
+    assert history.history["macs_kept"][-1] == pytest.approx(kept) == pytest.approx(macs_kept(model, seq_len))
+    assert "lagrange_l1/macs" in history.history and "lagrange_l1/head" not in history.history
