@@ -163,8 +163,8 @@ class GumbelMaskLearner:
         learned unit weighs its MACs over the blocks' total (a unit its static gate removed weighs 0).
         """
         if self.unit_costs is None:
-            return {kind: (1.0, {kind: ops.full((sum(gate.units for gate in gates),), 1.0 / sum(
-                gate.units for gate in gates))}) for kind, gates in self.gates.items()}
+            counts = {kind: sum(gate.units for gate in gates) for kind, gates in self.gates.items()}
+            return {kind: (1.0, {kind: ops.full((count,), 1.0 / count)}) for kind, count in counts.items()}
         costless = sorted(set(self.kinds) - set(self.unit_costs))
         if costless:
             raise ValueError(f"a MAC target counts heads and neurons only, but the model learns {costless} masks; "
