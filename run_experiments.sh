@@ -308,10 +308,24 @@ job_label() {  # a job in messages before it has a name
 # starts (on which node) and ends (with its exit code). Its log is read from $RAY_LIVE_LOG, and kept as $RAY_LOG.
 CHECK_DIR=$(mktemp -d)
 STAMP=$(date +%Y%m%d_%H%M%S)
-RAY_PID="" RAY_GIVEN=false RAY_LOG="" RAY_LIVE_LOG="" EVENTS=""
-stop_idle_ray() {  # a driver that has no jobs: it stops its instance and ends
+RAY_PID="" RAY_GIVEN=false RAY_LOG="" RAY_LIVE_LOG="" EVENTS="" RAY_INSTANCE=""
+stop_idle_ray() {  # a driver that has no jobs: it stops its instance and ends, or is killed after 60 s
     [[ -n $RAY_PID ]] || return 0
     kill -TERM "$RAY_PID" 2>/dev/null || true
+    # A driver blocked inside ray.init runs its SIGTERM handler only when that returns: once, in CI on 2 busy
+    # cores, not within 300 s. Its instance's processes die with it (Ray ties them to the driver that started them).
+    local tenths=0
+    while ((tenths < 600)) && [[ $(ps -o stat= -p "$RAY_PID" 2>/dev/null) == [!Z]* ]]; do
+        sleep 0.1
+        tenths=$((tenths + 1))
+    done
+    if ((tenths >= 600)); then
+        echo "warning: the Ray driver did not stop within 60 s of SIGTERM; killed it and its instance" >&2
+        kill -KILL "$RAY_PID" 2>/dev/null || true
+        wait "$RAY_PID" 2>/dev/null || true
+        (cd "$ROOT" && "$PYTHON" -c 'import sys; from experiment.ray_jobs import INSTANCE_VARIABLE, stop_leftovers
+stop_leftovers(INSTANCE_VARIABLE, sys.argv[1])' "$RAY_INSTANCE") || true
+    fi
     wait "$RAY_PID" 2>/dev/null || true
     RAY_PID=""
 }
@@ -324,7 +338,9 @@ if [[ $BACKEND == ray && $LIST == false ]]; then
         --cpus_per_job "$((THREADS > 0 ? THREADS : CORES))" --cores "$CORES")
     [[ -z $RAY_ADDRESS_ARG ]] || ray_args+=(--address "$RAY_ADDRESS_ARG")
     [[ $RAY_DASHBOARD == false ]] || ray_args+=(--dashboard)
-    (cd "$ROOT" && exec "$PYTHON" -m experiment.ray_jobs "${ray_args[@]}") >"$RAY_LIVE_LOG" 2>&1 &
+    RAY_INSTANCE=${STAMP}_$$_$RANDOM  # what a local instance's processes carry (GATED_BERT_RAY_INSTANCE)
+    (cd "$ROOT" && GATED_BERT_RAY_INSTANCE=$RAY_INSTANCE exec "$PYTHON" -m experiment.ray_jobs "${ray_args[@]}") \
+        >"$RAY_LIVE_LOG" 2>&1 &
     RAY_PID=$!
 fi
 

@@ -168,7 +168,8 @@ def start_ray(address, cores, dashboard):
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         return False
-    os.environ[INSTANCE_VARIABLE] = uuid.uuid4().hex  # every process of the instance inherits it
+    # Every process of the instance inherits it; run_experiments.sh gives its own, to sweep them if it must kill us.
+    os.environ.setdefault(INSTANCE_VARIABLE, uuid.uuid4().hex)
     ray.init(num_cpus=cores, include_dashboard=dashboard, log_to_driver=False, logging_level="WARNING")
     return True
 
