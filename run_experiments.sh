@@ -313,7 +313,7 @@ stop_idle_ray() {  # a driver that has no jobs: it stops its instance and ends, 
     [[ -n $RAY_PID ]] || return 0
     kill -TERM "$RAY_PID" 2>/dev/null || true
     # A driver blocked inside ray.init runs its SIGTERM handler only when that returns: once, in CI on 2 busy
-    # cores, not within 300 s. Its instance's processes die with it (Ray ties them to the driver that started them).
+    # cores, not within 300 s. Killed, it leaves two of Ray's agents behind: they carry $RAY_INSTANCE, and go too.
     local tenths=0
     while ((tenths < 600)) && [[ $(ps -o stat= -p "$RAY_PID" 2>/dev/null) == [!Z]* ]]; do
         sleep 0.1
