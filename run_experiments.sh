@@ -339,8 +339,8 @@ if [[ $BACKEND == ray && $LIST == false ]]; then
     [[ -z $RAY_ADDRESS_ARG ]] || ray_args+=(--address "$RAY_ADDRESS_ARG")
     [[ $RAY_DASHBOARD == false ]] || ray_args+=(--dashboard)
     RAY_INSTANCE=${STAMP}_$$_$RANDOM  # what a local instance's processes carry (GATED_BERT_RAY_INSTANCE)
-    (cd "$ROOT" && GATED_BERT_RAY_INSTANCE=$RAY_INSTANCE exec "$PYTHON" -m experiment.ray_jobs "${ray_args[@]}") \
-        >"$RAY_LIVE_LOG" 2>&1 &
+    ray_args+=(--instance "$RAY_INSTANCE")
+    (cd "$ROOT" && exec "$PYTHON" -m experiment.ray_jobs "${ray_args[@]}") >"$RAY_LIVE_LOG" 2>&1 &
     RAY_PID=$!
 fi
 

@@ -160,7 +160,7 @@ def stop_leftovers(variable, value, grace=3.0):
     return len(found)
 
 
-def start_ray(address, cores, dashboard):
+def start_ray(address, cores, dashboard, instance=None):
     """Connect to the cluster at `address`, or start a local instance of `cores` CPUs (loopback only, token
     authentication, no dashboard unless asked); returns whether this process started it."""
     import ray
@@ -168,8 +168,8 @@ def start_ray(address, cores, dashboard):
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         return False
-    # Every process of the instance inherits it; run_experiments.sh gives its own, to sweep them if it must kill us.
-    os.environ.setdefault(INSTANCE_VARIABLE, uuid.uuid4().hex)
+    # Every process of the instance inherits it (run_experiments.sh names it, to sweep them if it must kill us).
+    os.environ[INSTANCE_VARIABLE] = instance or uuid.uuid4().hex
     ray.init(num_cpus=cores, include_dashboard=dashboard, log_to_driver=False, logging_level="WARNING")
     return True
 
@@ -190,7 +190,7 @@ def wait_for_jobs(path):
     return read_jobs(path)
 
 
-def run(jobs_path, events, address=None, cpus_per_job=1, cores=None, dashboard=False):
+def run(jobs_path, events, address=None, cpus_per_job=1, cores=None, dashboard=False, instance=None):
     """Run every job of `jobs_path` (waited for) as a Ray task; returns 0, or 130/143 when stopped by
     SIGINT/SIGTERM."""
     import ray
@@ -200,7 +200,7 @@ def run(jobs_path, events, address=None, cpus_per_job=1, cores=None, dashboard=F
         signal.signal(number, _ask_stop)
     try:
         began = time.time()
-        started_here = start_ray(address, cores or os.cpu_count(), dashboard)
+        started_here = start_ray(address, cores or os.cpu_count(), dashboard, instance)
         for number in (signal.SIGTERM, signal.SIGINT):  # again: ray.init installs its own
             signal.signal(number, _ask_stop)
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
@@ -254,6 +254,8 @@ def parse_args(argv):
     parser.add_argument("--cpus_per_job", type=float, default=1, help="num_cpus of each task [1]")
     parser.add_argument("--cores", type=int, help="CPUs of a local instance [this machine's]")
     parser.add_argument("--dashboard", action="store_true", help="start the dashboard with a local instance")
+    parser.add_argument("--instance", help=f"the {INSTANCE_VARIABLE} value every process of a local instance "
+                        "carries, for stop_leftovers [a new random one]")
     parser.add_argument("--imported", help="a file to create once ray has been imported (the caller's check that "
                         "the backend can run)")
     return parser.parse_args(argv)
@@ -275,7 +277,7 @@ def main(argv=None):
         return 2
     if args.imported:
         open(args.imported, "w").close()
-    return run(args.jobs, args.events, args.address, args.cpus_per_job, args.cores, args.dashboard)
+    return run(args.jobs, args.events, args.address, args.cpus_per_job, args.cores, args.dashboard, args.instance)
 
 
 if __name__ == "__main__":
