@@ -46,9 +46,10 @@ def write_card(folder, source, compact, spec, results, about, seq_len):
 
 
 def _macs(heads, widths, d_model, head_dim, seq_len):
-    from efficiency.mac import head_macs, neuron_macs
+    from efficiency.mac import unit_macs
 
-    return sum(heads) * head_macs(d_model, head_dim, seq_len) + sum(widths) * neuron_macs(d_model, seq_len)
+    costs = unit_macs(d_model, head_dim, seq_len)
+    return sum(heads) * costs["head"] + sum(widths) * costs["neuron"]
 
 
 def _weight_sparsity(source, compact):

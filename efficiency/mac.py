@@ -27,6 +27,11 @@ def neuron_macs(d_model, seq_len):
     return 2 * seq_len * d_model
 
 
+def unit_macs(d_model, head_dim, seq_len):
+    """`{"head": MACs of one head, "neuron": MACs of one neuron}` at `seq_len` tokens (`mac_shape`'s keywords)."""
+    return {"head": head_macs(d_model, head_dim, seq_len), "neuron": neuron_macs(d_model, seq_len)}
+
+
 def count_macs(head_mask, neuron_mask, *, d_model, head_dim, seq_len):
     """MACs of the heads and neurons a mask keeps (any non-zero entry counts as kept).
 
@@ -38,8 +43,9 @@ def count_macs(head_mask, neuron_mask, *, d_model, head_dim, seq_len):
     Returns:
         `{"head": int, "neuron": int, "total": int}`: the MACs of the kept heads, of the kept neurons, and both.
     """
-    heads = int(np.count_nonzero(head_mask)) * head_macs(d_model, head_dim, seq_len)
-    neurons = int(np.count_nonzero(neuron_mask)) * neuron_macs(d_model, seq_len)
+    costs = unit_macs(d_model, head_dim, seq_len)
+    heads = int(np.count_nonzero(head_mask)) * costs["head"]
+    neurons = int(np.count_nonzero(neuron_mask)) * costs["neuron"]
     return {"head": heads, "neuron": neurons, "total": heads + neurons}
 
 

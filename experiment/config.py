@@ -423,11 +423,10 @@ def _check_mac_target(config):
 
 def unit_mac_share(config, kinds):
     """The share of a model's block MACs (at `max_len` tokens) held by the unit `kinds`."""
-    from efficiency.mac import head_macs, neuron_macs
+    from efficiency.mac import mac_shape, unit_macs
 
-    head_dim = config.d_model // config.num_heads
-    macs = {"head": config.num_heads * head_macs(config.d_model, head_dim, config.max_len),
-            "neuron": config.dff * neuron_macs(config.d_model, config.max_len)}
+    costs = unit_macs(**mac_shape(config))
+    macs = {"head": config.num_heads * costs["head"], "neuron": config.dff * costs["neuron"]}
     return sum(macs[kind] for kind in kinds) / sum(macs.values())
 
 

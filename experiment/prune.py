@@ -201,13 +201,13 @@ class Budget:
     """The constraint as MACs or estimated latency, and how to measure a mask against it."""
 
     def __init__(self, args, config, luts, dense_heads, dense_neurons):
-        from efficiency import head_macs, mac_shape, neuron_macs
+        from efficiency import mac_shape, unit_macs
         from efficiency.latency import LatencyModel
 
         self.metric, self.constraint = args.metric, args.constraint
         self.mac_shape = mac_shape(config)
-        self.head_cost = head_macs(**self.mac_shape)
-        self.neuron_cost = neuron_macs(config.d_model, config.max_len)
+        costs = unit_macs(**self.mac_shape)
+        self.head_cost, self.neuron_cost = costs["head"], costs["neuron"]
         self.latency = LatencyModel.from_luts(*luts) if luts else None
         self.dense = self.measure(dense_heads, dense_neurons)
         self.limit = args.constraint * self.dense

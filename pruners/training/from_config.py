@@ -2,7 +2,7 @@
 
 import logging
 
-from efficiency.mac import head_macs, mac_shape, neuron_macs
+from efficiency.mac import mac_shape, unit_macs
 from gated_bert.vocabulary import RAMPS, SCHEDULED_METHODS
 from pruners.training.gumbel_learner import GumbelMaskLearner
 from pruners.training.schedules import (
@@ -58,10 +58,7 @@ def gumbel_from_config(config, steps_per_epoch):
     it is a fraction of the blocks' MACs at `max_len` tokens, the length `macs_kept` is logged at.
     """
     total = steps_per_epoch * config.epochs
-    costs = None
-    if config.target_measure == "macs":
-        shape = mac_shape(config)
-        costs = {"head": head_macs(**shape), "neuron": neuron_macs(shape["d_model"], shape["seq_len"])}
+    costs = unit_macs(**mac_shape(config)) if config.target_measure == "macs" else None
     learner = GumbelMaskLearner(config.sparsity_loss, config.quantization_loss, config.target_sparsity,
                                 config.masks_lr, config.freeze, round(config.target_warmup * total),
                                 unit_costs=costs)

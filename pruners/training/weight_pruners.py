@@ -13,7 +13,7 @@ loudly instead of silently not pruning.
 import numpy as np
 import tensorflow as tf
 
-from efficiency.mac import head_macs, macs_kept, neuron_macs
+from efficiency.mac import macs_kept, unit_macs
 from gated.attention import GatedMultiHeadAttention
 from gated.masks import (
     collect_gated_layers,
@@ -110,8 +110,7 @@ class Pruner:
     def unit_costs(self):
         """`{kind: MACs of one unit}` at `seq_len` tokens."""
         attention = next(iter(collect_gated_layers(self._bound(), GatedMultiHeadAttention).values()))
-        return {"head": head_macs(attention.d_model, attention.head_dim, self.seq_len),
-                "neuron": neuron_macs(attention.d_model, self.seq_len)}
+        return unit_macs(attention.d_model, attention.head_dim, self.seq_len)
 
     def macs_kept(self):
         """Fraction of the blocks' MACs (heads and neurons) the model's gates keep."""

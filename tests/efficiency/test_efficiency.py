@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from efficiency import count_macs, head_macs, neuron_macs
+from efficiency import count_macs, head_macs, neuron_macs, unit_macs
 from efficiency.latency import LatencyModel, LutError, fit_lut, read_lut, write_lut
 
 SHAPE = {"d_model": 8, "num_heads": 2, "head_dim": 4, "dff": 6}
@@ -16,6 +16,7 @@ def test_mac_counts_equal_a_hand_count():
     # are each 3 x 3 x 4 = 36. One neuron: 3 x 8 in, 3 x 8 out.
     assert head_macs(8, 4, 3) == 4 * 96 + 2 * 36 == 456
     assert neuron_macs(8, 3) == 48
+    assert unit_macs(d_model=8, head_dim=4, seq_len=3) == {"head": 456, "neuron": 48}
     heads = np.array([[1, 1], [1, 0]])
     neurons = np.array([[1, 1, 1, 0, 0, 0], [0.5, 0, 0, 0, 0, 2.0]])  # real-valued gates count as kept
     assert count_macs(heads, neurons, d_model=8, head_dim=4, seq_len=3) == {
