@@ -323,8 +323,7 @@ stop_idle_ray() {  # a driver that has no jobs: it stops its instance and ends, 
         echo "warning: the Ray driver did not stop within 60 s of SIGTERM; killed it and its instance" >&2
         kill -KILL "$RAY_PID" 2>/dev/null || true
         wait "$RAY_PID" 2>/dev/null || true
-        (cd "$ROOT" && "$PYTHON" -c 'import sys; from experiment.ray_jobs import INSTANCE_VARIABLE, stop_leftovers
-stop_leftovers(INSTANCE_VARIABLE, sys.argv[1])' "$RAY_INSTANCE") || true
+        (cd "$ROOT" && "$PYTHON" -m experiment.ray_jobs --sweep "$RAY_INSTANCE") || true
     fi
     wait "$RAY_PID" 2>/dev/null || true
     RAY_PID=""

@@ -1,6 +1,7 @@
 """run_experiments.sh's Ray backend: every job one Ray task that runs train.py, on a local instance or a cluster.
 
     python -m experiment.ray_jobs --jobs jobs.jsonl --events DIR [--address auto|HOST:PORT] [--cpus_per_job N]
+    python -m experiment.ray_jobs --sweep VALUE   # stop every process of the local instance given --instance VALUE
 
 `--jobs` holds one JSON object per line: `id`, `argv` (the train.py command), `cwd` (its working folder),
 `log` (where its output goes) and `output_dir`. The driver starts (or joins) Ray first and waits for that file to
@@ -247,9 +248,9 @@ def run(jobs_path, events, address=None, cpus_per_job=1, cores=None, dashboard=F
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--jobs", required=True, help="JSON lines, one job each (id, argv, cwd, log, output_dir); "
-                        "waited for once Ray is up")
-    parser.add_argument("--events", required=True, help="folder for the <id>.started and <id>.done files")
+    parser.add_argument("--jobs", help="JSON lines, one job each (id, argv, cwd, log, output_dir); waited for once "
+                        "Ray is up (required unless --sweep)")
+    parser.add_argument("--events", help="folder for the <id>.started and <id>.done files (required unless --sweep)")
     parser.add_argument("--address", help="a Ray cluster to join (auto, or HOST:PORT) [start a local instance]")
     parser.add_argument("--cpus_per_job", type=float, default=1, help="num_cpus of each task [1]")
     parser.add_argument("--cores", type=int, help="CPUs of a local instance [this machine's]")
@@ -258,11 +259,22 @@ def parse_args(argv):
                         "carries, for stop_leftovers [a new random one]")
     parser.add_argument("--imported", help="a file to create once ray has been imported (the caller's check that "
                         "the backend can run)")
-    return parser.parse_args(argv)
+    parser.add_argument("--sweep", metavar="VALUE", help="run nothing: stop every process of this user that carries "
+                        f"{INSTANCE_VARIABLE}=VALUE (a killed driver's instance; Ray is not imported) and exit")
+    args = parser.parse_args(argv)
+    if args.sweep is None and not (args.jobs and args.events):
+        parser.error("--jobs and --events are required (or --sweep VALUE alone)")
+    if args.sweep is not None and (args.jobs or args.events or not args.sweep):
+        parser.error("--sweep takes a non-empty instance value and no jobs: the value given to the driver's --instance")
+    return args
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.sweep is not None:
+        found = stop_leftovers(INSTANCE_VARIABLE, args.sweep)
+        print(f"ray: stopped {found} process(es) carrying {INSTANCE_VARIABLE}={args.sweep}", file=sys.stderr)
+        return 0
     if not args.address:  # read when ray is imported, or by the instance it starts
         os.environ.update(LOCAL_INSTANCE_ENVIRONMENT)
         # Ray runs its workers, and so the train.py they start, at niceness 15: on a machine doing anything else

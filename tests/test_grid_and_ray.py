@@ -334,3 +334,32 @@ def test_leftovers_of_a_local_instance_are_stopped_and_nothing_else_is():
         for process in (polite, stubborn, other):
             process.kill()
             process.wait()
+
+
+def test_the_drivers_sweep_stops_the_named_instance_only_and_needs_no_jobs():
+    from experiment.ray_jobs import INSTANCE_VARIABLE
+
+    value = uuid.uuid4().hex
+    ours = subprocess.Popen(["sleep", "60"], env={**os.environ, INSTANCE_VARIABLE: value})
+    other = subprocess.Popen(["sleep", "60"], env={**os.environ, INSTANCE_VARIABLE: value + "x"})
+    root = os.path.dirname(SCRIPT)
+    try:
+        deadline = time.monotonic() + 10
+        while not _processes_mentioning(f"{INSTANCE_VARIABLE}={value}\0", "environ"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        swept = subprocess.run([sys.executable, "-m", "experiment.ray_jobs", "--sweep", value], cwd=root,
+                               capture_output=True, text=True, timeout=60)
+        assert swept.returncode == 0, swept.stderr
+        assert f"stopped 1 process(es) carrying {INSTANCE_VARIABLE}={value}" in swept.stderr
+        assert ours.wait(5) == -signal.SIGTERM
+        assert other.poll() is None
+        for argv in (["--sweep", value, "--jobs", "j.jsonl"], ["--events", "e"]):
+            refused = subprocess.run([sys.executable, "-m", "experiment.ray_jobs", *argv], cwd=root,
+                                     capture_output=True, text=True, timeout=60)
+            assert refused.returncode == 2 and "--sweep" in refused.stderr
+        assert other.poll() is None
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait()
