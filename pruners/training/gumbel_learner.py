@@ -289,7 +289,11 @@ class GumbelMaskLearner:
         return variables_state(self._state_variables()), {}
 
     def restore_state(self, arrays, values):
-        assign_variables_state(self._state_variables(), arrays)
+        groups = self._state_variables()
+        if not any(key.startswith("gaps/") for key in arrays):
+            # Saved before the anti-windup existed (per-kind controllers only): no gap seen yet, as at a start.
+            del groups["gaps"]
+        assign_variables_state(groups, arrays)
 
     def get_config(self):
         return {"sparsity_weight": self.sparsity_weight, "quantization_weight": self.quantization_weight,

@@ -237,6 +237,32 @@ def test_l1_restarts_from_zero_when_the_sparsity_crosses_the_target():
     assert float(terms["sparsity_loss"]) == pytest.approx(2 * (1.0 * 0.25))
 
 
+def test_a_resume_state_saved_before_the_anti_windup_restores_with_no_gap_seen():
+    from pruners import GumbelMaskLearner
+
+    saved = GumbelMaskLearner(quantization_weight=0.0, target_sparsity=0.5)
+    saved.attach(_learning_model())
+    for lam in saved.multipliers.values():
+        lam.assign([-2.0, 1.0])
+    saved.penalty()  # records a gap per controller
+    arrays, values = saved.resume_state()
+    old = {key: value for key, value in arrays.items() if not key.startswith("gaps/")}  # what stop 37's code saved
+    assert len(old) == len(arrays) - 2
+    resumed = GumbelMaskLearner(quantization_weight=0.0, target_sparsity=0.5)
+    model = _learning_model()
+    resumed.attach(model)
+    resumed.restore_state(old, values)
+    assert resumed.lagrange_multipliers() == {"head": (-2.0, 1.0), "neuron": (-2.0, 1.0)}
+    assert [float(gap.numpy()) for gap in resumed.gaps.values()] == [0.0, 0.0]
+    _set_logits(model, {"head": np.full((2, 4), -5.0), "neuron": np.full((2, 32), -5.0)})  # s = 1 > t
+    resumed.penalty()  # the first gap after the resume: nothing to compare with, so l1 is kept
+    assert resumed.lagrange_multipliers()["head"] == (-2.0, 1.0)
+    resumed.restore_state(arrays, values)  # a new state brings its gaps: s - t was < 0 there, so this step crosses
+    assert float(resumed.gaps["head"].numpy()) < 0
+    resumed.penalty()
+    assert resumed.lagrange_multipliers()["head"] == (0.0, 1.0)
+
+
 def test_a_mac_target_lands_the_binary_masks_at_that_fraction_of_the_blocks_macs():
     """Tolerance: one head's share of the MACs, 0.075 (a neuron's is 0.00625). At the end of this micro run (960
     steps, masks_lr 0.05) the neurons have settled and the controller moves the mask of a head back and forth
