@@ -6,9 +6,10 @@
         --head_lut luts/tiny/head_lut.json --neuron_lut luts/tiny/neuron_lut.json
     python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5 --method kprune
     python prune.py --ckpt_dir my-bert-qqp/ --task_name qqp --constraint 0.5   # a fine-tuned Hugging Face folder
+    python prune.py --ckpt_dir checkpoints_baseline_sst2 --constraint 0.5 --sample_file served.tsv   # your rows
 
 `--method fisher` (Kwon et al., NeurIPS 2022): Fisher information of the
-head and neuron gates on a sample of training rows, a global search of how
+head and neuron gates on a sample of training rows (or of `--sample_file`'s), a global search of how
 many heads and neurons to keep, per-layer rearrangement of which ones, and
 least-squares rescaling of the kept ones; then a shift of the classifier's
 bias that brings the pruned model's predictions on the sample back to the
@@ -91,6 +92,9 @@ def build_parser():
         "kprune: 128, or as many as fit 16384 tokens of max_len but at least 32, its knowledge is per row and the "
         "batching sets only speed and memory]")
     add("--seed", type=int, default=0, help="seed of the sample [0]")
+    add("--sample_file", help="draw the sample from this file instead of the task's training rows: rows like the "
+        "inputs the model will serve, in the format of the task's training file (a GLUE task's TSV with its header "
+        "and labels; a custom task's columns); only Fisher's gradients use the labels [the training file]")
     add("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's data_dir]")
     add("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
     add("--max_eval_samples", type=int, help="score only the first N dev rows [all]")
@@ -137,6 +141,9 @@ def check_args(args, environ):
             resolve_backend("cupy")
         except RuntimeError as error:
             raise ConfigError(f"--backend cupy: {error}") from None
+    if args.sample_file and not os.path.isfile(args.sample_file):
+        raise ConfigError(f"--sample_file {args.sample_file} is not a file; give rows in the format of the task's "
+                          "training file, or leave it out to sample the training rows")
     model_path, config = open_checkpoint(args.ckpt_dir, args.checkpoint, environ, args.data_dir, args.tokenizer,
                                          args.max_eval_samples, args.task)
     args.sample_batch_size = sample_batch_size(args, config)  # metrics.json records the size used
@@ -162,17 +169,24 @@ def check_args(args, environ):
 
 
 def load_inputs(args, config):
-    """The task, its dev batches and the sampled training batches (a list, reused by every stage)."""
+    """`(task, sample, dev batches, what the sample was drawn from)`: the sample batches are a list, reused by every
+    stage; they come from the training rows, or from `--sample_file`."""
     import numpy as np
 
     from experiment.checkpoints import dev_dataset
-    from tasks import load_split, load_tokenizer
+    from gated_bert.files import sha256_of
+    from tasks import load_split, load_tokenizer, read_task_file
     from tasks.pipeline import make_dataset
 
     spec = config.task_spec()
     tokenizer = load_tokenizer(config.tokenizer)
-    train = load_split(spec, "train", tokenizer, data_dir=config.data_dir, max_len=config.max_len,
-                       cache_dir=config.cache_dir)
+    if args.sample_file:
+        train = read_task_file(spec, args.sample_file, tokenizer, config.max_len)
+        drawn = {"file": os.path.abspath(args.sample_file), "sha256": sha256_of([args.sample_file])}
+    else:
+        train = load_split(spec, "train", tokenizer, data_dir=config.data_dir, max_len=config.max_len,
+                           cache_dir=config.cache_dir)
+        drawn = {"file": None}
     dev, dev_ds = dev_dataset(config, spec, tokenizer)
     rows = np.random.default_rng(args.seed).permutation(len(train))
     if args.method == "kprune":  # as many rows as it takes to reach num_tokens (after truncation)
@@ -185,9 +199,11 @@ def load_inputs(args, config):
     sample = list(make_dataset(train.take(rows), args.sample_batch_size, shuffle=False,
                                max_len=config.max_len, pad_id=tokenizer.pad_token_id or 0))
     tokens = sum(int(np.sum(inputs["attention_mask"])) for inputs, _ in sample)
-    log.info("%s: %d sampled training rows (%d tokens) in %d batches, %d dev rows", spec.name, len(rows), tokens,
-             len(sample), len(dev))
-    return spec, sample, dev_ds
+    drawn.update(rows=len(rows), of_rows=len(train), tokens=tokens)
+    log.info("%s: %d rows sampled of %d %s (%d tokens) in %d batches, %d dev rows", spec.name, len(rows),
+             len(train), f"in {args.sample_file}" if args.sample_file else "training rows", tokens, len(sample),
+             len(dev))
+    return spec, sample, dev_ds, drawn
 
 
 def sample_batch_size(args, config):
@@ -374,7 +390,7 @@ def run(args, config, model_path, luts, out):
     # -- Model and data ---------------------------------------------------------
     source = checkpoint_source(model_path)
     model = load_checkpoint(model_path, config)
-    spec, sample, dev_ds = load_inputs(args, config)
+    spec, sample, dev_ds, drawn = load_inputs(args, config)
     gates = structured_gates(model, ("head", "neuron"))  # the loaded model's gates, kept as they are throughout
     alive = gates["head"] != 0, gates["neuron"] != 0
     budget = Budget(args, config, luts, np.ones(alive[0].shape), np.ones(alive[1].shape))
@@ -396,7 +412,7 @@ def run(args, config, model_path, luts, out):
                       logit_bias=logit_bias)
     metrics = {"checkpoint": model_path, "weights_sha256": source["weights_sha256"], "method": args.method,
                "task": spec.name, "metric": args.metric, "constraint": args.constraint, "removed": 1 - args.constraint,
-               "primary_metric": f"dev_{spec.primary_metric}", "dev": stages.scores, "final": final,
+               "primary_metric": f"dev_{spec.primary_metric}", "dev": stages.scores, "final": final, "sample": drawn,
                **run_summary(config, stages, budget, alive, heads, neurons), **extra, "args": vars(args)}
     write_json_atomic(os.path.join(out, "metrics.json"), metrics)
     log.info("MACs: kept %.1f%% (removed %.1f%%) of %d; dev %s %.4f dense -> %.4f pruned",

@@ -6,7 +6,7 @@ from tasks.loaders import DataUnavailableError, Examples, GlueFormatError, load_
 from tasks.metrics import compute_loss, compute_metrics
 from tasks.registry import TASKS, TaskSpec, get_task
 from tasks.scoring import dataset_labels, score_model
-from tasks.tokenization import TokenizedSplit, load_split, load_tokenizer, tokenize_examples
+from tasks.tokenization import TokenizedSplit, load_split, load_tokenizer, read_task_file, tokenize_examples
 
 __all__ = [
     "TASKS",
@@ -23,6 +23,7 @@ __all__ = [
     "load_split",
     "load_tokenizer",
     "read_glue_tsv",
+    "read_task_file",
     "score_model",
     "tokenize_examples",
 ]

@@ -1,6 +1,7 @@
 """Tokenize GLUE splits with a transformers tokenizer, cached on disk."""
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -152,6 +153,16 @@ def _save(path, split):
     with atomic_path(path) as tmp:  # readers never see a half-written cache
         np.savez(tmp, input_ids=split.input_ids, token_type_ids=split.token_type_ids,
                  offsets=split.offsets, labels=split.labels)
+
+
+def read_task_file(spec, path, tokenizer, max_len):
+    """Tokenized rows of `path`, a file in the format of the task's training file: a GLUE task's TSV (its header,
+    columns and labels), or a custom task's CSV, TSV or JSON lines with its columns. Not cached."""
+    if spec.files:
+        examples = read_custom_split(dataclasses.replace(spec, files=(path, spec.files[1])), "train")
+    else:
+        examples = read_glue_tsv(path, spec)
+    return tokenize_examples(examples, tokenizer, max_len)
 
 
 def load_split(spec, split, tokenizer, *, data_dir, max_len, cache_dir, limit=None):

@@ -1,5 +1,6 @@
 """prune.py and evaluate.py end to end on a micro checkpoint trained on real SST-2 rows."""
 
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -297,6 +298,43 @@ def test_a_failure_mid_run_leaves_nothing_behind(checkpoint, tmp_path, glue_dir,
     assert run_prune(checkpoint, tmp_path / "out", _env(glue_dir, bert_tokenizer_dir), "--constraint", "0.5") == 1
     left = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
     assert left == [] and not list((tmp_path / "out").rglob(".partial-*"))
+
+
+def test_a_sample_file_is_drawn_from_as_the_training_rows_would_be(checkpoint, tmp_path, glue_dir,
+                                                                    bert_tokenizer_dir, capsys):
+    # The same 200 rows given twice: as --sample_file, and as the train.tsv of another GLUE folder (read through the
+    # tokenization cache). The same seed draws the same 64 of them, so the masks and scores are the same.
+    env = _env(glue_dir, bert_tokenizer_dir)
+    lines = (glue_dir / "SST-2" / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    rows = tmp_path / "served.tsv"
+    rows.write_text("".join(lines[:201]), encoding="utf-8")
+    other = tmp_path / "glue" / "SST-2"
+    other.mkdir(parents=True)
+    shutil.copy(rows, other / "train.tsv")
+    shutil.copy(glue_dir / "SST-2" / "dev.tsv", other / "dev.tsv")
+    assert run_prune(checkpoint, tmp_path / "file", env, "--constraint", "0.6", "--sample_file", str(rows)) == 0
+    glue = str(tmp_path / "glue")
+    assert run_prune(checkpoint, tmp_path / "dir", env, "--constraint", "0.6", "--data_dir", glue) == 0
+    found = [next((tmp_path / which).rglob("metrics.json")).parent for which in ("file", "dir")]
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in found]
+    assert metrics[0]["sample"] == {"file": str(rows), "sha256": hashlib.sha256(rows.read_bytes()).hexdigest(),
+                                    "rows": 64, "of_rows": 200, "tokens": metrics[1]["sample"]["tokens"]}
+    assert metrics[1]["sample"]["file"] is None and metrics[1]["sample"]["of_rows"] == 200
+    assert metrics[0]["fisher"]["samples"] == 64 and metrics[0]["dev"] == metrics[1]["dev"]
+    for name in ("head_mask.npy", "neuron_mask.npy"):
+        np.testing.assert_array_equal(np.load(found[0] / name), np.load(found[1] / name))
+    assert f"64 rows sampled of 200 in {rows}" in (found[0] / "log.txt").read_text()
+
+    # A malformed row is named by file and line, and nothing is written; a missing file stops before any work.
+    rows.write_text(lines[0] + lines[1] + "only one field\n", encoding="utf-8")
+    capsys.readouterr()
+    assert run_prune(checkpoint, tmp_path / "bad", env, "--constraint", "0.6", "--sample_file", str(rows)) == 1
+    assert f"{rows}:3: expected 2 tab-separated fields, got 1" in capsys.readouterr().err
+    assert not [path for path in (tmp_path / "bad").rglob("*") if path.is_file()]
+    assert run_prune(checkpoint, tmp_path / "none", env, "--constraint", "0.6", "--sample_file",
+                     str(tmp_path / "nowhere.tsv")) == 2
+    assert f"--sample_file {tmp_path / 'nowhere.tsv'} is not a file" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize("flags, max_len, size", [

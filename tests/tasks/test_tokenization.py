@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks import TASKS, Examples, load_split, load_tokenizer, tokenize_examples
+from tasks import TASKS, Examples, GlueFormatError, load_split, load_tokenizer, tokenize_examples
 
 
 def write_sst2(folder, rows):
@@ -95,3 +95,25 @@ def test_chunked_tokenization_matches_one_pass(wordpiece_dir, caplog, monkeypatc
         np.testing.assert_array_equal(getattr(chunked, key), getattr(whole, key))
     assert "tokenization: 5/23 row (22%)" in caplog.text and "tokenization: 20/23 row (87%)" in caplog.text
     assert "tokenization: done, 23 row in" in caplog.text
+
+
+def test_a_task_file_is_read_in_the_format_of_the_tasks_training_file(wordpiece_dir, tmp_path):
+    from tasks import read_task_file
+    from tasks.custom import custom_task
+
+    tokenizer = load_tokenizer(str(wordpiece_dir))
+    glue = tmp_path / "sst2.tsv"
+    glue.write_text("sentence\tlabel\nthe movie\t1\ngreat\t0\n")
+    split = read_task_file(TASKS["sst2"], str(glue), tokenizer, 16)
+    assert split.lengths.tolist() == [4, 3] and split.labels.tolist() == [1, 0]
+    # A custom task's file: its own columns, its labels mapped to the training file's class ids (not this file's).
+    train = tmp_path / "train.csv"
+    train.write_text("review,stars\nthe movie,bad\ngreat,good\nthe,meh\n")
+    spec = custom_task(str(train), str(train), "review", "stars", ("bad", "good", "meh"))
+    served = tmp_path / "served.jsonl"
+    served.write_text('{"review": "great movie", "stars": "meh"}\n{"review": "the", "stars": "bad"}\n')
+    split = read_task_file(spec, str(served), tokenizer, 16)
+    assert split.lengths.tolist() == [4, 3] and split.labels.tolist() == [2, 0]
+    served.write_text('{"review": "great", "stars": "awful"}\n')
+    with pytest.raises(GlueFormatError, match=r"served.jsonl:1: label 'awful' is not one of the training labels"):
+        read_task_file(spec, str(served), tokenizer, 16)
