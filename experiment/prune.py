@@ -94,7 +94,8 @@ def build_parser():
     add("--seed", type=int, default=0, help="seed of the sample [0]")
     add("--sample_file", help="draw the sample from this file instead of the task's training rows: rows like the "
         "inputs the model will serve, in the format of the task's training file (a GLUE task's TSV with its header "
-        "and labels; a custom task's columns); only Fisher's gradients use the labels [the training file]")
+        "and labels; a custom task's columns); only Fisher's gradients use the labels, so for kprune any valid label "
+        "will do [the training file]")
     add("--data_dir", help="GLUE directory [env GLUE_DIR, else the checkpoint's data_dir]")
     add("--tokenizer", help="tokenizer name or folder [env TOKENIZER, else the checkpoint's]")
     add("--max_eval_samples", type=int, help="score only the first N dev rows [all]")
