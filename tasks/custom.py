@@ -135,7 +135,11 @@ def custom_task(train_file, validation_file, text_column, label_column, label_na
 
 def read_custom_split(spec, split, limit=None):
     """The `Examples` of `split` (`train` or `dev`) of a custom task, labels mapped to the spec's class ids."""
-    path = spec.split_file("", split)
+    return read_custom_file(spec, spec.split_file("", split), limit)
+
+
+def read_custom_file(spec, path, limit=None):
+    """The `Examples` of any file with a custom task's columns, labels mapped to the spec's class ids."""
     (*texts, labels), lines = read_columns(path, [*spec.text_columns, spec.label_column], limit)
     if spec.is_regression:
         return Examples(texts[0], texts[1] if spec.is_pair else None, _scores(path, labels, lines))

@@ -1,7 +1,6 @@
 """Tokenize GLUE splits with a transformers tokenizer, cached on disk."""
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -12,7 +11,7 @@ import numpy as np
 
 from gated_bert.files import atomic_path
 from gated_bert.progress import Progress
-from tasks.custom import read_custom_split
+from tasks.custom import read_custom_file
 from tasks.loaders import load_hub_split, read_glue_tsv
 from tasks.registry import HUB_DATASET
 
@@ -155,14 +154,15 @@ def _save(path, split):
                  offsets=split.offsets, labels=split.labels)
 
 
+def read_task_examples(spec, path, limit=None):
+    """The `Examples` of `path`, a file in the format of the task's split files: a GLUE task's TSV (its header,
+    columns and labels), or a custom task's CSV, TSV or JSON lines with its columns."""
+    return read_custom_file(spec, path, limit) if spec.files else read_glue_tsv(path, spec, limit)
+
+
 def read_task_file(spec, path, tokenizer, max_len):
-    """Tokenized rows of `path`, a file in the format of the task's training file: a GLUE task's TSV (its header,
-    columns and labels), or a custom task's CSV, TSV or JSON lines with its columns. Not cached."""
-    if spec.files:
-        examples = read_custom_split(dataclasses.replace(spec, files=(path, spec.files[1])), "train")
-    else:
-        examples = read_glue_tsv(path, spec)
-    return tokenize_examples(examples, tokenizer, max_len)
+    """Tokenized rows of `path` (`read_task_examples`), not cached."""
+    return tokenize_examples(read_task_examples(spec, path), tokenizer, max_len)
 
 
 def load_split(spec, split, tokenizer, *, data_dir, max_len, cache_dir, limit=None):
@@ -176,10 +176,8 @@ def load_split(spec, split, tokenizer, *, data_dir, max_len, cache_dir, limit=No
         with np.load(path) as arrays:
             log.info("%s %s: %d rows from the tokenization cache %s", spec.name, split, len(arrays["labels"]), path)
             return TokenizedSplit(**{key: arrays[key] for key in arrays.files}, from_cache=True)
-    if spec.files:
-        examples = read_custom_split(spec, split, limit)
-    elif data_dir:
-        examples = read_glue_tsv(spec.split_file(data_dir, split), spec, limit)
+    if spec.files or data_dir:
+        examples = read_task_examples(spec, spec.split_file(data_dir, split), limit)
     else:
         examples = load_hub_split(spec, split, limit)
     log.info("%s %s: tokenizing %d rows", spec.name, split, len(examples))

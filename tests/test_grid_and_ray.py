@@ -354,10 +354,11 @@ def test_the_drivers_sweep_stops_the_named_instance_only_and_needs_no_jobs():
         assert f"stopped 1 process(es) carrying {INSTANCE_VARIABLE}={value}" in swept.stderr
         assert ours.wait(5) == -signal.SIGTERM
         assert other.poll() is None
-        for argv in (["--sweep", value, "--jobs", "j.jsonl"], ["--events", "e"]):
+        for argv, message in ((["--sweep", value, "--jobs", "j.jsonl"], "--sweep takes a non-empty instance value "
+                               "and no jobs"), (["--events", "e"], "--jobs and --events are required")):
             refused = subprocess.run([sys.executable, "-m", "experiment.ray_jobs", *argv], cwd=root,
                                      capture_output=True, text=True, timeout=60)
-            assert refused.returncode == 2 and "--sweep" in refused.stderr
+            assert refused.returncode == 2 and message in refused.stderr
         assert other.poll() is None
     finally:
         for process in (ours, other):
