@@ -35,11 +35,16 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             (`GatedDense(use_kernel_mask=...)`; needed by weight-level pruning only).
         gates: create the head gate; False is a plain attention layer
             whose gates were folded into its weights (`gated.compact_model`).
+        fused_qkv: one `qkv` projection `(D, 3 * H * Dh)` (the query, key and value
+            kernels side by side) in place of three; an inference layout for plain
+            layers (`gates=False`, `kernel_masks=False`), set by `gated.compact_model`:
+            the input is read once and one larger matmul runs (TFLite's int8 kernels
+            quantise each projection's input anew).
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(self, num_heads, dropout_rate=0.0, kernel_initializer="glorot_uniform", learn_head_mask=False,
-                 head_dim=None, kernel_masks=True, gates=True, **kwargs):
+                 head_dim=None, kernel_masks=True, gates=True, fused_qkv=False, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 0:
             raise ValueError(f"num_heads must be a non-negative integer, got num_heads={num_heads!r}")
@@ -49,6 +54,9 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             raise ValueError("num_heads=0 needs an explicit head_dim (the width the pruned heads had)")
         if learn_head_mask and not gates:
             raise ValueError("learn_head_mask=True needs gates=True: a learned mask scales the head gate")
+        if fused_qkv and (gates or kernel_masks):
+            raise ValueError(f"fused_qkv=True is for plain layers: it needs gates=False and kernel_masks=False, got "
+                             f"gates={gates!r}, kernel_masks={kernel_masks!r}")
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1), got dropout_rate={dropout_rate!r}")
         self.num_heads = num_heads
@@ -58,6 +66,7 @@ class GatedMultiHeadAttention(keras.layers.Layer):
         self.fixed_head_dim = head_dim
         self.kernel_masks = kernel_masks
         self.gates = gates
+        self.fused_qkv = fused_qkv
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
@@ -76,8 +85,10 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             layer.build((*input_shape[:-1], in_dim))
             return layer
 
-        self.query = self.key = self.value = None
-        if self.num_heads:
+        self.query = self.key = self.value = self.qkv = None
+        if self.num_heads and self.fused_qkv:
+            self.qkv = projection("qkv", 3 * inner, d_model)
+        elif self.num_heads:
             self.query = projection("query", inner, d_model)
             self.key = projection("key", inner, d_model)
             self.value = projection("value", inner, d_model)
@@ -113,6 +124,11 @@ class GatedMultiHeadAttention(keras.layers.Layer):
 
     def head_contexts(self, inputs, attention_mask=None, training=None):
         """Each head's context before its gate and the output projection: `(B, T, H, Dh)`."""
+        if self.qkv is not None:
+            x = self.qkv(inputs)  # (B, T, 3 * H * Dh): queries, keys, values side by side
+            x = ops.reshape(x, (ops.shape(x)[0], ops.shape(x)[1], 3 * self.num_heads, self.head_dim))
+            queries, keys, values = ops.split(ops.transpose(x, (0, 2, 1, 3)), 3, axis=1)  # (B, H, T, Dh) each
+            return self.attend(queries, keys, values, attention_mask, training)
         return self.attend(self.project(self.query, inputs), self.project(self.key, inputs),
                            self.project(self.value, inputs), attention_mask, training)
 
@@ -143,4 +159,5 @@ class GatedMultiHeadAttention(keras.layers.Layer):
             "head_dim": self.fixed_head_dim,
             "kernel_masks": self.kernel_masks,
             "gates": self.gates,
+            "fused_qkv": self.fused_qkv,
         }

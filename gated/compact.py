@@ -41,13 +41,15 @@ def folded_weights(model):
     return values
 
 
-def compact_model(model):
+def compact_model(model, fused_qkv=True):
     """A plain copy of `model` (a gated encoder) that computes the same logits with only the units it uses.
 
     The pruned units are cut out first (`slice_pruned`, which bakes learned masks in and keeps the remaining
     gates); then every gate and kernel mask left is multiplied into the weights (`folded_weights`), so the copy
     has no gate, mask or mask-logit variable (`build_gated_encoder(gates=False, kernel_masks=False)`, one head
     count and FFN width per block). A mask folder's logit bias goes on `model` first (`add_logit_bias`).
+    With `fused_qkv` each block's query, key and value kernels become one `qkv` kernel, side by side
+    (`GatedMultiHeadAttention(fused_qkv=True)`): the same function in fewer, larger matmuls.
     `model` is left as it is.
     """
     sliced = slice_pruned(model)
@@ -55,11 +57,25 @@ def compact_model(model):
     config = sliced.get_config()
     for layer in config["layers"]:
         if layer["class_name"] == "EncoderBlock":
-            layer["config"].update(kernel_masks=False, gates=False)
+            layer["config"].update(kernel_masks=False, gates=False, fused_qkv=fused_qkv)
     compact = type(sliced).from_config(config)
+    if fused_qkv:
+        _fuse_qkv(sliced, compact, values)
     for variable in compact.weights:
         variable.assign(values[variable.path])
     return compact
+
+
+def _fuse_qkv(sliced, compact, values):
+    """Put each block's query, key and value weights of `values` side by side under `compact`'s `qkv` paths."""
+    blocks = [collect_gated_layers(model, EncoderBlock).values() for model in (sliced, compact)]
+    for source, block in zip(*blocks, strict=True):
+        if block.attention.qkv is None:  # every head pruned
+            continue
+        projections = (source.attention.query, source.attention.key, source.attention.value)
+        for name in ("kernel", "bias"):
+            parts = [values[getattr(dense, name).path] for dense in projections]
+            values[getattr(block.attention.qkv, name).path] = np.concatenate(parts, axis=-1)
 
 
 def compact_shape(model):

@@ -112,11 +112,12 @@ class EncoderBlock(keras.layers.Layer):
         kernel_masks: give every `GatedDense` a per-weight kernel mask (weight-level pruning only).
         gates: create the head, neuron and output gates; False is a plain
             block whose gates were folded into its weights (`gated.compact_model`).
+        fused_qkv: one query-key-value projection (`GatedMultiHeadAttention(fused_qkv=True)`; plain blocks only).
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(self, num_heads, dff, dropout_rate=0.0, learn_masks=(), head_dim=None, hidden_act="gelu",
-                 layer_norm_eps=1e-12, kernel_masks=True, gates=True, **kwargs):
+                 layer_norm_eps=1e-12, kernel_masks=True, gates=True, fused_qkv=False, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.dff = dff
@@ -127,10 +128,12 @@ class EncoderBlock(keras.layers.Layer):
         self.layer_norm_eps = layer_norm_eps
         self.kernel_masks = kernel_masks
         self.gates = gates
+        self.fused_qkv = fused_qkv
         init = bert_initializer()
         self.attention = GatedMultiHeadAttention(num_heads, dropout_rate, kernel_initializer=init,
                                                  learn_head_mask="head" in self.learn_masks, head_dim=head_dim,
-                                                 kernel_masks=kernel_masks, gates=gates, name="attention")
+                                                 kernel_masks=kernel_masks, gates=gates, fused_qkv=fused_qkv,
+                                                 name="attention")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm")
         self.ffn = GatedFeedForward(dff, activation=hidden_activation(hidden_act), kernel_initializer=init,
                                     learn_neuron_mask="neuron" in self.learn_masks,
@@ -171,6 +174,7 @@ class EncoderBlock(keras.layers.Layer):
             "layer_norm_eps": self.layer_norm_eps,
             "kernel_masks": self.kernel_masks,
             "gates": self.gates,
+            "fused_qkv": self.fused_qkv,
         }
 
 

@@ -53,14 +53,37 @@ def test_compact_model_computes_the_masked_models_logits_with_only_the_kept_unit
     assert mask_variables(compact) == []
     assert not [v.path for v in compact.weights if "gate" in v.path or "mask" in v.path]
     assert count_parameters(compact) == compact.count_params() == compact_parameter_count([2, 0], widths)
-    kept = compact.get_layer("block_0").attention.query.kernel.numpy()  # heads 1 and 3 of the q kernel
-    source = micro_model.get_layer("block_0").attention.query
+    attention = compact.get_layer("block_0").attention
+    assert attention.query is attention.key is attention.value is None  # one fused projection instead
+    assert compact.get_layer("block_1").attention.qkv is None  # no head left: no projection at all
     dh = MICRO["d_model"] // MICRO["num_heads"]
-    expected = (source.kernel.numpy() * source.kernel_mask.numpy())[:, [*range(dh, 2 * dh), *range(3 * dh, 4 * dh)]]
-    np.testing.assert_array_equal(kept, expected)
+    kept = [*range(dh, 2 * dh), *range(3 * dh, 4 * dh)]  # heads 1 and 3
+    source = micro_model.get_layer("block_0").attention
+    projections = (source.query, source.key, source.value)
+    expected = [(dense.kernel.numpy() * dense.kernel_mask.numpy())[:, kept] for dense in projections]
+    np.testing.assert_array_equal(attention.qkv.kernel.numpy(), np.concatenate(expected, axis=1))
+    np.testing.assert_array_equal(attention.qkv.bias.numpy(),
+                                  np.concatenate([dense.bias.numpy()[kept] for dense in projections]))
     path = tmp_path / "compact.keras"
     compact.save(path)
     np.testing.assert_array_equal(keras.saving.load_model(path)(micro_batch), compact(micro_batch))
+
+
+def test_the_unfused_layout_computes_the_same_function_with_three_projections(micro_model, micro_batch):
+    _pruned_unevenly(micro_model, np.random.default_rng(4))
+    fused, unfused = compact_model(micro_model), compact_model(micro_model, fused_qkv=False)
+    np.testing.assert_allclose(unfused(micro_batch), micro_model(micro_batch), atol=1e-5)
+    np.testing.assert_allclose(fused(micro_batch), unfused(micro_batch), atol=1e-6)
+    attention = unfused.get_layer("block_0").attention
+    assert attention.qkv is None and attention.query.kernel.shape == (MICRO["d_model"], 2 * MICRO["d_model"] // 4)
+    assert count_parameters(fused) == count_parameters(unfused)
+
+
+def test_fused_projections_are_for_plain_layers_only():
+    from gated import GatedMultiHeadAttention
+
+    with pytest.raises(ValueError, match="fused_qkv=True is for plain layers.*gates=True, kernel_masks=False"):
+        GatedMultiHeadAttention(2, kernel_masks=False, fused_qkv=True)
 
 
 def test_an_unpruned_model_compacts_to_the_same_function_and_parameter_count(micro_model, micro_batch):

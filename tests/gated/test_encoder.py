@@ -92,10 +92,12 @@ def test_model_config_round_trip(micro_model, micro_batch):
                       "bias_initializer": "ones"}),
         (GatedMultiHeadAttention, {"num_heads": 4, "dropout_rate": 0.1, "kernel_initializer": "he_normal",
                                    "gates": False, "kernel_masks": False}),
+        (GatedMultiHeadAttention, {"num_heads": 2, "gates": False, "kernel_masks": False, "fused_qkv": True}),
         (GatedFeedForward, {"dff": 12, "activation": "relu", "kernel_initializer": "lecun_normal", "gates": False}),
         (EncoderEmbeddings, {"vocab_size": 50, "max_len": 12, "d_model": 8, "type_vocab_size": 3,
                              "dropout_rate": 0.2}),
         (EncoderBlock, {"num_heads": 2, "dff": 24, "dropout_rate": 0.1, "gates": False}),
+        (EncoderBlock, {"num_heads": 2, "dff": 24, "gates": False, "kernel_masks": False, "fused_qkv": True}),
     ],
 )
 def test_every_constructor_argument_survives_get_config(cls, kwargs):
