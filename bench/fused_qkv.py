@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 from compaction_speedup import CHECKPOINT, CONSTRAINTS, ROUNDS, THREADS, speedup, time_contenders, timing_batches
@@ -84,7 +85,8 @@ def main():
         pair, (heads, widths) = compact_pair(masks_dir)
         first = {layout: model(batches["batch 32 x 128"][0]) for layout, model in pair.items()}
         gap = float(np.max(np.abs(np.asarray(first["fused"]) - np.asarray(first["unfused"]))))
-        costs = unit_macs(pair["fused"].get_layer("block_0").attention.d_model, 32, 128)
+        attention = pair["fused"].get_layer("block_0").attention  # every block keeps the model's widths
+        costs = unit_macs(attention.d_model, attention.head_dim, 128)
         macs[name] = sum(heads) * costs["head"] + sum(widths) * costs["neuron"]
         for layout, model in pair.items():
             folder = os.path.join(out, f"{name}_{layout}")
@@ -96,22 +98,14 @@ def main():
     keyed = {((name, layout), fmt): runner for (name, layout, fmt), runner in runners.items()}
     samples = time_contenders(keyed, batches)
     report(samples, formats, macs)
-    fixed_costs(samples, macs, count_blocks(pair["fused"]))
+    fixed_costs(samples, macs, len(heads))
     with open(os.path.join(out, "samples.json"), "w") as handle:
         json.dump({" | ".join(map(str, [*key[0], key[1]])): values for key, values in samples.items()}, handle)
-
-
-def count_blocks(model):
-    from gated import EncoderBlock, collect_gated_layers
-
-    return len(collect_gated_layers(model, EncoderBlock))
 
 
 def residual_norms_ms(d_model=384, rounds=15):
     """ms of one block's two residual adds and two LayerNorms on `(32, 128, d_model)` in float TFLite (the median
     of `rounds` runs, 2 threads)."""
-    import time
-
     import keras
     import tensorflow as tf
 
