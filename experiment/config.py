@@ -30,6 +30,7 @@ from gated_bert.vocabulary import (
     ANNEALING,
     GRANULAR_METHODS,
     GRANULARITIES,
+    POOLINGS,
     PRESETS,
     PRUNING_METHODS,
     RAMPS,
@@ -92,6 +93,10 @@ class GatedBertConfig:
     max_len: int = _field(DEFAULT_MAX_LEN, "longest sequence in tokens; longer inputs are truncated (at most 4096; "
                           "with init_from, the checkpoint's position count)", positive=True)
     dropout_rate: float = _field(0.0, "dropout on embeddings, attention and residuals", fraction=(0.0, 1.0, False))
+    pooling: str = _field("cls", "what the classifier reads from the last block: cls (the [CLS] row, through the "
+                          "checkpoint's pooler: BERT's head) or mean (the mean of the real tokens' rows, the "
+                          "classifier fresh: how sentence-transformers checkpoints such as all-MiniLM-L6-v2 were "
+                          "trained)", choices=POOLINGS)
     init_from: str = _field("", "Hugging Face folder (config.json + model.safetensors) to fine-tune from: its "
                             "shape, vocabulary and tokenizer are used, and the fine-tuning recipe becomes the "
                             "default; or a train.py checkpoint folder (a pruned or composed model, its masks kept "
@@ -591,7 +596,7 @@ def with_checkpoint(values, folder):
     except CheckpointError as error:
         raise ConfigError(f"init_from: {error}") from None
     saved = read_json_object(config_path, "checkpoint config", ConfigError)
-    fixed = {key: saved.get(key) for key in ("vocab_size", *SHAPE_FIELDS)}
+    fixed = {**{key: saved.get(key) for key in ("vocab_size", *SHAPE_FIELDS)}, "pooling": saved.get("pooling", "cls")}
     clash = {key: values[key] for key in fixed if values.get(key) is not None and values[key] != fixed[key]}
     if clash:
         raise ConfigError(f"init_from {folder} fixes the model's shape, but {clash} contradicts its "

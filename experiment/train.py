@@ -89,7 +89,8 @@ def build_model(config, spec):
 
     options = {"num_labels": spec.num_labels, "max_len": config.max_len, "dropout_rate": config.dropout_rate,
                "learn_masks": config.learn_masks if config.method == "gumbel" else (),
-               "kernel_masks": config.method in GRANULAR_METHODS and config.pruning_granularity == "weight"}
+               "kernel_masks": config.method in GRANULAR_METHODS and config.pruning_granularity == "weight",
+               "pooling": config.pooling}
     if is_checkpoint_folder(config.init_from):
         return checkpoint_model(config, spec)
     if config.init_from:

@@ -6,7 +6,15 @@
 from gated.attention import GatedMultiHeadAttention
 from gated.compact import compact_model, compact_shape, folded_weights
 from gated.dense import GatedDense
-from gated.encoder import INPUT_NAMES, EncoderBlock, EncoderEmbeddings, build_gated_encoder, last_hidden_state_model
+from gated.encoder import (
+    INPUT_NAMES,
+    EncoderBlock,
+    EncoderEmbeddings,
+    MeanPooling,
+    build_gated_encoder,
+    last_hidden_state_model,
+    pooling_of,
+)
 from gated.feed_forward import GatedFeedForward
 from gated.gumbel_gate import GumbelGate
 from gated.masks import (
@@ -54,6 +62,7 @@ __all__ = [
     "GatedModel",
     "GatedMultiHeadAttention",
     "GumbelGate",
+    "MeanPooling",
     "build_gated_encoder",
     "collect_gated_layers",
     "compact_model",
@@ -68,6 +77,7 @@ __all__ = [
     "get_output_gates",
     "get_weight_masks",
     "last_hidden_state_model",
+    "pooling_of",
     "learned_gates",
     "load_pretrained",
     "load_learned_masks",

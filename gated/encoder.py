@@ -7,7 +7,7 @@ from gated.activations import hidden_activation
 from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
 from gated.model import GatedModel
-from gated_bert.vocabulary import expand_unit_kinds
+from gated_bert.vocabulary import POOLINGS, expand_unit_kinds
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 # The dense layer between [CLS] and the classifier, by its activation; None: there is none.
@@ -196,6 +196,7 @@ def build_gated_encoder(
     num_positions=None,
     position_offset=0,
     pooler="tanh",
+    pooling="cls",
     kernel_masks=True,
     gates=True,
     name="gated_bert",
@@ -217,6 +218,9 @@ def build_gated_encoder(
     embeddings, and `pooler`, the activation of the dense layer between
     `[CLS]` and the classifier (`tanh`: BERT's pooler and RoBERTa's head;
     `relu`: DistilBERT's pre-classifier; None: the classifier reads `[CLS]`).
+    `pooling` is what the head reads: `cls`, the `[CLS]` row, or `mean`, the
+    mean of the real tokens' rows (`MeanPooling`; the pooler then applies to
+    that mean).
     `kernel_masks=False` leaves out the per-weight kernel masks (structured
     gates stay): the model then holds one float per parameter, as a model that
     no weight-level pruner touches should. `gates=False` leaves out the head,
@@ -226,6 +230,8 @@ def build_gated_encoder(
         raise ValueError(f"num_layers must be positive, got num_layers={num_layers}")
     if pooler not in POOLERS:
         raise ValueError(f"pooler must be one of {POOLERS}, got pooler={pooler!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got pooling={pooling!r}")
     heads, widths = _per_layer("num_heads", num_heads, num_layers), _per_layer("dff", dff, num_layers)
     if head_dim is None and any(h and d_model % h for h in heads):
         raise ValueError(
@@ -245,13 +251,30 @@ def build_gated_encoder(
                              hidden_act=hidden_act, layer_norm_eps=layer_norm_eps, kernel_masks=kernel_masks,
                              gates=gates, name=f"block_{index}")
         x = block(x, attention_mask=inputs["attention_mask"])
-    pooled = x[:, 0, :]  # (B, D): [CLS]
+    if pooling == "mean":
+        pooled = MeanPooling(name="mean_pooling")(x, inputs["attention_mask"])  # (B, D)
+    else:
+        pooled = x[:, 0, :]  # (B, D): [CLS]
     if pooler is not None:
         pooled = keras.layers.Dense(d_model, activation=pooler, kernel_initializer=bert_initializer(),
                                     name="pooler")(pooled)
     pooled = keras.layers.Dropout(dropout_rate)(pooled)
     logits = keras.layers.Dense(num_labels, kernel_initializer=bert_initializer(), name="classifier")(pooled)
     return GatedModel(inputs, logits, name=name)
+
+
+@keras.saving.register_keras_serializable(package="gated_bert")
+class MeanPooling(keras.layers.Layer):
+    """The mean of the hidden states of the tokens that `attention_mask` marks real: `(B, T, D)` to `(B, D)`."""
+
+    def call(self, x, attention_mask):
+        weights = ops.expand_dims(ops.cast(attention_mask, x.dtype), -1)  # (B, T, 1)
+        return ops.sum(x * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+
+
+def pooling_of(model):
+    """`"mean"` when `model`'s head reads the mean of the token states (`MeanPooling`), else `"cls"`."""
+    return "mean" if any(isinstance(layer, MeanPooling) for layer in model.layers) else "cls"
 
 
 def encoder_blocks(model):

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from gated.compact import folded_weights
-from gated.encoder import EncoderBlock, EncoderEmbeddings, build_gated_encoder
+from gated.encoder import EncoderBlock, EncoderEmbeddings, build_gated_encoder, pooling_of
 from gated.masks import collect_gated_layers, learned_gates
 from gated_bert.files import staged_folder
 from gated_bert.pretrained_folders import (
@@ -147,12 +147,17 @@ def load_pretrained(folder, num_labels=None, max_len=None, require_head=False, *
     when its shape fits `num_labels` (default: the checkpoint's head, else 2); otherwise the head is
     initialised fresh and a log line says so (`require_head=True` makes that an error: a model must have been
     fine-tuned to be scored or pruned). `max_len` is the longest input accepted (default: the position table's
-    length). `overrides` go to `build_gated_encoder` (`dropout_rate`, `kernel_masks`, `learn_masks`, `name`);
+    length). `overrides` go to `build_gated_encoder` (`dropout_rate`, `kernel_masks`, `learn_masks`, `name`,
+    `pooling`: with `pooling="mean"` the classifier reads the mean of the token states, as sentence-transformers
+    checkpoints were trained to be read, with no pooler between, and starts fresh);
     an override of the checkpoint's architecture is an error. Raises `PretrainedError` naming the file and the
     fix for every input it cannot load.
     """
     architecture = read_architecture(folder)
     options = architecture.encoder_options()
+    mean_pooled = overrides.get("pooling", "cls") == "mean"
+    if mean_pooled:  # sentence-transformers' head: the classifier reads the mean of the token states directly
+        options["pooler"] = None
     clash = {key: value for key, value in overrides.items() if key in options and value != options[key]}
     if clash:
         raise PretrainedError(f"{folder}: {clash} contradicts the checkpoint's architecture "
@@ -168,7 +173,11 @@ def load_pretrained(folder, num_labels=None, max_len=None, require_head=False, *
         head = tensors.get(f"{_HEADS[architecture.model_type]['classifier']}.weight")
         num_labels = 2 if head is None else int(head.shape[0])
     values = {ours: tensors[name].T if transpose else tensors[name] for ours, (name, transpose) in body.items()}
-    heads, has_head = _head_tensors(tensors, architecture.model_type, num_labels, architecture.d_model, folder)
+    if mean_pooled:
+        heads, has_head = {}, False
+        log.info("%s: pooling='mean' reads no [CLS] head: the classifier is initialised fresh", folder)
+    else:
+        heads, has_head = _head_tensors(tensors, architecture.model_type, num_labels, architecture.d_model, folder)
     if require_head and not has_head:
         raise PretrainedError(f"{folder} has no classification head for {num_labels} labels: it is not fine-tuned "
                               "for this task. Fine-tune it first: train.py --init_from "
@@ -244,6 +253,10 @@ def _architecture_of(model, model_type):
     block = blocks[0]
     if model_type == "distilbert" and embeddings.type_vocab_size:
         raise ValueError("distilbert has no segment embeddings, but this model has; save it as bert")
+    if pooling_of(model) == "mean":
+        raise ValueError(f"a Hugging Face {model_type} sequence classifier reads the [CLS] row, but this model's "
+                         "classifier reads the mean of the token states (pooling='mean'): it has no Hugging Face "
+                         "form; fine-tune with pooling='cls' (train.py --pooling cls) to save it")
     pooler = _pooler_activation(model)
     if pooler != _POOLER_OF[model_type]:
         raise ValueError(f"a {model_type} classifier has a {_POOLER_OF[model_type]} dense layer before it, but "

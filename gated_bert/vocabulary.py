@@ -20,6 +20,10 @@ PRESETS = {
     "large": {"num_layers": 24, "d_model": 1024, "num_heads": 16, "dff": 4096},
 }
 
+# What the classifier reads from the last block: the `[CLS]` row (BERT's head) or the mean of the real tokens'
+# rows (sentence-transformers' pooling, which checkpoints such as all-MiniLM-L6-v2 were trained with).
+POOLINGS = ("cls", "mean")
+
 # Training-time methods that follow the pruning window and a sparsity schedule.
 SCHEDULED_METHODS = ("magnitude", "movement", "spt")
 # Values of `pruning_method`: none, the scheduled methods, soft movement (learned scores, a threshold and a

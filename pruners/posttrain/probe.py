@@ -10,7 +10,7 @@ in one backward pass.
 
 import tensorflow as tf
 
-from gated.encoder import EncoderBlock
+from gated.encoder import EncoderBlock, MeanPooling
 from gated.masks import collect_gated_layers, learned_gates
 
 
@@ -34,6 +34,7 @@ class GateProbe:
         self.embeddings = model.get_layer("embeddings")
         layers = {layer.name: layer for layer in model.layers}
         self.pooler, self.classifier = layers.get("pooler"), layers["classifier"]  # a model may have no pooler
+        self.mean_pool = next((layer for layer in model.layers if isinstance(layer, MeanPooling)), None)
         self._compiled = {}
 
     @property
@@ -63,13 +64,15 @@ class GateProbe:
         sees every sublayer's unit outputs after their gates: `(B, T, H, Dh)`
         contexts or `(B, T, F)` activations.
 
-        Only the `[CLS]` row of the last block's output reaches the logits,
-        so the last block carries that row alone towards them (its attention
-        still reads every row's keys and values); with `on_sublayer`, every
-        row's unit outputs there are computed too, outside any gradient.
+        When the head reads `[CLS]`, only that row of the last block's
+        output reaches the logits, so the last block carries that row alone
+        towards them (its attention still reads every row's keys and values);
+        with `on_sublayer`, every row's unit outputs there are computed too,
+        outside any gradient. A mean-pooling head reads every row.
         """
         end = self.sublayers if stop is None else stop
-        first_cls = self.sublayers - 2 if stop is None else end  # from this sublayer on, the [CLS] row alone
+        # From this sublayer on, the [CLS] row alone.
+        first_cls = self.sublayers - 2 if stop is None and self.mean_pool is None else end
         every = None  # with `on_sublayer`, in the last block: every row's hidden state, without gradient
         for index in range(start, end):
             block = self.blocks[index // 2]
@@ -107,7 +110,8 @@ class GateProbe:
             x = norm(x + update)
         if stop is not None:
             return x
-        pooled = x[:, 0, :] if self.pooler is None else self.pooler(x[:, 0, :])  # (B, D)
+        pooled = x[:, 0, :] if self.mean_pool is None else self.mean_pool(x, mask)  # (B, D)
+        pooled = pooled if self.pooler is None else self.pooler(pooled)
         return self.classifier(pooled)
 
     @staticmethod

@@ -126,3 +126,19 @@ def test_an_int8_model_below_the_agreement_is_refused_unless_the_check_is_lowere
                         int8_agreement=0.7)
     assert card["formats"]["tflite_int8"]["agreement"] == 0.75
     assert card["formats"]["tflite_int8"]["agreement_required"] == 0.7
+
+
+def test_a_mean_pooling_head_exports_to_keras_tflite_and_onnx(tmp_path):
+    """The head that reads the mean of the real tokens' states (`pooling="mean"`) survives conversion: padded rows
+    give the gated model's logits in TFLite and ONNX too."""
+    from gated import build_gated_encoder
+
+    keras.utils.set_random_seed(0)
+    model = build_gated_encoder(**MICRO, num_labels=2, pooling="mean", pooler=None)
+    set_head_gates(model, dict(zip(get_head_gates(model), np.asarray(HEADS, "float32"), strict=True)))
+    formats = ["keras", "tflite", *(["onnx"] if onnx_available() else [])]
+    export_model(model, str(tmp_path / "export"), _dev(), formats=formats, latency_runs=0, int8_agreement=0)
+    (unseen, _), = micro_sample_batches(98, count=1, size=5)  # rows 0 and 1 padded
+    for fmt in formats:
+        outputs = load_runner(fmt, str(tmp_path / "export" / FILES[fmt]))(unseen)
+        np.testing.assert_allclose(outputs, np.asarray(model(unseen)), atol=1e-4, err_msg=fmt)

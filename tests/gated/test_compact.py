@@ -15,6 +15,7 @@ from gated import (
     get_output_gates,
     get_weight_masks,
     mask_variables,
+    pooling_of,
     set_head_gates,
     set_neuron_gates,
     set_output_gates,
@@ -77,6 +78,18 @@ def test_the_unfused_layout_computes_the_same_function_with_three_projections(mi
     attention = unfused.get_layer("block_0").attention
     assert attention.qkv is None and attention.query.kernel.shape == (MICRO["d_model"], 2 * MICRO["d_model"] // 4)
     assert count_parameters(fused) == count_parameters(unfused)
+
+
+def test_a_mean_pooling_head_compacts_and_reloads(micro_batch, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = build_gated_encoder(**MICRO, num_labels=2, pooling="mean", pooler=None)
+    _pruned_unevenly(model, np.random.default_rng(5))
+    compact = compact_model(model)
+    assert pooling_of(compact) == "mean"
+    np.testing.assert_allclose(compact(micro_batch), model(micro_batch), atol=1e-5)
+    path = tmp_path / "compact.keras"
+    compact.save(path)
+    np.testing.assert_array_equal(keras.saving.load_model(path)(micro_batch), compact(micro_batch))
 
 
 def test_fused_projections_are_for_plain_layers_only():

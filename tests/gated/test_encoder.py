@@ -13,6 +13,8 @@ from gated import (
     get_head_gates,
     get_neuron_gates,
     get_weight_masks,
+    last_hidden_state_model,
+    pooling_of,
     set_head_gates,
     set_neuron_gates,
     set_weight_masks,
@@ -113,6 +115,24 @@ def test_every_constructor_argument_survives_get_config(cls, kwargs):
             assert keras.activations.serialize(restored) == value, key
         else:
             assert restored == value, key
+
+
+def test_mean_pooling_reads_the_mean_of_the_real_tokens(micro_batch):
+    keras.utils.set_random_seed(0)
+    model = build_gated_encoder(**MICRO, num_labels=3, pooling="mean", pooler=None)
+    assert pooling_of(model) == "mean" and pooling_of(build_gated_encoder(**MICRO, num_labels=3)) == "cls"
+    hidden = np.asarray(last_hidden_state_model(model)(micro_batch), np.float64)
+    mask = micro_batch["attention_mask"][:, :, None].astype(np.float64)
+    assert (mask == 0).any()  # a padded row: its padding must not enter the mean
+    classifier = model.get_layer("classifier")
+    expected = (hidden * mask).sum(axis=1) / mask.sum(axis=1) @ classifier.kernel.numpy() + classifier.bias.numpy()
+    np.testing.assert_allclose(model(micro_batch).numpy(), expected, atol=1e-5)
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    assert pooling_of(clone) == "mean"
+    np.testing.assert_allclose(clone(micro_batch).numpy(), model(micro_batch).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="pooling must be one of.*pooling='max'"):
+        build_gated_encoder(**MICRO, num_labels=2, pooling="max")
 
 
 def test_bad_shape_is_rejected():

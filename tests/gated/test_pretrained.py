@@ -56,6 +56,27 @@ def test_a_bare_encoder_gets_a_fresh_head_and_says_so(tmp_path, caplog):
         load_pretrained(str(tmp_path / "bare"), num_labels=2, require_head=True)
 
 
+def test_mean_pooling_reads_the_mean_of_the_real_tokens_and_leaves_the_cls_head(tmp_path, caplog):
+    config = tiny_config("bert")
+    tensors = tiny_tensors(config, prefix=False)  # with a pooler and a 2-label classifier
+    write_checkpoint(tmp_path / "m", config, tensors)
+    with caplog.at_level(logging.INFO, logger="gated.pretrained"):
+        model = load_pretrained(str(tmp_path / "m"), pooling="mean")
+    assert "pooling='mean' reads no [CLS] head" in caplog.text
+    assert "pooler" not in {layer.name for layer in model.layers}
+    classifier = model.get_layer("classifier")
+    assert not np.allclose(classifier.kernel.numpy(), tensors["classifier.weight"].T)  # fresh, not the [CLS] head's
+    inputs = tiny_inputs()  # row 1 is padded from token 5
+    hidden = hidden_states(tensors, config, **inputs)
+    mask = inputs["attention_mask"][:, :, None].astype(np.float64)
+    mean = (hidden * mask).sum(axis=1) / mask.sum(axis=1)
+    expected = mean @ classifier.kernel.numpy() + classifier.bias.numpy()
+    np.testing.assert_allclose(_predict(model, inputs), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="reads the mean of the token states.*--pooling cls"):
+        save_pretrained(model, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_head_of_another_label_count_is_replaced(tmp_path, caplog):
     config = tiny_config("bert")
     write_checkpoint(tmp_path / "m", config, tiny_tensors(config, num_labels=2))

@@ -60,10 +60,10 @@ def test_the_probe_computes_the_models_logits():
         np.testing.assert_allclose(probe.logits(inputs).numpy(), model(inputs).numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("pooler", ["relu", None])
-def test_the_probe_follows_the_models_head(pooler):
+@pytest.mark.parametrize("pooler,pooling", [("relu", "cls"), (None, "cls"), (None, "mean"), ("tanh", "mean")])
+def test_the_probe_follows_the_models_head(pooler, pooling):
     keras.utils.set_random_seed(0)
-    model = build_gated_encoder(**MICRO, num_labels=2, pooler=pooler)
+    model = build_gated_encoder(**MICRO, num_labels=2, pooler=pooler, pooling=pooling)
     for inputs, _ in micro_sample_batches(0, count=1):
         np.testing.assert_allclose(KnowledgeProbe(model).logits(inputs).numpy(), model(inputs).numpy(), atol=1e-5)
 
