@@ -12,6 +12,8 @@ bench/pretrained_pruning.py.
     FINETUNE_EPOCHS=sst2=2 python bench/finetune_pretrained.py sst2   # other epoch counts, TASK=N,...
     FINETUNE_ARGS="--learning_rate 1e-4" OUTPUT_DIR=/tmp/lr1e-4 python bench/finetune_pretrained.py sst2
         # more train.py flags for every task (another recipe: keep its checkpoints apart with OUTPUT_DIR)
+    FINETUNE_ARGS="--pooling mean" OUTPUT_DIR=/tmp/ft_mean python bench/finetune_pretrained.py sst2
+        # the head that reads the mean of the token states (sentence-transformers' pooling) instead of [CLS]
 """
 
 import json
