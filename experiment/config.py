@@ -599,7 +599,7 @@ def with_checkpoint(values, folder):
     fixed = {**{key: saved.get(key) for key in ("vocab_size", *SHAPE_FIELDS)}, "pooling": saved.get("pooling", "cls")}
     clash = {key: values[key] for key in fixed if values.get(key) is not None and values[key] != fixed[key]}
     if clash:
-        raise ConfigError(f"init_from {folder} fixes the model's shape, but {clash} contradicts its "
+        raise ConfigError(f"init_from {folder} fixes the model's shape and head, but {clash} contradicts its "
                           f"{ {key: fixed[key] for key in clash} }; drop those settings")
     if values.get("pruning_method", "none") != "none":
         raise ConfigError(f"init_from {folder} is a train.py checkpoint, which trains on with its masks and gates "

@@ -29,8 +29,8 @@ def test_the_checkpoint_gives_shape_task_data_and_the_fine_tuning_recipe(checkpo
 @pytest.mark.parametrize("flags, message", [
     ({"pruning_method": "movement"}, "pruning_method must be none, got 'movement'"),
     ({"task": "rte"}, "--task rte does not match the task of init_from"),
-    ({"d_model": "64"}, "fixes the model's shape, but {'d_model': 64}"),
-    ({"pooling": "mean"}, "fixes the model's shape, but {'pooling': 'mean'} contradicts its {'pooling': 'cls'}"),
+    ({"d_model": "64"}, "fixes the model's shape and head, but {'d_model': 64}"),
+    ({"pooling": "mean"}, "but {'pooling': 'mean'} contradicts its {'pooling': 'cls'}"),
     ({"max_len": "128"}, "max_len=128 exceeds the max_len 64"),
 ])
 def test_settings_that_contradict_the_checkpoint_are_refused(checkpoint_folder, flags, message):
