@@ -272,9 +272,14 @@ class MeanPooling(keras.layers.Layer):
         return ops.sum(x * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
 
 
+def mean_pooling_layer(model):
+    """`model`'s `MeanPooling` layer, or None when its head reads `[CLS]`."""
+    return next((layer for layer in model.layers if isinstance(layer, MeanPooling)), None)
+
+
 def pooling_of(model):
     """`"mean"` when `model`'s head reads the mean of the token states (`MeanPooling`), else `"cls"`."""
-    return "mean" if any(isinstance(layer, MeanPooling) for layer in model.layers) else "cls"
+    return "cls" if mean_pooling_layer(model) is None else "mean"
 
 
 def encoder_blocks(model):

@@ -10,7 +10,7 @@ in one backward pass.
 
 import tensorflow as tf
 
-from gated.encoder import EncoderBlock, MeanPooling
+from gated.encoder import EncoderBlock, mean_pooling_layer
 from gated.masks import collect_gated_layers, learned_gates
 
 
@@ -34,7 +34,7 @@ class GateProbe:
         self.embeddings = model.get_layer("embeddings")
         layers = {layer.name: layer for layer in model.layers}
         self.pooler, self.classifier = layers.get("pooler"), layers["classifier"]  # a model may have no pooler
-        self.mean_pool = next((layer for layer in model.layers if isinstance(layer, MeanPooling)), None)
+        self.mean_pool = mean_pooling_layer(model)  # None: the head reads [CLS]
         self._compiled = {}
 
     @property
