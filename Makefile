@@ -2,6 +2,8 @@
 # make test: lint and test.
 # Both create .venv and install the project into it when needed.
 PYTHON ?= python3
+# pytest workers (pytest-xdist); each test file runs whole on one worker, so its module fixtures are built once.
+TEST_WORKERS ?= 2
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Offline data beside the repository, when present, as absolute paths (tests run the drivers from other
@@ -30,7 +32,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/shellcheck run_experiments.sh
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"

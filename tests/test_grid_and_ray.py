@@ -149,7 +149,7 @@ def test_ray_backend_gives_the_local_backends_results(tmp_path, glue_dir, bert_t
 
 def _processes_with(marker):
     """Processes whose environment holds `marker`: everything a run started, Ray's daemons and workers included."""
-    return _processes_mentioning(marker, "environ")
+    return _processes_mentioning(marker, where="environ")
 
 
 def _command_line(pid):
@@ -178,7 +178,7 @@ def test_a_failed_ray_job_is_reported_and_the_others_complete(tmp_path, glue_dir
     script = _start(["-backend", "ray", "-p", "gumbel,baseline,movement", "-seeds", "0", "-e", "3", "-ps", "0",
                      "-o", "bars", "-d", str(out), "--", *MICRO], environment)
     _wait_for([out / "experiment_logs" / "work_gumbel_sst2_untargeted_seed0" / "progress"])
-    (gumbel,) = _processes_mentioning("--pruning_method\0gumbel\0")  # its train.py: the Ray worker is ray::...
+    (gumbel,) = _processes_mentioning("--pruning_method\0gumbel\0", str(out))  # its train.py (the worker: ray::...)
     os.kill(gumbel, signal.SIGKILL)  # the gumbel job dies mid-run; the others go on
     stdout, stderr = script.communicate(timeout=300)
     assert script.returncode == 1, stdout[-3000:] + stderr[-3000:]
@@ -321,14 +321,14 @@ def test_leftovers_of_a_local_instance_are_stopped_and_nothing_else_is():
     other = subprocess.Popen(["sleep", "60"], env={**os.environ, "GATED_BERT_TEST_INSTANCE": value + "x"})
     try:
         deadline = time.monotonic() + 10  # until the shell has started its child
-        while len(_processes_mentioning(f"GATED_BERT_TEST_INSTANCE={value}\0", "environ")) < 3:
+        while len(_processes_mentioning(f"GATED_BERT_TEST_INSTANCE={value}\0", where="environ")) < 3:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         began = time.monotonic()
         assert stop_leftovers("GATED_BERT_TEST_INSTANCE", value, grace=1.0) == 3
         assert 1.0 <= time.monotonic() - began < 5  # the stubborn one waited for its grace, then SIGKILL
         assert polite.wait(5) == -signal.SIGTERM and stubborn.wait(5) == -signal.SIGKILL
-        assert _processes_mentioning(f"GATED_BERT_TEST_INSTANCE={value}\0", "environ") == []
+        assert _processes_mentioning(f"GATED_BERT_TEST_INSTANCE={value}\0", where="environ") == []
         assert other.poll() is None  # a different value is not ours
     finally:
         for process in (polite, stubborn, other):
@@ -345,7 +345,7 @@ def test_the_drivers_sweep_stops_the_named_instance_only_and_needs_no_jobs():
     root = os.path.dirname(SCRIPT)
     try:
         deadline = time.monotonic() + 10
-        while not _processes_mentioning(f"{INSTANCE_VARIABLE}={value}\0", "environ"):
+        while not _processes_mentioning(f"{INSTANCE_VARIABLE}={value}\0", where="environ"):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         swept = subprocess.run([sys.executable, "-m", "experiment.ray_jobs", "--sweep", value], cwd=root,

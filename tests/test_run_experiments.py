@@ -155,7 +155,7 @@ def test_a_failed_job_leaves_the_other_complete(tmp_path, glue_dir, bert_tokeniz
     deadline = time.monotonic() + 120
     while not progress.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    (gumbel,) = [pid for pid in _processes_mentioning("--pruning_method\0gumbel") if pid != script.pid]
+    (gumbel,) = [pid for pid in _processes_mentioning("--pruning_method\0gumbel", str(out)) if pid != script.pid]
     os.kill(gumbel, signal.SIGKILL)  # the gumbel job dies mid-run; the baseline goes on
     stdout, stderr = script.communicate(timeout=300)
     assert script.returncode == 1
@@ -167,14 +167,16 @@ def test_a_failed_job_leaves_the_other_complete(tmp_path, glue_dir, bert_tokeniz
     assert re.search(r"^gumbel +failed \(exit 137\)", stdout, re.M)
 
 
-def _processes_mentioning(text, where="cmdline"):
-    """Processes whose /proc `where` (cmdline, or environ: what every descendant inherits) holds `text`."""
+def _processes_mentioning(*texts, where="cmdline"):
+    """Processes whose /proc `where` (cmdline, or environ: what every descendant inherits) holds every one of
+    `texts`. Name the test's own output folder among them: tests running in parallel start the same commands."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/{where}", "rb") as handle:
-                if text.encode() in handle.read():
-                    found.append(int(pid))
+                content = handle.read()
+            if all(text.encode() in content for text in texts):
+                found.append(int(pid))
         except OSError:
             continue
     return found
@@ -242,7 +244,7 @@ def test_resume_continues_the_unfinished_jobs_and_skips_the_completed(tmp_path, 
     deadline = time.monotonic() + 120
     while not list(states.glob("resume_*.npz")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    (gumbel,) = [pid for pid in _processes_mentioning("--pruning_method\0gumbel") if pid != script.pid]
+    (gumbel,) = [pid for pid in _processes_mentioning("--pruning_method\0gumbel", str(out)) if pid != script.pid]
     os.kill(gumbel, signal.SIGKILL)  # killed after its first epoch; the baseline completes
     script.communicate(timeout=300)
     assert script.returncode == 1
