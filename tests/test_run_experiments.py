@@ -148,7 +148,8 @@ def test_values_of_a_config_file_after_the_double_dash_reach_train_py(tmp_path, 
 def test_a_failed_job_leaves_the_other_complete(tmp_path, glue_dir, bert_tokenizer_dir):
     out = tmp_path / "out"
     environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
-    script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", "baseline,gumbel", "-e", "4", "-o", "logs",
+    # 12 epochs of a micro run: seconds of training in which to find and kill the job, even on a loaded machine.
+    script = subprocess.Popen(["bash", str(SCRIPT), "-parallel", "-p", "baseline,gumbel", "-e", "12", "-o", "logs",
                                "-d", str(out), "--", *MICRO], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=environment)
     progress = out / "experiment_logs" / "work_gumbel_sst2" / "progress"
@@ -237,7 +238,8 @@ def test_ctrl_c_to_the_process_group_records_every_job_interrupted(tmp_path, glu
 def test_resume_continues_the_unfinished_jobs_and_skips_the_completed(tmp_path, glue_dir, bert_tokenizer_dir):
     out = tmp_path / "out"
     environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
-    flags = ["-parallel", "-p", "baseline,gumbel", "-e", "3", "-o", "logs", "-d", str(out), "--", *MICRO]
+    # 12 epochs: seconds of training after the first epoch's state in which to kill the job, even on a loaded machine.
+    flags = ["-parallel", "-p", "baseline,gumbel", "-e", "12", "-o", "logs", "-d", str(out), "--", *MICRO]
     script = subprocess.Popen(["bash", str(SCRIPT), *flags], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=environment)
     states = out / "checkpoints_gumbel_sst2"
@@ -259,7 +261,7 @@ def test_resume_continues_the_unfinished_jobs_and_skips_the_completed(tmp_path, 
     assert re.search(r"^baseline +done \(earlier\)", again.stdout, re.M)
     (resumed,) = (out / "results_gumbel_sst2").glob("metadata_*.json")  # the same run, continued
     meta = json.loads(resumed.read_text())
-    assert meta["status"] == "completed" and meta["epochs_completed"] == 3 and len(meta["resumed"]) == 1
+    assert meta["status"] == "completed" and meta["epochs_completed"] == 12 and len(meta["resumed"]) == 1
     assert len(list((out / "results_baseline_sst2").glob("metadata_*.json"))) == 1  # not trained again
 
 
