@@ -156,8 +156,7 @@ def test_a_failed_job_leaves_the_other_complete(tmp_path, glue_dir, bert_tokeniz
     deadline = time.monotonic() + 120
     while not progress.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    (gumbel,) = [pid for pid in _processes_mentioning("--pruning_method\0gumbel", str(out)) if pid != script.pid]
-    os.kill(gumbel, signal.SIGKILL)  # the gumbel job dies mid-run; the baseline goes on
+    os.kill(_train_job(out, "gumbel"), signal.SIGKILL)  # the gumbel job dies mid-run; the baseline goes on
     stdout, stderr = script.communicate(timeout=300)
     assert script.returncode == 1
     assert "failed jobs: gumbel" in stderr
@@ -181,6 +180,13 @@ def _processes_mentioning(*texts, where="cmdline"):
         except OSError:
             continue
     return found
+
+
+def _train_job(out, method):
+    """The process id of the one train.py job of `method` that writes under `out` (a run's own folder: tests
+    running in parallel start the same jobs elsewhere)."""
+    (pid,) = _processes_mentioning("train.py\0", f"--pruning_method\0{method}\0", str(out))
+    return pid
 
 
 def _start_two_long_jobs(out, environment, methods=("baseline", "movement"), **popen):
@@ -246,8 +252,7 @@ def test_resume_continues_the_unfinished_jobs_and_skips_the_completed(tmp_path, 
     deadline = time.monotonic() + 120
     while not list(states.glob("resume_*.npz")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    (gumbel,) = [pid for pid in _processes_mentioning("--pruning_method\0gumbel", str(out)) if pid != script.pid]
-    os.kill(gumbel, signal.SIGKILL)  # killed after its first epoch; the baseline completes
+    os.kill(_train_job(out, "gumbel"), signal.SIGKILL)  # killed after its first epoch; the baseline completes
     script.communicate(timeout=300)
     assert script.returncode == 1
     (killed,) = (out / "results_gumbel_sst2").glob("metadata_*.json")
