@@ -110,23 +110,35 @@ class GatedModel(keras.Model):
         applied = [None if gradient is None else _scaled(gradient, 1 / replicas) for gradient in [*model, *own]]
         return whole, applied
 
+    def objective(self, x, y, sample_weight=None):
+        """The loss the train step minimises on a batch, in inference mode: the task loss, turned into the
+        distillation loss when a distiller is registered (a mask learner's penalty is not part of it).
+        Criteria that measure how much removing a unit costs (SPT's probes) measure this."""
+        return self._objective_terms(x, y, sample_weight, False)[2]
+
+    def _objective_terms(self, x, y, sample_weight, training, scale=1):
+        """`(y_pred, task loss, objective, distillation terms or None)` on a batch; the losses times `scale`."""
+        distiller = self._distiller
+        if distiller is None:
+            y_pred, states = self(x, training=training), None
+        else:
+            y_pred, states = distiller.student_outputs(x, training=training)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training) * scale
+        if distiller is None:
+            return y_pred, loss, loss, None
+        total, terms = distiller.loss(x, loss, y_pred, states)
+        return y_pred, loss, total, terms
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         learner, distiller = self._mask_learner, self._distiller
         with tf.GradientTape() as tape:
             for variable in getattr(learner, "watched", list)():  # masks that learn although not trainable
                 tape.watch(variable.value)
-            if distiller is None:
-                y_pred = self(x, training=True)
-            else:
-                y_pred, states = distiller.student_outputs(x)
             # Under a mirrored strategy Keras divides the loss by the replica count (the replicas' gradients are
             # summed): undone here, and done once to the whole objective below.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True) * replicas
-            total = loss
-            if distiller is not None:
-                total, distill_terms = distiller.loss(x, loss, y_pred, states)
+            y_pred, loss, total, distill_terms = self._objective_terms(x, y, sample_weight, True, replicas)
             if learner is not None:
                 penalty, terms = learner.penalty()
                 total = total + penalty

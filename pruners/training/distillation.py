@@ -118,11 +118,11 @@ class Distiller:
             self.model.set_distiller(None)
             self.model = None
 
-    def student_outputs(self, x):
-        """`(logits, hidden states or None)` of the attached student on `x`, in training mode."""
+    def student_outputs(self, x, training=True):
+        """`(logits, hidden states or None)` of the attached student on `x`."""
         if not self.uses_hidden:
-            return self.model(x, training=True), None
-        outputs = self._student_view(x, training=True)
+            return self.model(x, training=training), None
+        outputs = self._student_view(x, training=training)
         return outputs[-1], outputs[:-1]
 
     def loss(self, x, task_loss, logits, student_states=None):

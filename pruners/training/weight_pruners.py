@@ -280,8 +280,10 @@ class SptPruner(_HookedPruner):
     the current magnitude plus what exploration has learned about the weight.
     Then the pruner explores: it samples a fraction `epsilon`
     of the live weights (over all layers at once, or in each layer on its own
-    when `explore_per_layer`), masks the sample, and measures the loss
-    increase `r` on the latest training batch (inference mode). Every weight
+    when `explore_per_layer`), masks the sample, and measures the increase
+    `r` of the model's training objective (`GatedModel.objective`: the task
+    loss, or the distillation loss when a teacher is attached) on the latest
+    training batch (inference mode). Every weight
     in that sample gets `R = (1 - alpha) * R + alpha * r`. Then the live
     weights with the lowest `R` are pruned to reach the target.
 
@@ -347,26 +349,26 @@ class SptPruner(_HookedPruner):
         return tf.nest.map_structure(lambda slot: slot.numpy(), self._batch_inputs), labels
 
     def probe_loss(self, inputs, labels, removed=None):
-        """Loss on a batch in inference mode, with the weights in `removed` (`{path: bool array}`) masked."""
+        """The training objective on a batch in inference mode, with the weights in `removed` (`{path: bool array}`)
+        masked."""
         layers = collect_gated_layers(self._bound())
         saved = {path: layers[path].kernel_mask.numpy() for path in removed or {}}
         try:
             for path, drop in (removed or {}).items():
                 layers[path].kernel_mask.assign(saved[path] * ~drop)
-            outputs = self.model(inputs, training=False)
-            return float(self.model.compute_loss(x=inputs, y=labels, y_pred=outputs, training=False))
+            return float(self.model.objective(inputs, labels))
         finally:
             for path, mask in saved.items():
                 layers[path].kernel_mask.assign(mask)
 
     def probe_units_loss(self, inputs, labels, removed=None):
-        """Loss on a batch in inference mode, with the units in `removed` (`{kind: bool [layers, units]}`) off."""
+        """The training objective on a batch in inference mode, with the units in `removed`
+        (`{kind: bool [layers, units]}`) off."""
         saved = structured_gates(self._bound(), self.kinds)
         try:
             if removed:
                 set_structured_masks(self.model, {kind: saved[kind] * ~drop for kind, drop in removed.items()})
-            outputs = self.model(inputs, training=False)
-            return float(self.model.compute_loss(x=inputs, y=labels, y_pred=outputs, training=False))
+            return float(self.model.objective(inputs, labels))
         finally:
             set_structured_masks(self.model, saved)
 

@@ -8,7 +8,7 @@ import pytest
 from callbacks import DistillationCallback
 from conftest import MICRO
 from gated import build_gated_encoder
-from pruners import Distiller, hidden_loss, kd_loss, teacher_layers
+from pruners import Distiller, SptPruner, hidden_loss, kd_loss, teacher_layers
 
 
 def _softmax(z):
@@ -99,6 +99,24 @@ def test_the_teacher_never_changes_and_the_maps_learn():
     callback.restore_state(arrays, values)
     for a, b in zip(saved, (*distiller.maps, *distiller.optimizer.variables), strict=True):
         np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_spt_probes_the_distillation_loss_when_a_teacher_is_attached():
+    x, y = _batch()
+    student, teacher = _model(1), _model(2)
+    teacher.get_layer("classifier").bias.assign([1.5, -1.5])  # a teacher that disagrees with the student
+    spt = SptPruner(granularity="both")
+    spt.attach(student)
+    student_logits, teacher_logits = student(x, training=False).numpy(), teacher(x, training=False).numpy()
+    task = -np.mean(np.log(_softmax(student_logits)[np.arange(len(y)), y]))
+    t = 3.0
+    p, q = _softmax(teacher_logits / t), _softmax(student_logits / t)
+    kd = t * t * np.mean(np.sum(p * np.log(p / q), axis=1))
+    assert spt.probe_units_loss(x, y) == pytest.approx(task, rel=1e-5)
+    Distiller(teacher, temperature=t, alpha=0.25).attach(student)
+    assert kd > 0.1 * task  # the two objectives differ enough to tell apart
+    assert float(student.objective(x, y)) == pytest.approx(0.75 * task + 0.25 * kd, rel=1e-5)
+    assert spt.probe_units_loss(x, y) == pytest.approx(0.75 * task + 0.25 * kd, rel=1e-5)
 
 
 def test_a_teacher_of_another_label_count_is_refused():
