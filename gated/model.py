@@ -41,6 +41,8 @@ class GatedModel(keras.Model):
     the forward pass (with hidden states when it distils them) and turns the
     task loss into the distillation loss; the `loss` metric stays the task
     loss, and the distiller's own variables (learned maps) get their gradients.
+    `objective(x, y)` gives that loss (task, or distillation) in inference
+    mode: what SPT's probes measure.
 
     Built like any functional model: `GatedModel(inputs, outputs, name=...)`.
     """
