@@ -21,6 +21,7 @@ continues where it stopped.
 
     python bench/in_training_pruning.py                 # ~5 hours on 2 cores at 20,000 rows
     ROWS=8000 SEEDS=0 python bench/in_training_pruning.py   # a quicker, one-seed version
+    METHODS=gumbel python bench/in_training_pruning.py      # some methods only (comma-separated)
 """
 
 import glob
@@ -50,6 +51,10 @@ METHODS = {
                       SOFT_LAMBDA, "--masks_lr", "0.02"],
     "gumbel": ["--pruning_method", "gumbel", "--learn_masks", "head,neuron", "--masks_lr", "0.05"],
 }
+CHOSEN = os.environ.get("METHODS", ",".join(METHODS)).split(",")
+if set(CHOSEN) - set(METHODS):
+    sys.exit(f"METHODS names {', '.join(sorted(set(CHOSEN) - set(METHODS)))}; choose among {', '.join(METHODS)}")
+METHODS = {name: flags for name, flags in METHODS.items() if name in CHOSEN}
 
 
 def setup():
