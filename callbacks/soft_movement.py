@@ -7,9 +7,10 @@ from gated.masks import sparsity_stats
 
 
 class SoftMovementCallback(keras.callbacks.Callback):
-    """Registers `learner` with the model (`set_model`) and adds to the epoch logs `sparsity` (counted from the
-    masks), `sparsity/<layer path>`, `macs_kept` (units granularities), the epoch mean of
-    `score_regularization` and the current `regularization_lambda`.
+    """Registers `learner` with the model (`set_model`), freezes its masks when their step comes, and adds to the
+    epoch logs `sparsity` (counted from the masks), `sparsity/<layer path>`, `macs_kept` (units granularities),
+    the epoch mean of `score_regularization` and the current `regularization_lambda`, or with a target the
+    current `target_sparsity` and the Lagrange multipliers `lagrange_l1`, `lagrange_l2`.
 
     Args:
         learner: a `pruners.SoftMovementLearner`.
@@ -25,6 +26,10 @@ class SoftMovementCallback(keras.callbacks.Callback):
         super().set_model(model)
         self.learner.attach(model)
 
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.learner.due_to_freeze():
+            self.learner.freeze()
+
     def on_epoch_begin(self, epoch, logs=None):
         self.learner.reset_totals()
 
@@ -36,7 +41,12 @@ class SoftMovementCallback(keras.callbacks.Callback):
         if self.learner.granularity != "weight":
             logs["macs_kept"] = macs_kept(self.model, self.seq_len)
         logs.update(self.learner.means())
-        logs["regularization_lambda"] = float(self.learner.current_regularization())
+        multipliers = self.learner.lagrange_multipliers()
+        if multipliers is None:
+            logs["regularization_lambda"] = float(self.learner.current_regularization())
+        else:
+            logs["target_sparsity"] = float(self.learner.current_target())
+            logs["lagrange_l1"], logs["lagrange_l2"] = multipliers
         logs.update({f"sparsity/{path}": value for path, value in stats["layers"].items()})
 
     def resume_state(self):

@@ -166,9 +166,15 @@ class GatedBertConfig:
     soft_movement_threshold: float = _field(0.5, "soft_movement: a mask keeps its weight (or unit) while "
                                             "sigmoid(score) exceeds this", fraction=(0.0, 1.0, False), positive=True)
     soft_movement_lambda: float = _field(10.0, "soft_movement: final weight of the regulariser lambda * "
-                                         "mean(sigmoid(scores)); higher prunes more", non_negative=True)
+                                         "mean(sigmoid(scores)); higher prunes more (unused with target_sparsity)",
+                                         non_negative=True)
     soft_movement_warmup: float = _field(0.1, "soft_movement: fraction of the training steps over which lambda "
-                                         "rises linearly from 0", fraction=(0.0, 1.0, True))
+                                         "(or target_sparsity) rises linearly from 0", fraction=(0.0, 1.0, True))
+    soft_movement_freeze: float = _field(1.0, "soft_movement: fraction of the training steps after which the masks "
+                                         "stop moving and only the weights train on; with target_sparsity they are "
+                                         "first set to it, the lowest scores out until they cost the target (1: "
+                                         "never)",
+                                         fraction=(0.0, 1.0, True), positive=True)
     # Learned Gumbel-Sigmoid masks (pruning_method gumbel).
     learn_masks: tuple[str, ...] = _field(("head", "neuron"), "gumbel: unit kinds to learn masks for, any of "
                                           + ", ".join(UNIT_KINDS) + " or all (space- or comma-separated; "
@@ -181,8 +187,11 @@ class GatedBertConfig:
                                   non_negative=True)
     quantization_loss: float = _field(0.01, "gumbel: weight of the keep-probabilities' binary entropy",
                                       non_negative=True)
-    target_sparsity: float | None = _field(None, "gumbel: fraction of heads/neurons to remove, reached by a "
-                                           "Lagrangian controller (none: the fixed sparsity_loss weight)",
+    target_sparsity: float | None = _field(None, "gumbel and soft_movement: the fraction to remove, reached by a "
+                                           "Lagrangian controller. gumbel: of heads/neurons (see target_measure); "
+                                           "soft_movement: of the prunable weights, or with a structured "
+                                           "pruning_granularity of the blocks' MACs. none: gumbel's fixed "
+                                           "sparsity_loss weight, soft_movement's fixed lambda",
                                            fraction=(0.0, 1.0, False))
     target_measure: str = _field("units", "gumbel: what target_sparsity is a fraction of: units (each learned "
                                  "kind's heads or neurons, one controller per kind) or macs (the blocks' MACs, one "
@@ -367,12 +376,14 @@ def _check_pruning(config):
     if bad or list(config.sparsity_steps) != sorted(config.sparsity_steps):
         raise ConfigError(f"sparsity_steps must be non-decreasing percentages in [0, 100], "
                           f"got {list(config.sparsity_steps)}")
-    gumbel_only = {"target_sparsity": config.target_sparsity is not None, "freeze": config.freeze,
-                   "target_measure": config.target_measure != "units"}
+    if config.target_sparsity is not None and config.method not in ("gumbel", "soft_movement"):
+        raise ConfigError("target_sparsity is used by learned masks only; add --pruning_method gumbel or "
+                          "soft_movement, or drop --target_sparsity (magnitude, movement and spt use end_sparsity)")
+    gumbel_only = {"freeze": config.freeze, "target_measure": config.target_measure != "units"}
     for name, is_set in gumbel_only.items():
         if is_set and config.method != "gumbel":
-            raise ConfigError(f"{name} is used by learned masks only; add --pruning_method gumbel, or drop "
-                              f"--{name} (magnitude, movement and spt use end_sparsity)")
+            raise ConfigError(f"{name} is used by learned masks only (gumbel); add --pruning_method gumbel, or "
+                              f"drop --{name}")
     if config.method == "gumbel" and not config.learn_masks:
         raise ConfigError("pruning_method gumbel learns masks of the learn_masks kinds, but learn_masks is empty; "
                           "set --learn_masks to head, neuron, ffn_out (several) or all")
@@ -405,6 +416,10 @@ def _check_granularity(config):
         raise ConfigError(f"pruning_granularity {config.pruning_granularity} ranks heads and neurons across all "
                           "blocks; drop --pruning_scope layer")
     reachable = unit_mac_share(config, GRANULARITIES[config.pruning_granularity])
+    if config.method == "soft_movement" and (config.target_sparsity or 0.0) > reachable:
+        raise ConfigError(f"target_sparsity={config.target_sparsity} asks for more than the "
+                          f"{config.pruning_granularity} units hold: at most {reachable:.4f} of the blocks' MACs can "
+                          "go; lower --target_sparsity or use --pruning_granularity both")
     if config.method in SCHEDULED_METHODS and config.end_sparsity > reachable:
         raise ConfigError(f"end_sparsity={config.end_sparsity} asks for more than the "
                           f"{config.pruning_granularity} units hold: at most {reachable:.4f} of the blocks' MACs can "

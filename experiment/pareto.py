@@ -2,11 +2,12 @@
 point per setting (mean and standard deviation over seeds), train.py runs and prune.py results in one figure.
 
 A train.py run is a `results_<method>_<task>/metadata_*.json` that completed, anywhere under the results
-folder (one folder per run, as a bench writes them, or all in one). Its label is the method, plus
-its granularity when it removes units and `+ KD` with a teacher; its setting is its target (`end_sparsity`,
-gumbel's `target_sparsity`, soft movement's `soft_movement_lambda`). A prune.py result is any `metrics.json`
-under the results folder for the task; its label is the method (`fisher`, `kprune`), its setting the
-constraint, and it has MACs kept but no weight sparsity. Runs that differ only by seed are one point.
+folder (one folder per run, as a bench writes them, or all in one). Its label is the method, plus its
+granularity when it removes units and `+ KD` with a teacher; its setting is its target (`end_sparsity`,
+gumbel's and soft movement's `target_sparsity`; soft movement without one: its `soft_movement_lambda`). A
+prune.py result is any `metrics.json` under the results folder for the task; its label is the method
+(`fisher`, `kprune`), its setting the constraint, and it has MACs kept but no weight sparsity. Runs that differ
+only by seed are one point.
 """
 
 import glob
@@ -26,7 +27,9 @@ MARKERS = {"baseline": "*", "magnitude": "o", "movement": "s", "spt": "^", "soft
 def _setting(method, config):
     if method in SCHEDULED_METHODS:
         return config.get("end_sparsity")
-    return {"gumbel": config.get("target_sparsity"), "soft_movement": config.get("soft_movement_lambda")}.get(method)
+    if method == "soft_movement" and config.get("target_sparsity") is None:
+        return config.get("soft_movement_lambda")
+    return config.get("target_sparsity") if method in ("gumbel", "soft_movement") else None
 
 
 def train_points(results_dir, task):

@@ -182,13 +182,12 @@ class MethodSetup:
 
     def _add_soft_movement(self, config, steps_per_epoch, stats):
         from callbacks import SoftMovementCallback
-        from pruners import SoftMovementLearner
+        from pruners import soft_movement_from_config
 
-        learner = SoftMovementLearner(config.soft_movement_threshold, config.soft_movement_lambda,
-                                      round(config.soft_movement_warmup * steps_per_epoch * config.epochs),
-                                      config.masks_lr, config.pruning_granularity)
+        learner = soft_movement_from_config(config, steps_per_epoch)
         self.callbacks = [SoftMovementCallback(learner, config.max_len)]
-        self.columns = ["score_regularization", "regularization_lambda",
+        controller = ["regularization_lambda"] if config.target_sparsity is None else ["lagrange_l1", "lagrange_l2"]
+        self.columns = ["score_regularization", *controller,
                         *(["macs_kept"] if config.pruning_granularity != "weight" else []),
                         *(f"sparsity/{path}" for path in stats["layers"])]
         self.metadata = {"learner": learner.get_config()}

@@ -2,14 +2,8 @@
 (magnitude, movement, SPT) and the Gumbel mask learner, plus building them from a run's config."""
 
 from pruners.training.distillation import Distiller, hidden_loss, kd_loss, teacher_layers
-from pruners.training.from_config import gumbel_from_config, pruning_from_config
-from pruners.training.gumbel_learner import (
-    GumbelMaskLearner,
-    binary_entropy,
-    lagrangian_term,
-    quantization_term,
-    sparsity_term,
-)
+from pruners.training.from_config import gumbel_from_config, pruning_from_config, soft_movement_from_config
+from pruners.training.gumbel_learner import GumbelMaskLearner, binary_entropy, quantization_term, sparsity_term
 from pruners.training.importance import (
     blend_rewards,
     follow_magnitudes,
@@ -19,6 +13,7 @@ from pruners.training.importance import (
     movement_update,
     reward,
 )
+from pruners.training.lagrangian import lagrangian_term
 from pruners.training.masking import SCOPES, masks_for_sparsity
 from pruners.training.schedules import (
     ANNEALING,
@@ -59,6 +54,7 @@ __all__ = [
     "blend_rewards",
     "follow_magnitudes",
     "gumbel_from_config",
+    "soft_movement_from_config",
     "hidden_loss",
     "kd_loss",
     "initial_rewards",

@@ -12,6 +12,7 @@ from pruners.training.schedules import (
     pruning_window,
     step_levels,
 )
+from pruners.training.soft_movement import SoftMovementLearner
 from pruners.training.weight_pruners import PRUNERS, movement_frequency
 
 log = logging.getLogger(__name__)
@@ -64,3 +65,16 @@ def gumbel_from_config(config, steps_per_epoch):
                                 unit_costs=costs)
     schedule = TemperatureSchedule(config.gumbel_temp_start, config.gumbel_temp_end, total, config.gumbel_temp_anneal)
     return learner, schedule
+
+
+def soft_movement_from_config(config, steps_per_epoch):
+    """The soft-movement learner of a run: `lambda` (or, with `target_sparsity`, the target) ramps up over the
+    first `soft_movement_warmup` of the steps, and the masks freeze after `soft_movement_freeze` of them (1:
+    never). A target over units is a fraction of the blocks' MACs at `max_len` tokens, the length `macs_kept` is
+    logged at."""
+    total = steps_per_epoch * config.epochs
+    costs = unit_macs(**mac_shape(config)) if config.pruning_granularity != "weight" else None
+    freeze = round(config.soft_movement_freeze * total) if config.soft_movement_freeze < 1 else None
+    return SoftMovementLearner(config.soft_movement_threshold, config.soft_movement_lambda,
+                               round(config.soft_movement_warmup * total), config.masks_lr,
+                               config.pruning_granularity, config.target_sparsity, costs, freeze_step=freeze)

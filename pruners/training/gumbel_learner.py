@@ -6,21 +6,16 @@ Two modes decide how sparse the learned masks get:
   is added to the task loss. It pulls the masks toward zero, but how far
   depends on the task loss; no sparsity is promised.
 - target (`target_sparsity=t`): the fixed term is replaced by a Lagrangian
-  controller, `l1 * (s - t) + l2 * (s - t)**2`: one per mask kind, where `s`
-  is the fraction of the kind's units removed, or (`unit_costs` given) one
-  for all kinds, where `s` is the fraction of the blocks' MACs that the
-  removed heads and neurons cost. The multipliers `l1`, `l2` are trained by
-  gradient *ascent* (plain SGD, `multiplier_lr`), so they grow for as long
-  as `s` misses `t`. `s` is the sparsity of the *binary* masks (what
-  evaluation uses) with the gradient of the expected sparsity, from the
-  keep-probabilities (straight-through): an expected sparsity alone is met
-  by every keep-probability sitting at 1 - t while the binary masks are all
-  on or all off. The target rises linearly from 0 over
-  `target_warmup_steps`. While it rises the binary masks lag behind it, so
-  `l1` keeps growing the same way; left alone it would carry `s` far past
-  `t` (measured on MiniLM, 2 epochs: neurons 0.66 for a 0.5 target, `l1`
-  still pushing). So `l1` restarts from 0 whenever `s - t` changes sign
-  (anti-windup); `l2` is kept.
+  controller (`pruners.training.lagrangian`), `l1 * (s - t) + l2 * (s - t)**2`:
+  one per mask kind, where `s` is the fraction of the kind's units removed, or
+  (`unit_costs` given) one for all kinds, where `s` is the fraction of the
+  blocks' MACs that the removed heads and neurons cost. `s` is the binary
+  masks' sparsity with the gradient of the expected one, from the
+  keep-probabilities. The multipliers are trained by plain SGD ascent
+  (`multiplier_lr`). The target rises linearly from 0 over
+  `target_warmup_steps`; `l1` restarts from 0 whenever `s - t` changes sign
+  (measured on MiniLM, 2 epochs, without that restart: neurons 0.66 for a 0.5
+  target, `l1` still pushing).
 In both modes `quantization_weight * binary entropy` of the keep-probabilities
 pushes each one to 0 or 1. Keep-probabilities are `sigmoid(logits)`, the
 chance that a relaxed sample exceeds 0.5. Means are taken per kind, then
@@ -33,6 +28,7 @@ import numpy as np
 from keras import ops
 
 from gated.masks import learned_gates, structured_gates
+from pruners.training.lagrangian import controller_term, multiplier_variables, ramped, straight_through
 from pruners.training.state import assign_variables_state, variables_state
 
 # Keep-probabilities are clipped this far from 0 and 1 inside the logarithms of the entropy.
@@ -58,12 +54,6 @@ def sparsity_term(keep_probabilities, weight):
 def quantization_term(keep_probabilities, weight):
     """`weight * mean binary entropy` of the keep-probabilities (one array per kind)."""
     return weight * kind_means([binary_entropy(p) for p in keep_probabilities])
-
-
-def lagrangian_term(expected_sparsity, target, lambda1, lambda2):
-    """`lambda1 * (s - t) + lambda2 * (s - t)**2` for one kind's expected sparsity `s` and target `t`."""
-    gap = expected_sparsity - target
-    return lambda1 * gap + lambda2 * gap * gap
 
 
 def _scalar_variable(name):
@@ -141,8 +131,9 @@ class GumbelMaskLearner:
         self.kinds = tuple(self.gates)
         self.logits = [gate.logits for gates in self.gates.values() for gate in gates]
         self.controls = {} if self.target_sparsity is None else self._controls(model)
-        self.multipliers = {name: keras.Variable([0.0, 0.0], name=f"lagrange_{name}") for name in self.controls}
-        self.gaps = {name: _scalar_variable(f"gap_{name}") for name in self.controls}
+        pairs = {name: multiplier_variables(name) for name in self.controls}
+        self.multipliers = {name: pair[0] for name, pair in pairs.items()}
+        self.gaps = {name: pair[1] for name, pair in pairs.items()}
         self.mask_variables = [*self.logits, *self.multipliers.values()]  # what `freeze` still trains
         self.optimizer = keras.optimizers.Adam(self.masks_lr, name="masks_adam")
         self.optimizer.build(self.logits)
@@ -198,29 +189,19 @@ class GumbelMaskLearner:
         return sparsity + quantization, terms
 
     def _controller_term(self, name, keep, target):
-        """One controller's Lagrangian, its `l1` first restarted from 0 if `s - target` changed sign (anti-windup)."""
-        sparsity = self._controlled_sparsity(name, keep)
-        gap = ops.stop_gradient(sparsity - target)
-        multipliers, previous = self.multipliers[name], self.gaps[name]
-        crossed = ops.cast(gap * previous < 0.0, "float32")
-        multipliers.assign(multipliers * ops.stack([1.0 - crossed, 1.0]))
-        previous.assign(gap)
-        return lagrangian_term(sparsity, target, multipliers[0], multipliers[1])
+        """One controller's Lagrangian (`pruners.training.lagrangian.controller_term`)."""
+        return controller_term(self._controlled_sparsity(name, keep), target, self.multipliers[name], self.gaps[name])
 
     def _controlled_sparsity(self, name, keep):
         """The binary masks' sparsity as the value, the expected sparsity's gradient (straight-through)."""
         removed, weights = self.controls[name]
         binary = {kind: ops.concatenate([gate.binary() for gate in self.gates[kind]]) for kind in weights}
         expected = removed - sum(ops.sum(weights[kind] * keep[kind]) for kind in weights)
-        binary = removed - sum(ops.sum(weights[kind] * binary[kind]) for kind in weights)
-        return expected + ops.stop_gradient(binary - expected)
+        return straight_through(removed - sum(ops.sum(weights[kind] * binary[kind]) for kind in weights), expected)
 
     def current_target(self):
         """The target at the mask optimizer's step: ramped linearly from 0 over `target_warmup_steps`."""
-        if not self.target_warmup_steps:
-            return self.target_sparsity
-        progress = ops.cast(self.optimizer.iterations, "float32") / self.target_warmup_steps
-        return self.target_sparsity * ops.minimum(progress, 1.0)
+        return ramped(self.target_sparsity, self.optimizer.iterations, self.target_warmup_steps)
 
     def record(self, task_loss, terms):
         """Store the step's loss terms (latest value and running sum)."""

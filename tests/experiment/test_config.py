@@ -74,6 +74,10 @@ def test_glue_dir_env_sets_data_dir(glue_dir):
         # tiny at 128 tokens: 512 neurons of 2*128*256 MACs against 4 heads of 4*128*256*64 + 2*128*128*64
         (["--pruning_method", "magnitude", "--pruning_granularity", "neuron", "--end_sparsity", "0.5"], {},
          r"end_sparsity=0.5 asks for more than the neuron units hold: at most 0.4444 of the blocks' MACs"),
+        (["--pruning_method", "soft_movement", "--pruning_granularity", "neuron", "--target_sparsity", "0.5"], {},
+         r"target_sparsity=0.5 asks for more than the neuron units hold: at most 0.4444 of the blocks' MACs"),
+        (["--pruning_method", "spt", "--target_sparsity", "0.5"], {},
+         "target_sparsity is used by learned masks only; add --pruning_method gumbel or soft_movement"),
         (["--distill_hidden_weight", "0.5"], {}, "distill_hidden_weight=0.5 needs a model to distil from; add "
          "--teacher DIR"),
         (["--teacher", "/no/such/teacher"], {}, "teacher /no/such/teacher is not a folder"),

@@ -30,9 +30,14 @@ METHOD_FLAGS = {
     # Soft movement over weights: scores, their optimizer and the regulariser's warm-up.
     "soft_movement": ["--pruning_method", "soft_movement", "--soft_movement_lambda", "0.3", "--masks_lr", "0.1",
                       "--soft_movement_warmup", "0.5"],
+    # Soft movement over heads and neurons to a MAC target: the Lagrange multipliers and their optimizer too, and
+    # masks frozen (set to the target) after 2 of the 4 epochs, before the kill.
+    "soft_movement_units": ["--pruning_method", "soft_movement", "--pruning_granularity", "both", "--target_sparsity",
+                            "0.3", "--masks_lr", "0.1", "--soft_movement_warmup", "0.25", "--soft_movement_freeze",
+                            "0.5"],
 }
 # Runs whose masks are gates (structured) rather than kernel masks.
-STRUCTURED = ("gumbel", "spt_units")
+STRUCTURED = ("gumbel", "spt_units", "soft_movement_units")
 # What may differ between a resumed run and the same run left alone: timings only.
 TIMING_COLUMNS = ("epoch_seconds", "train_examples_per_second")
 
@@ -115,7 +120,7 @@ def _assert_same(resumed, alone, method):
 
 
 # movement: killed during a save, below
-@pytest.mark.parametrize("method", ["spt", "gumbel", "spt_units", "soft_movement"])
+@pytest.mark.parametrize("method", ["spt", "gumbel", "spt_units", "soft_movement", "soft_movement_units"])
 def test_a_run_killed_mid_epoch_resumes_to_the_same_end(left_alone, tmp_path, glue_dir, bert_tokenizer_dir, method,
                                                         capsys):
     from experiment import compare

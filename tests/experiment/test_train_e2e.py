@@ -343,6 +343,24 @@ def test_micro_soft_movement_run_reports_the_sparsity_its_regulariser_reached(tm
     assert float(rows[-1]["global_sparsity"]) == pytest.approx((64 - widths[0]) * 2 * 32 / (4 * 32 * 32 + 2 * 32 * 64))
 
 
+def test_micro_soft_movement_run_to_a_mac_target_logs_its_controller(tmp_path, glue_dir, bert_tokenizer_dir):
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--epochs", "3", "--max_train_samples", "160",
+                     "--max_eval_samples", "64", "--pruning_method", "soft_movement", "--pruning_granularity",
+                     "both", "--target_sparsity", "0.4", "--soft_movement_warmup", "0.5", "--masks_lr", "0.1")
+    learner = meta["pruning"]["learner"]
+    assert learner["target_sparsity"] == 0.4
+    # At 64 tokens, width 32, heads of 16: a head 4*64*32*16 + 2*64*64*16 MACs, a neuron 2*64*32.
+    assert learner["unit_costs"] == {"head": 4 * 64 * 32 * 16 + 2 * 64 * 64 * 16, "neuron": 2 * 64 * 32}
+    (csv_path,) = (tmp_path / "out" / "results_soft_movement_sst2").glob("results_*.csv")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert "regularization_lambda" not in rows[0]
+    # 27 steps, the target ramped over 14 of them: 9 steps into it after the first epoch.
+    assert [float(row["target_sparsity"]) for row in rows] == pytest.approx([0.4 * 9 / 14, 0.4, 0.4])
+    assert float(rows[0]["lagrange_l1"]) < 0  # the masks lag the rising target: l1 pushes sparsity up
+    assert float(rows[-1]["lagrange_l2"]) > 0
+    assert float(rows[-1]["macs_kept"]) == pytest.approx(meta["final"]["macs_kept"])
+
+
 def test_tensorboard_gets_every_epoch_scalar_of_the_csv(tmp_path, glue_dir, bert_tokenizer_dir):
     import tensorflow as tf
 
