@@ -107,3 +107,14 @@ def test_cli_writes_the_figure_and_its_points(results, capsys):
     assert (only / "pareto_sst2.png").exists()
     assert compare.main(["--results_dir", str(results / "none"), "--pareto"]) == 1
     assert "no prune.py metrics.json for sst2" in capsys.readouterr().err
+
+
+def test_a_soft_movement_runs_setting_is_its_target_else_its_lambda(tmp_path):
+    both = {"pruning_granularity": "both", "soft_movement_lambda": 10.0}
+    _train_run(tmp_path, "soft_movement", 0, 0.85, 0.40, 0.50, target_sparsity=0.5, **both)
+    _train_run(tmp_path, "soft_movement", 1, 0.87, 0.41, 0.49, target_sparsity=0.5, **both)
+    _train_run(tmp_path, "soft_movement", 0, 0.80, 0.60, 0.30, target_sparsity=None, **both)
+    rows = {row["setting"]: row for row in pareto.group_points(pareto.train_points(tmp_path, "sst2"))}
+    assert set(rows) == {0.5, 10.0}
+    assert rows[0.5]["runs"] == 2 and rows[0.5]["metric_mean"] == pytest.approx(0.86)
+    assert rows[10.0]["macs_kept_mean"] == pytest.approx(0.30)
