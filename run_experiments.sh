@@ -24,9 +24,12 @@ METHOD_LIST=$(IFS=,; echo "${AVAILABLE[*]}")
 PARALLEL=false MAX_JOBS="" OUTPUT_MODE="" OUTPUT_DIR=. RESUME=false LIST=false
 SEED_LIST="" SPARSITY_LIST="" TASK_LIST="" BACKEND=local RAY_ADDRESS_ARG="" RAY_DASHBOARD=false
 PASS=()
-# Methods that take a sparsity target from -sparsities (gumbel as its --target_sparsity); the others run once per
-# task and seed.
-TARGETED=(magnitude movement spt gumbel)
+# Methods that take a sparsity target from -sparsities (gumbel and soft movement as their --target_sparsity); the
+# others run once per task and seed.
+TARGETED=(magnitude movement spt soft_movement gumbel)
+# Methods whose target is --target_sparsity (a learned-mask controller), and those that prune heads and neurons.
+CONTROLLED=(soft_movement gumbel)
+GRANULAR=(magnitude movement spt soft_movement)
 
 usage() {
     cat <<EOF
@@ -49,9 +52,11 @@ and write the comparison figures and tables (plot_comparison.py). With
   -pe, --pruning-end N       epoch at whose end end sparsity is reached   [23; capped at epochs]
   -ss, --sparsity-steps "L"  space-separated percentages walked by magnitude and spt [train.py's]
   -se, --spt-explore B       SPT explores each layer on its own: true|false [false]
-  -ts, --target-sparsity X   gumbel only: fraction of heads/neurons to remove [none: fixed weight]
-  -g,  --granularity G       magnitude, movement and spt only: weight, or neuron, head or both (units
-                             through their gates; -f is then a fraction of the blocks' MACs) [weight]
+  -ts, --target-sparsity X   gumbel and soft_movement: fraction to remove, reached by a controller
+                             [none: gumbel's fixed weight, soft_movement's lambda]
+  -g,  --granularity G       magnitude, movement, spt and soft_movement: weight, or neuron, head or both
+                             (units through their gates; -f and soft_movement's -ts are then fractions
+                             of the blocks' MACs) [weight]
   -t,  --task T              ${TASKS[*]} [sst2]
   -ml, --max-len N           longest sequence in tokens                   [128]
   -i,  --init-from DIR       fine-tune every method from this Hugging Face folder [none: from scratch];
@@ -59,7 +64,7 @@ and write the comparison figures and tables (plot_comparison.py). With
   -d,  --output-dir DIR      where results_*/, checkpoints_*/ and experiment_logs/ go [.]
   -seeds L                   comma list of seeds (train.py --seed): one job per seed   [train.py's: 42]
   -sparsities L              comma list of targets: the end sparsity of magnitude, movement and spt, the
-                             target sparsity of gumbel; baseline and soft_movement run once per task
+                             target sparsity of gumbel and soft_movement; baseline runs once per task
                              and seed [one job: -f / -ts]
   -tasks L                   comma list of tasks (instead of -t): one job per task
                              With any of these three, each job writes into its own folder of
@@ -198,7 +203,7 @@ done
 unset -n items
 [[ -z $TASK_LIST || -z $TASK ]] || ERRORS+=("give -t or -tasks, not both (-t $TASK, -tasks $TASK_LIST)")
 if [[ -n $SPARSITY_LIST && -n $END_SPARSITY$TARGET_SPARSITY ]]; then
-    ERRORS+=("-sparsities sets each job's -f (and gumbel's -ts); drop -f/-ts or -sparsities")
+    ERRORS+=("-sparsities sets each job's -f (and gumbel's and soft_movement's -ts); drop -f/-ts or -sparsities")
 fi
 GRID=false
 [[ -z $SEED_LIST$SPARSITY_LIST$TASK_LIST ]] || GRID=true
@@ -281,13 +286,15 @@ train_args() {
     done
     [[ -z ${JOB_TASK[i]} ]] || args+=(--task "${JOB_TASK[i]}")
     [[ -z ${JOB_SEED[i]} ]] || args+=(--seed "${JOB_SEED[i]}")
-    if [[ -n ${JOB_TARGET[i]} && $method == gumbel ]]; then
+    if [[ -n ${JOB_TARGET[i]} ]] && is_in "$method" "${CONTROLLED[@]}"; then
         args+=(--target_sparsity "${JOB_TARGET[i]}")
     elif [[ -n ${JOB_TARGET[i]} ]]; then
         args+=(--end_sparsity "${JOB_TARGET[i]}")
     fi
-    [[ $method != gumbel || -z $TARGET_SPARSITY ]] || args+=(--target_sparsity "$TARGET_SPARSITY")
-    if [[ -n $GRANULARITY ]] && is_in "$method" magnitude movement spt; then
+    if [[ -n $TARGET_SPARSITY ]] && is_in "$method" "${CONTROLLED[@]}"; then
+        args+=(--target_sparsity "$TARGET_SPARSITY")
+    fi
+    if [[ -n $GRANULARITY ]] && is_in "$method" "${GRANULAR[@]}"; then
         args+=(--pruning_granularity "$GRANULARITY")
     fi
     local pruning=$method
@@ -381,8 +388,10 @@ for i in range(count):
     method = c["pruning_method"]
     if method == "none":
         setting = "dense"
+    elif method in ("gumbel", "soft_movement") and c["target_sparsity"] is not None:
+        setting = f"sparsity{c['target_sparsity']:g}"
     elif method == "gumbel":
-        setting = "untargeted" if c["target_sparsity"] is None else f"sparsity{c['target_sparsity']:g}"
+        setting = "untargeted"
     elif method == "soft_movement":
         setting = f"lambda{c['soft_movement_lambda']:g}"
     else:
@@ -460,8 +469,8 @@ cat <<EOF
 methods:        ${METHODS[*]}
 mode:           $MODE
 $(tail -n +2 <<<"$RESOLVED")
-gumbel target:  ${TARGET_SPARSITY:-train.py default}
-granularity:    ${GRANULARITY:-weight} (magnitude, movement, spt)
+learned target: ${TARGET_SPARSITY:-train.py default} (gumbel, soft_movement)
+granularity:    ${GRANULARITY:-weight} (${GRANULAR[*]})
 pass-through:   ${PASS[*]:-none}
 outputs:        $OUTPUT_DIR (logs in $LOG_DIR)
 output mode:    $OUTPUT_MODE

@@ -55,12 +55,17 @@ def test_a_grid_is_every_combination_with_the_baseline_once_per_seed(tmp_path):
         assert _flag(command, "--seed") == seed.removeprefix("seed") and _flag(command, "--task") == task
         assert _flag(command, "--end_sparsity") == (None if method == "baseline" else setting.removeprefix("sparsity"))
     assert not out.exists()  # -list runs nothing and writes nothing
-    # gumbel takes its target from -sparsities; soft movement has none (once per seed); -tasks multiplies.
+    # gumbel and soft movement take their targets from -sparsities as --target_sparsity; -tasks multiplies.
     jobs = _listed(run_script("-list", "-p", "gumbel,soft_movement", "-sparsities", "0.3", "-tasks", "sst2,rte",
-                              "-d", str(out)))
+                              "-g", "both", "-d", str(out)))
     assert set(jobs) == {"gumbel_sst2_sparsity0.3_seed42", "gumbel_rte_sparsity0.3_seed42",
-                         "soft_movement_sst2_lambda10_seed42", "soft_movement_rte_lambda10_seed42"}
-    assert _flag(jobs["gumbel_rte_sparsity0.3_seed42"][1], "--target_sparsity") == "0.3"
+                         "soft_movement_sst2_sparsity0.3_seed42", "soft_movement_rte_sparsity0.3_seed42"}
+    for job, (_, command) in jobs.items():
+        assert _flag(command, "--target_sparsity") == "0.3" and _flag(command, "--end_sparsity") is None
+        assert _flag(command, "--pruning_granularity") == ("both" if job.startswith("soft") else None)
+    # Without a target, soft movement's setting is its lambda.
+    jobs = _listed(run_script("-list", "-p", "soft_movement", "-seeds", "0", "-d", str(out)))
+    assert set(jobs) == {"soft_movement_sst2_lambda10_seed0"}
     # Without a grid flag the jobs keep the one-folder layout.
     jobs = _listed(run_script("-list", "-p", "baseline,movement", *RECIPE, "-d", str(out)))
     assert {job: folder for job, (folder, _) in jobs.items()} == {"baseline": str(out), "movement": str(out)}
@@ -70,7 +75,7 @@ def test_a_grid_is_every_combination_with_the_baseline_once_per_seed(tmp_path):
     (["-seeds", "0,x"], "-seeds must be a comma list of non-negative integers, got 'x'"),
     (["-seeds", "1,1"], "-seeds lists a value twice: 1 1"),
     (["-sparsities", "0.5,2"], "-sparsities must be a number in [0, 1], got '2'"),
-    (["-sparsities", "0.5", "-f", "0.9"], "-sparsities sets each job's -f (and gumbel's -ts)"),
+    (["-sparsities", "0.5", "-f", "0.9"], "-sparsities sets each job's -f (and gumbel's and soft_movement's -ts)"),
     (["-tasks", "sst2,squad"], "unknown task 'squad' in -tasks"),
     (["-tasks", "sst2", "-t", "rte"], "give -t or -tasks, not both"),
     (["-backend", "spark"], "unknown -backend 'spark'; choose local or ray"),

@@ -121,7 +121,7 @@ def test_a_job_that_would_fail_stops_the_run_before_any_job_starts(tmp_path, glu
             "pruning_end_epoch=23 and epochs=1") in result.stderr
     assert "no job was started" in result.stderr and "--pruning_start_epoch -ps" in result.stderr
     assert not out.exists()
-    # Every job's problem is reported at once: target_sparsity is a gumbel setting, which the others refuse.
+    # Every job's problem is reported at once: target_sparsity is a setting of learned masks, which the others refuse.
     result = run_script("-p", "baseline,movement,gumbel", "-d", str(out), "--", "--target_sparsity", "0.5")
     assert result.returncode == 2
     assert result.stderr.count("target_sparsity is used by learned masks only") == 2
