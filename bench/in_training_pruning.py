@@ -5,7 +5,8 @@ Every in-training method (magnitude, movement, SPT, soft movement, gumbel) remov
 the SST-2 fine-tune of bench/finetune_pretrained.py down to 0.5 of the blocks' MACs, with and without
 distillation from that same fine-tune (`--teacher`, logit KD: alpha 0.5, T 2), on the first ROWS SST-2 training
 rows (default 20,000) for 2 epochs (pruning over the first), seeds 0 and 1. Then prune.py's Fisher and K-prune
-at 0.5 and 0.4 on the same checkpoint (sample seed 0), and the best in-training method with distillation at 0.4.
+at 0.5 and 0.4 on the same checkpoint (sample seed 0), and the best in-training method with distillation (on
+the first seed) at 0.4.
 
 Setup: the train.py checkpoint is written as a Hugging Face folder (`gated.save_pretrained`, with MiniLM's
 tokenizer files) so that `train.py --init_from` starts every run from it. The schedules: magnitude and SPT
@@ -150,12 +151,6 @@ def main():
                   f"{metrics['dev']['dense']['dev_accuracy']:.4f}), MACs kept {metrics['macs']['kept_fraction']:.3f},"
                   f" {metrics['seconds']['pruning']:.0f} s", flush=True)
 
-    def best_with_distillation():
-        """The best method with distillation among the runs at the 0.5 target that reached it."""
-        on_target = [key for key in mean if key[1] and key[2] == 0.5 and statistics.mean(
-            r["macs_kept"] for r in rows if (r["method"], r["kd"], r["target"]) == key) <= 0.52]
-        return max(on_target, key=lambda key: statistics.mean(mean[key]))[0]
-
     # What the targets need first: one seed of everything, Fisher, the best method at 0.4; then K-prune (minutes
     # per run) and the other seeds.
     for seed_index, seed in enumerate(SEEDS):
@@ -164,14 +159,24 @@ def main():
                 train(method, distill, seed, 0.5)
         if seed_index == 0:
             post_training("fisher")
-            best = best_with_distillation()  # chosen on the first seed, then run at 0.4 for every seed
-        train(best, True, seed, 0.4)
+            at_04 = best_with_distillation(rows, mean)  # chosen on the first seed, then run at 0.4 for every seed
+        train(at_04, True, seed, 0.4)
         if seed_index == 0:
             post_training("kprune")
-    report(rows, mean, post, best)
+    report(rows, mean, post, at_04)
 
 
-def report(rows, mean, post, best):
+def best_with_distillation(rows, mean):
+    """The best method with distillation (mean over the seeds so far) among those whose runs at the 0.5 target
+    reached it."""
+    on_target = [key for key in mean if key[1] and key[2] == 0.5 and statistics.mean(
+        r["macs_kept"] for r in rows if (r["method"], r["kd"], r["target"]) == key) <= 0.52]
+    return max(on_target, key=lambda key: statistics.mean(mean[key]))[0]
+
+
+def report(rows, mean, post, at_04):
+    """The table, the figures and the targets. The method at 0.4 was chosen on the first seed; the best at 0.5 is
+    chosen here, over every seed."""
     from experiment import compare
 
     dense = next(iter(post.values()))["dev"]["dense"]["dev_accuracy"]
@@ -185,14 +190,15 @@ def report(rows, mean, post, best):
     print(f"dense (the fine-tune): {dense:.4f}")
     compare.main(["--results_dir", os.path.join(OUTPUT_DIR, "runs"), "--task", "sst2", "--pareto",
                   "--output_dir", OUTPUT_DIR, "--formats", "png", "pdf"])
+    best = best_with_distillation(rows, mean)
     at_half = statistics.mean(mean[best, True, 0.5])
     post_04 = max(m["dev"][m["final"]]["dev_accuracy"] for (_, c), m in post.items() if c == 0.4)
     verdict = "PASS" if dense - at_half <= 0.01 else "FAIL"
     print(f"target: best structured method with KD ({best}) within 1 point of dense at 0.5: {at_half:.4f} vs "
           f"{dense:.4f} ({verdict})")
-    at_04 = statistics.mean(mean[best, True, 0.4])
-    print(f"target: {best} with KD at 0.4 better than the best post-training method at 0.4: {at_04:.4f} vs "
-          f"{post_04:.4f} ({'PASS' if at_04 > post_04 else 'FAIL'})")
+    ours_04 = statistics.mean(mean[at_04, True, 0.4])
+    print(f"target: {at_04} with KD at 0.4 better than the best post-training method at 0.4: {ours_04:.4f} vs "
+          f"{post_04:.4f} ({'PASS' if ours_04 > post_04 else 'FAIL'})")
     for method in METHODS:
         if (method, False, 0.5) in mean and (method, True, 0.5) in mean:
             plain, distilled = statistics.mean(mean[method, False, 0.5]), statistics.mean(mean[method, True, 0.5])
