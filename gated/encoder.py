@@ -7,6 +7,7 @@ from gated.activations import hidden_activation
 from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
 from gated.model import GatedModel
+from gated.norm import LayerNorm
 from gated_bert.vocabulary import POOLINGS, expand_unit_kinds
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
@@ -61,7 +62,7 @@ class EncoderEmbeddings(keras.layers.Layer):
         self.token_embedding = embedding(vocab_size, "token")
         self.position_embedding = embedding(max_len, "position")
         self.segment_embedding = embedding(type_vocab_size, "segment") if type_vocab_size else None
-        self.norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm")
+        self.norm = LayerNorm(epsilon=layer_norm_eps, name="norm")
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
@@ -134,12 +135,12 @@ class EncoderBlock(keras.layers.Layer):
                                                  learn_head_mask="head" in self.learn_masks, head_dim=head_dim,
                                                  kernel_masks=kernel_masks, gates=gates, fused_qkv=fused_qkv,
                                                  name="attention")
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm")
+        self.attention_norm = LayerNorm(epsilon=layer_norm_eps, name="attention_norm")
         self.ffn = GatedFeedForward(dff, activation=hidden_activation(hidden_act), kernel_initializer=init,
                                     learn_neuron_mask="neuron" in self.learn_masks,
                                     learn_output_mask="ffn_out" in self.learn_masks, kernel_masks=kernel_masks,
                                     gates=gates, name="ffn")
-        self.ffn_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="ffn_norm")
+        self.ffn_norm = LayerNorm(epsilon=layer_norm_eps, name="ffn_norm")
         self.dropout = keras.layers.Dropout(dropout_rate)
 
     def build(self, input_shape):
