@@ -13,7 +13,8 @@ round, the two layouts of one model and format back to back) and the fused layou
 round's ratio); then, per layout, each pruned model's speed-up over dense in the same format as a share of its MAC
 ratio, the figure issue 16's target reads (>= 0.85). Both layouts compute the same logits; the bench checks it.
 Last, what no pruning of heads and neurons shrinks: each block's two residual adds and two LayerNorms over
-32 x 128 x 384 floats, timed alone in TFLite (they stay float in the int8 model), times the number of blocks, and
+32 x 128 x 384 floats (gated.LayerNorm, as the export has them; Keras' LayerNormalization beside it), timed alone
+in TFLite (they stay float in the int8 model), times the number of blocks, and
 the share of the dense int8 model's time they take; with it, the best share of the MAC ratio the int8 model could
 reach if everything else shrank with the MACs.
 """
@@ -103,36 +104,43 @@ def main():
         json.dump({" | ".join(map(str, [*key[0], key[1]])): values for key, values in samples.items()}, handle)
 
 
-def residual_norms_ms(d_model=384, rounds=15):
-    """ms of one block's two residual adds and two LayerNorms (`gated.LayerNorm`, as the export has them) on
-    `(32, 128, d_model)` in float TFLite (the median of `rounds` runs, 2 threads)."""
+def residual_norms_ms(norm, d_model=384, rounds=15):
+    """ms of one block's two residual adds and two LayerNorms (`norm(epsilon=...)`, a layer class) on
+    `(32, 128, d_model)` in float TFLite: the median of `rounds` invocations on 2 threads, the inputs set once."""
     import keras
     import tensorflow as tf
 
-    from gated.norm import LayerNorm
-
     x, y = keras.Input((128, d_model), batch_size=32), keras.Input((128, d_model), batch_size=32)
-    first = LayerNorm(epsilon=1e-12)(x + y)
-    model = keras.Model([x, y], LayerNorm(epsilon=1e-12)(first + y))
+    first, second = norm(epsilon=1e-12), norm(epsilon=1e-12)
+    model = keras.Model([x, y], second(first(x + y) + y))
+    rng = np.random.default_rng(0)
+    for weight in [*first.weights, *second.weights]:  # not ones and zeros, which the converter would fold away
+        weight.assign(rng.normal(1.0, 0.1, weight.shape).astype(np.float32))
     interpreter = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert(),
                                       num_threads=THREADS)
     interpreter.allocate_tensors()
-    values = np.random.default_rng(0).standard_normal((32, 128, d_model)).astype(np.float32)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], rng.standard_normal((32, 128, d_model)).astype(np.float32))
+    interpreter.invoke()  # warms up
     times = []
-    for _ in range(rounds + 1):  # the first run warms up
+    for _ in range(rounds):
         tick = time.perf_counter()
-        for detail in interpreter.get_input_details():
-            interpreter.set_tensor(detail["index"], values)
         interpreter.invoke()
         times.append(1000 * (time.perf_counter() - tick))
-    return float(np.median(times[1:]))
+    return float(np.median(times))
 
 
 def fixed_costs(samples, macs, blocks):
+    import keras
+
+    from gated import LayerNorm
+
     dense_int8 = np.median(samples[(("dense", "fused"), "tflite_int8"), "batch 32 x 128"])
-    fixed = blocks * residual_norms_ms()
-    print(f"\nresidual adds and LayerNorms ({blocks} blocks, float TFLite, 32 x 128): {fixed:.1f} ms, "
-          f"{fixed / dense_int8:.2f} of the dense int8 model's {dense_int8:.1f} ms")
+    fixed = blocks * residual_norms_ms(LayerNorm)
+    theirs = blocks * residual_norms_ms(keras.layers.LayerNormalization)
+    print(f"\nresidual adds and LayerNorms ({blocks} blocks, float TFLite, 32 x 128): {fixed:.1f} ms with "
+          f"gated.LayerNorm ({theirs:.1f} ms with Keras' LayerNormalization), {fixed / dense_int8:.2f} of the dense "
+          f"int8 model's {dense_int8:.1f} ms")
     for model in list(macs)[1:]:
         kept = macs[model] / macs["dense"]
         bound = dense_int8 / (fixed + kept * (dense_int8 - fixed)) * kept

@@ -47,6 +47,7 @@ from gated.masks import (
     without_learned_masks,
 )
 from gated.model import GatedModel
+from gated.norm import LayerNorm
 from gated.pretrained import load_pretrained, save_pretrained
 from gated_bert.vocabulary import PRESETS, UNIT_KINDS, expand_unit_kinds
 
@@ -62,6 +63,7 @@ __all__ = [
     "GatedModel",
     "GatedMultiHeadAttention",
     "GumbelGate",
+    "LayerNorm",
     "MeanPooling",
     "build_gated_encoder",
     "collect_gated_layers",
