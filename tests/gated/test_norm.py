@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gated.norm import LayerNorm
+from gated import LayerNorm
 
 SHAPE = (3, 5, 16)
 
@@ -77,6 +77,7 @@ def _full_size_ops(layer):
     return sum(1 for op in interpreter._get_ops_details() if any(shapes[i] == SHAPE for i in op["outputs"]))
 
 
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_its_tflite_graph_has_one_fewer_full_size_operation_than_keras():
     ours = _full_size_ops(LayerNorm(epsilon=1e-12))
     theirs = _full_size_ops(keras.layers.LayerNormalization(epsilon=1e-12))
