@@ -98,9 +98,10 @@ def main():
     for model_name, masks_dir in mask_folders(work).items():
         model = compact(masks_dir)
         macs[model_name] = block_macs(model)
+        stages = []
         for stage, cut in cuts(model):
             interpreters[model_name, stage] = int8_interpreter(cut, inputs)
-        stages = [stage for stage, _ in cuts(model)]
+            stages.append(stage)
         print(f"{model_name}: {len(stages)} cuts converted", flush=True)
     samples = {key: [] for key in interpreters}
     for round_index in range(ROUNDS):
