@@ -131,11 +131,16 @@ def speedup(samples, slow, fast, name="batch 32 x 128"):
     return statistics.median(a / b for a, b in zip(samples[slow, name], samples[fast, name], strict=True))
 
 
-def main():
+def pin_threads():
+    """TensorFlow on THREADS intra-op threads and one inter-op thread, as every contender is timed."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def main():
+    pin_threads()
     from deploy import load_runner
     from deploy.formats import FILES
 

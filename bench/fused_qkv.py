@@ -26,7 +26,16 @@ import tempfile
 import time
 
 import numpy as np
-from compaction_speedup import CHECKPOINT, CONSTRAINTS, ROUNDS, THREADS, speedup, time_contenders, timing_batches
+from compaction_speedup import (
+    CHECKPOINT,
+    CONSTRAINTS,
+    ROUNDS,
+    THREADS,
+    pin_threads,
+    speedup,
+    time_contenders,
+    timing_batches,
+)
 
 LAYOUTS = ("unfused", "fused")
 
@@ -66,18 +75,21 @@ def write_formats(model, folder, formats):
         writers.write(fmt, model, folder)
 
 
-def main():
-    import tensorflow as tf
+def work_folder():
+    """compaction_speedup's WORK folder, from the environment."""
+    work = os.environ.get("WORK")
+    if not work:
+        sys.exit("set WORK to bench/compaction_speedup.py's WORK folder (it holds the pruned mask folders)")
+    return work
 
-    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+def main():
+    pin_threads()
     from deploy import FORMATS, load_runner, onnx_available
     from deploy.formats import FILES
     from efficiency.mac import unit_macs
 
-    work = os.environ.get("WORK")
-    if not work:
-        sys.exit("set WORK to bench/compaction_speedup.py's WORK folder (it holds the pruned mask folders)")
+    work = work_folder()
     formats = [fmt for fmt in FORMATS if fmt != "onnx" or onnx_available()]
     batches = {"batch 32 x 128": timing_batches()["batch 32 x 128"]}
     out = tempfile.mkdtemp(prefix="bench_fused_qkv_")

@@ -13,14 +13,12 @@ MACs is what keeps the int8 model's speed-up under its MAC ratio.
     WORK=/tmp/compaction python bench/int8_breakdown.py     # ~5 min on 2 cores
 """
 
-import os
 import statistics
-import sys
 import time
 
 import numpy as np
-from compaction_speedup import ROUNDS, SEQ_LEN, THREADS
-from fused_qkv import mask_folders
+from compaction_speedup import ROUNDS, SEQ_LEN, THREADS, pin_threads
+from fused_qkv import mask_folders, work_folder
 
 BATCH = 32
 
@@ -84,13 +82,8 @@ def block_macs(model):
 
 
 def main():
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    work = os.environ.get("WORK")
-    if not work:
-        sys.exit("set WORK to bench/compaction_speedup.py's WORK folder (it holds the pruned mask folders)")
+    pin_threads()
+    work = work_folder()
     rng = np.random.default_rng(0)
     ids = rng.integers(1000, 30000, size=(BATCH, SEQ_LEN)).astype(np.int32)
     inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
