@@ -30,6 +30,7 @@ from compaction_speedup import (
     CHECKPOINT,
     CONSTRAINTS,
     ROUNDS,
+    SEQ_LEN,
     THREADS,
     pin_threads,
     speedup,
@@ -52,19 +53,35 @@ def mask_folders(work):
     return folders
 
 
-def compact_pair(masks_dir):
-    """The checkpoint with `masks_dir`'s masks, compacted in both layouts: `{layout: compact model}`, and the MACs
-    kept (from the export card's counter)."""
+def masked_checkpoint(masks_dir):
+    """The fine-tuned checkpoint with `masks_dir`'s masks (and bias correction) on it; None: the dense model."""
     from experiment.checkpoints import find_checkpoint, load_checkpoint, put_masks
-    from gated import compact_model, compact_shape
     from gated_bert.mask_folders import read_mask_folder
 
     model = load_checkpoint(find_checkpoint(CHECKPOINT)[0])
     if masks_dir:
         folder = read_mask_folder(masks_dir)
         put_masks(model, folder.masks, masks_dir, folder.logit_bias)
-    pair = {layout: compact_model(model, fused_qkv=layout == "fused") for layout in LAYOUTS}
-    return pair, compact_shape(pair["fused"])
+    return model
+
+
+def compact_pair(masks_dir):
+    """The checkpoint with `masks_dir`'s masks, compacted in both layouts: `{layout: compact model}`."""
+    from gated import compact_model
+
+    model = masked_checkpoint(masks_dir)
+    return {layout: compact_model(model, fused_qkv=layout == "fused") for layout in LAYOUTS}
+
+
+def block_macs(model):
+    """The MACs of each block of a compact model at SEQ_LEN tokens."""
+    from efficiency.mac import unit_macs
+    from gated import compact_shape
+
+    heads, widths = compact_shape(model)
+    attention = model.get_layer("block_0").attention  # every block keeps the model's widths
+    costs = unit_macs(attention.d_model, attention.head_dim, SEQ_LEN)
+    return [h * costs["head"] + w * costs["neuron"] for h, w in zip(heads, widths, strict=True)]
 
 
 def write_formats(model, folder, formats):
@@ -87,7 +104,7 @@ def main():
     pin_threads()
     from deploy import FORMATS, load_runner, onnx_available
     from deploy.formats import FILES
-    from efficiency.mac import unit_macs
+    from gated import compact_shape
 
     work = work_folder()
     formats = [fmt for fmt in FORMATS if fmt != "onnx" or onnx_available()]
@@ -95,12 +112,11 @@ def main():
     out = tempfile.mkdtemp(prefix="bench_fused_qkv_")
     runners, macs = {}, {}
     for name, masks_dir in mask_folders(work).items():
-        pair, (heads, widths) = compact_pair(masks_dir)
+        pair = compact_pair(masks_dir)
+        heads, widths = compact_shape(pair["fused"])
         first = {layout: model(batches["batch 32 x 128"][0]) for layout, model in pair.items()}
         gap = float(np.max(np.abs(np.asarray(first["fused"]) - np.asarray(first["unfused"]))))
-        attention = pair["fused"].get_layer("block_0").attention  # every block keeps the model's widths
-        costs = unit_macs(attention.d_model, attention.head_dim, 128)
-        macs[name] = sum(heads) * costs["head"] + sum(widths) * costs["neuron"]
+        macs[name] = sum(block_macs(pair["fused"]))
         for layout, model in pair.items():
             folder = os.path.join(out, f"{name}_{layout}")
             write_formats(model, folder, formats)

@@ -3,7 +3,7 @@ head. For the compact models of bench/compaction_speedup.py (the fine-tuned Mini
 by Fisher at 0.7, 0.5 and 0.3 MACs kept, the fused layout export.py writes).
 
 Each model is cut after every stage (a Keras model sharing its layers, whose output is that stage's), and every
-cut is converted to int8 TFLite as export.py converts (dynamic-range quantisation) and timed on invocations alone
+cut is converted to int8 TFLite with export.py's dynamic-range quantisation and timed on invocations alone
 (batch 32 x 128, 2 threads, the inputs set once; the cuts of all models take turns over ROUNDS rounds, the
 median). A stage's time is its cut's minus the cut before it. Beside each pruned block: its MACs as a fraction
 of the dense block's, and its time as a fraction of the dense block's; a block whose time falls less than its
@@ -18,24 +18,9 @@ import time
 
 import numpy as np
 from compaction_speedup import ROUNDS, SEQ_LEN, THREADS, pin_threads
-from fused_qkv import mask_folders, work_folder
+from fused_qkv import block_macs, mask_folders, masked_checkpoint, work_folder
 
 BATCH = 32
-
-
-def compact(masks_dir):
-    """The checkpoint with `masks_dir`'s masks (None: dense), compacted as export.py does."""
-    from compaction_speedup import CHECKPOINT
-
-    from experiment.checkpoints import find_checkpoint, load_checkpoint, put_masks
-    from gated import compact_model
-    from gated_bert.mask_folders import read_mask_folder
-
-    model = load_checkpoint(find_checkpoint(CHECKPOINT)[0])
-    if masks_dir:
-        folder = read_mask_folder(masks_dir)
-        put_masks(model, folder.masks, masks_dir, folder.logit_bias)
-    return compact_model(model)
 
 
 def cuts(model):
@@ -53,7 +38,8 @@ def cuts(model):
 
 
 def int8_interpreter(model, inputs):
-    """`model` converted to dynamic-range int8 TFLite, with `inputs` set once."""
+    """`model` converted to dynamic-range int8 TFLite (TensorFlow's converter from the Keras model, not export.py's
+    SavedModel path), with `inputs` set once."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -70,18 +56,9 @@ def int8_interpreter(model, inputs):
     return interpreter
 
 
-def block_macs(model):
-    """MACs of each block of a compact model at SEQ_LEN tokens."""
-    from efficiency.mac import unit_macs
-    from gated import compact_shape
-
-    heads, widths = compact_shape(model)
-    attention = model.get_layer("block_0").attention
-    costs = unit_macs(attention.d_model, attention.head_dim, SEQ_LEN)
-    return [h * costs["head"] + w * costs["neuron"] for h, w in zip(heads, widths, strict=True)]
-
-
 def main():
+    from gated import compact_model
+
     pin_threads()
     work = work_folder()
     rng = np.random.default_rng(0)
@@ -89,7 +66,7 @@ def main():
     inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     interpreters, macs, stages = {}, {}, []
     for model_name, masks_dir in mask_folders(work).items():
-        model = compact(masks_dir)
+        model = compact_model(masked_checkpoint(masks_dir))
         macs[model_name] = block_macs(model)
         stages = []
         for stage, cut in cuts(model):
@@ -131,10 +108,10 @@ def report(samples, macs, stages):
             cells.append(cell)
         print(f"| {stage} | " + " | ".join(cells) + " |")
     print("| whole model | " + " | ".join(f"{cumulative[model, stages[-1]]:.1f}" for model in models) + " |")
+    blocks = [stage for stage in stages if stage.startswith("block ")]
+    dense_blocks = sum(own["dense", stage] for stage in blocks)
     for model in models[1:]:
         kept = sum(macs[model]) / sum(macs["dense"])
-        blocks = [stage for stage in stages if stage.startswith("block ")]
-        dense_blocks = sum(own["dense", stage] for stage in blocks)
         pruned_blocks = sum(own[model, stage] for stage in blocks)
         outside = cumulative["dense", stages[-1]] - dense_blocks
         print(f"{model}: blocks take {pruned_blocks / dense_blocks:.2f} of the dense blocks' time for {kept:.2f} "

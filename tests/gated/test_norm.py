@@ -16,8 +16,11 @@ def _numpy_layer_norm(x, gamma, beta, eps):
     return (x - mean) / np.sqrt(variance + eps) * gamma + beta
 
 
-def _built(layer, rng):
-    layer.build(SHAPE)
+def _randomised(layer, seed):
+    """`layer`, built, with gamma and beta drawn at random (ones and zeros would hide a swapped or dropped term)."""
+    if not layer.built:
+        layer.build(SHAPE)
+    rng = np.random.default_rng(seed)
     for weight in layer.weights:
         weight.assign(rng.normal(1.0, 0.5, weight.shape).astype("float32"))
     return layer
@@ -26,7 +29,7 @@ def _built(layer, rng):
 def test_it_computes_a_layer_norm_like_numpy_and_keras():
     rng = np.random.default_rng(0)
     x = (rng.normal(size=SHAPE) * 3 + 5).astype("float32")
-    ours = _built(LayerNorm(epsilon=1e-12), rng)
+    ours = _randomised(LayerNorm(epsilon=1e-12), 0)
     theirs = keras.layers.LayerNormalization(epsilon=1e-12)
     theirs.build(SHAPE)
     theirs.set_weights(ours.get_weights())
@@ -39,12 +42,9 @@ def test_it_computes_a_layer_norm_like_numpy_and_keras():
 def test_other_settings_compute_as_keras_does(settings):
     rng = np.random.default_rng(1)
     x = rng.normal(size=SHAPE).astype("float32")
-    ours = LayerNorm(epsilon=1e-5, **settings)
-    ours.build(SHAPE)
+    ours = _randomised(LayerNorm(epsilon=1e-5, **settings), 1)
     theirs = keras.layers.LayerNormalization(epsilon=1e-5, **settings)
     theirs.build(SHAPE)
-    for weight in ours.weights:
-        weight.assign(rng.normal(1.0, 0.5, weight.shape).astype("float32"))
     theirs.set_weights(ours.get_weights())
     np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), atol=1e-5)
 
@@ -53,8 +53,7 @@ def test_a_saved_model_reloads_it_with_its_weights(tmp_path):
     rng = np.random.default_rng(2)
     inputs = keras.Input(SHAPE[1:])
     model = keras.Model(inputs, LayerNorm(epsilon=1e-6, name="norm")(inputs))
-    for weight in model.get_layer("norm").weights:
-        weight.assign(rng.normal(1.0, 0.5, weight.shape).astype("float32"))
+    _randomised(model.get_layer("norm"), 2)
     model.save(tmp_path / "norm.keras")
     loaded = keras.saving.load_model(tmp_path / "norm.keras")
     assert type(loaded.get_layer("norm")) is LayerNorm
@@ -66,9 +65,7 @@ def test_a_saved_model_reloads_it_with_its_weights(tmp_path):
 def _full_size_ops(layer):
     """How many operations of `layer`'s TFLite conversion output a tensor of the input's full size."""
     inputs = keras.Input(SHAPE[1:], batch_size=SHAPE[0])
-    model = keras.Model(inputs, layer(inputs))
-    for weight in layer.weights:  # not ones and zeros, which the converter would fold away
-        weight.assign(np.random.default_rng(3).normal(1.0, 0.5, weight.shape).astype("float32"))
+    model = keras.Model(inputs, _randomised(layer, 3)(inputs))  # the converter would fold ones and zeros away
     interpreter = tf.lite.Interpreter(  # without XNNPACK, which would take some operations into one node
         model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert(),
         experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
