@@ -126,6 +126,10 @@ class GatedBertConfig:
     learning_rate: float = _field(2e-5, "peak AdamW learning rate", positive=True)
     warmup_ratio: float = _field(0.1, "fraction of steps for linear warm-up", fraction=(0.0, 1.0, False))
     weight_decay: float = _field(0.01, "AdamW decoupled weight decay", non_negative=True)
+    layer_lr_decay: float = _field(1.0, "layer-wise learning-rate decay: the head trains at learning_rate, the top "
+                                   "block at learning_rate x d, each layer below at d times the one above (the "
+                                   "embeddings last); 1: one rate for every layer", positive=True,
+                                   fraction=(0.0, 1.0, True))
     seed: int = _field(42, "seed for initialisation, shuffling and dropout", non_negative=True)
     verbose: int = _field(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch", choices=(0, 1, 2))
     intra_op_threads: int = _field(0, "CPU threads inside one op (0: TensorFlow decides)", non_negative=True)

@@ -84,6 +84,8 @@ def test_glue_dir_env_sets_data_dir(glue_dir):
         (["--distill_alpha", "1.5"], {}, r"distill_alpha must be in \[0.0, 1.0\], got distill_alpha=1.5"),
         (["--pruning_method", "magnitude", "--pruning_granularity", "rows"], {},
          "unknown pruning_granularity 'rows'; choose one of: weight, neuron, head, both"),
+        (["--layer_lr_decay", "0"], {}, "layer_lr_decay must be positive, got layer_lr_decay=0"),
+        (["--layer_lr_decay", "1.5"], {}, r"layer_lr_decay must be in \[0.0, 1.0\], got layer_lr_decay=1.5"),
     ],
 )
 def test_bad_values_are_named(argv, env, message):

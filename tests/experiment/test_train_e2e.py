@@ -399,3 +399,14 @@ def test_wandb_project_entity_and_seed_groups_come_from_the_environment(monkeypa
     other_target = GatedBertConfig(pruning_method="magnitude", end_sparsity=0.6).to_dict()
     assert wandb_group(other_seed) == wandb_group(config) != wandb_group(other_target)
     assert wandb_group(config).startswith("magnitude_sst2_")
+
+
+def test_micro_run_with_layer_wise_rate_decay_saves_a_model_that_reloads_with_its_optimizer(
+        tmp_path, glue_dir, bert_tokenizer_dir):
+    meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--task", "sst2", "--epochs", "1",
+                     "--max_train_samples", "64", "--max_eval_samples", "32", "--layer_lr_decay", "0.5")
+    assert meta["status"] == "completed" and meta["config"]["layer_lr_decay"] == 0.5
+    (best,) = (tmp_path / "out" / "checkpoints_baseline_sst2").glob("best_*.keras")
+    optimizer = keras.saving.load_model(best).optimizer  # compiled: the optimizer is rebuilt from its config
+    assert type(optimizer).__name__ == "LayerwiseAdamW"
+    assert (optimizer.num_layers, optimizer.layer_decay) == (1, 0.5)
