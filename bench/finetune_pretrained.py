@@ -14,6 +14,9 @@ bench/pretrained_pruning.py.
         # more train.py flags for every task (another recipe: keep its checkpoints apart with OUTPUT_DIR)
     FINETUNE_ARGS="--pooling mean" OUTPUT_DIR=/tmp/ft_mean python bench/finetune_pretrained.py sst2
         # the head that reads the mean of the token states (sentence-transformers' pooling) instead of [CLS]
+    FINETUNE_ARGS="--learning_rate 1e-4 --layer_lr_decay 0.8" OUTPUT_DIR=/tmp/ft_llrd \
+        python bench/finetune_pretrained.py sst2
+        # layer-wise learning-rate decay (ELECTRA's recipe): the head at 1e-4, each layer 0.8 times the one above
 """
 
 import json
