@@ -1,4 +1,4 @@
-"""The training recipe: warm-up then linear decay of the learning rate."""
+"""The training recipe: warm-up then linear decay of the learning rate, and layer-wise rate decay."""
 
 import keras
 import numpy as np
