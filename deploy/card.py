@@ -30,6 +30,7 @@ def write_card(folder, source, compact, spec, results, about, seq_len):
     card = {
         "format": CARD_FORMAT, "version": CARD_VERSION, **about,
         "task": spec.name, "task_type": "regression" if spec.is_regression else "classification",
+        "text_pairs": spec.is_pair,
         "labels": None if spec.is_regression else list(spec.label_names), "primary_metric": spec.primary_metric,
         "shape": {"layers": len(heads), "d_model": d_model, "head_dim": head_dim, "heads_per_layer": heads,
                   "ffn_width_per_layer": widths, "dense_heads_per_layer": dense_heads,

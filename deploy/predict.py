@@ -41,6 +41,19 @@ def read_card(model_dir):
     return card
 
 
+def check_pairs(model_dir, card, pairs_given):
+    """`ValueError` when the texts come with pairs and the model reads single texts, or the other way round
+    (from the card's `text_pairs`; a card written before it existed is not checked)."""
+    reads_pairs = card.get("text_pairs")
+    if reads_pairs is None or reads_pairs == pairs_given:
+        return
+    if reads_pairs:
+        raise ValueError(f"{model_dir} reads text pairs (task {card['task']}); give each text its pair: text_pairs, "
+                         "--text_pair or --pair_column")
+    raise ValueError(f"{model_dir} reads single texts (task {card['task']}); give no pairs: drop text_pairs, "
+                     "--text_pair or --pair_column")
+
+
 def pick_format(model_dir, card, fmt=None):
     """`fmt` if the folder has it; else the float format the card timed fastest at batch 32 (else keras)."""
     present = [name for name in card["formats"] if os.path.exists(os.path.join(model_dir, FILES[name]))]
@@ -68,6 +81,7 @@ def predict(model_dir, texts, text_pairs=None, batch_size=32, fmt=None, threads=
     from transformers import AutoTokenizer
 
     card = read_card(model_dir)
+    check_pairs(model_dir, card, text_pairs is not None)
     texts = list(texts)
     if text_pairs is not None and len(text_pairs) != len(texts):
         raise ValueError(f"text_pairs has {len(text_pairs)} rows but texts has {len(texts)}; give one pair per text")

@@ -67,7 +67,7 @@ def write_predictions(handle, texts, pairs, predictions):
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     from deploy.formats import FormatUnavailableError
-    from deploy.predict import ExportFolderError, predict, read_card
+    from deploy.predict import ExportFolderError, check_pairs, predict, read_card
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_console_logging(args.verbose)
@@ -77,8 +77,9 @@ def main(argv=None):
             raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
         if args.output and os.path.exists(args.output) and not args.overwrite:
             raise ValueError(f"--output {args.output} exists; choose another file or pass --overwrite to replace it")
-        read_card(args.model)  # before reading a large input
+        card = read_card(args.model)  # before reading a large input
         texts, pairs = read_inputs(args)
+        check_pairs(args.model, card, pairs is not None)
         quiet_start()
         predictions = predict(args.model, texts, pairs, batch_size=args.batch_size, fmt=args.format)
     except (ExportFolderError, FormatUnavailableError, GlueFormatError, ValueError) as error:

@@ -10,7 +10,7 @@ import pytest
 
 import deploy.export
 from conftest import MICRO, compact_parameter_count, micro_sample_batches
-from deploy import FORMATS, DevRows, ExportError, export_model, load_runner, onnx_available
+from deploy import FORMATS, DevRows, ExportError, export_model, load_runner, onnx_available, predict
 from deploy.formats import FILES
 from gated import (
     add_logit_bias,
@@ -67,6 +67,7 @@ def test_every_format_computes_the_masked_model_and_the_card_counts_it(pruned, t
     assert not [v.path for v in compact.weights if "gate" in v.path or "mask" in v.path]
     assert compact.count_params() == card["parameters"] == compact_parameter_count([2, 0], [0, 11])
     assert card["shape"]["heads_per_layer"] == [2, 0] and card["shape"]["ffn_width_per_layer"] == [0, 11]
+    assert card["task"] == "sst2" and card["text_pairs"] is False
     assert card["dense_parameters"] == compact_parameter_count([4, 4], [MICRO["dff"]] * 2)
     sparsity = card["weight_sparsity"]
     assert 0.2 < sparsity["fraction"] < 0.4 and "run no faster" in sparsity["note"]
@@ -87,6 +88,17 @@ def test_a_failed_parity_check_leaves_no_folder(pruned, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match=r"tflite: its logits differ from the gated model's by up to 0\.001"):
         export_model(pruned, str(tmp_path / "export"), _dev(), formats=("keras", "tflite"), latency_runs=0)
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+
+
+def test_a_pair_task_export_refuses_single_texts_and_a_single_text_one_refuses_pairs(pruned, tmp_path):
+    pairs = export_model(pruned, str(tmp_path / "mrpc"), DevRows(micro_sample_batches(0, count=2, size=8),
+                                                                 TASKS["mrpc"]), formats=("keras",), latency_runs=0)
+    assert pairs["task"] == "mrpc" and pairs["text_pairs"] is True
+    with pytest.raises(ValueError, match=r"mrpc reads text pairs \(task mrpc\); give each text its pair"):
+        predict(str(tmp_path / "mrpc"), ["a sentence without its pair"])
+    export_model(pruned, str(tmp_path / "sst2"), _dev(), formats=("keras",), latency_runs=0)
+    with pytest.raises(ValueError, match=r"sst2 reads single texts \(task sst2\); give no pairs"):
+        predict(str(tmp_path / "sst2"), ["a review"], ["a pair it does not read"])
 
 
 def test_an_existing_folder_is_refused_unless_overwrite_and_formats_are_checked(pruned, tmp_path):

@@ -144,11 +144,15 @@ def test_bad_inputs_get_messages_and_exit_codes(trained, tmp_path, capsys):
         (["--model", str(out), "--text", "fine", "--format", "onnx"], "has no onnx model; it has keras"),
         (["--model", str(out)], "give the texts either with --text"),
         (["--model", str(out), "--text", "a", "--text_pair", "b", "--text_pair", "c"], "2 --text_pair for 1 --text"),
+        (["--model", str(out), "--text", "a", "--text_pair", "b"], "reads single texts (task sst2); give no pairs"),
         (["--model", str(out), "--input", str(tmp_path / "missing.csv")], "missing.csv not found"),
     ]
     (tmp_path / "wrong.csv").write_text("review,stars\ngood,5\n")
     cases.append((["--model", str(out), "--input", str(tmp_path / "wrong.csv")],
                   "wrong.csv:2: no column ['text'] (columns here: ['review', 'stars']); set --column"))
+    (tmp_path / "pairs.csv").write_text("text,other\ngood,fine\n")
+    cases.append((["--model", str(out), "--input", str(tmp_path / "pairs.csv"), "--pair_column", "other"],
+                  "drop text_pairs, --text_pair or --pair_column"))
     (tmp_path / "taken.tsv").write_text("earlier predictions\n")
     cases.append((["--model", str(out), "--text", "a", "--output", str(tmp_path / "taken.tsv")],
                   "taken.tsv exists; choose another file or pass --overwrite"))
