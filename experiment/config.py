@@ -131,7 +131,8 @@ class GatedBertConfig:
                                    "embeddings last); 1: one rate for every layer", positive=True,
                                    fraction=(0.0, 1.0, True))
     seed: int = _field(42, "seed for initialisation, shuffling and dropout", non_negative=True)
-    verbose: int = _field(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch", choices=(0, 1, 2))
+    verbose: int = _field(1, "Keras verbosity: 0 silent, 1 progress bar (off a terminal: a line per epoch), 2 one "
+                          "line per epoch", choices=(0, 1, 2))
     intra_op_threads: int = _field(0, "CPU threads inside one op (0: TensorFlow decides)", non_negative=True)
     inter_op_threads: int = _field(0, "CPU threads across ops (0: TensorFlow decides)", non_negative=True)
     strategy: str = _field("default", "default (one device) or mirrored (tf.distribute.MirroredStrategy: one replica "

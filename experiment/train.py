@@ -413,7 +413,7 @@ def run(config, resume=None):
         try:
             with stop, strategy.scope():  # variables the callbacks make as training begins are mirrored too
                 model.fit(train_ds, epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                          verbose=config.verbose, shuffle=False)
+                          verbose=progress.keras_verbosity(config.verbose), shuffle=False)
         except BaseException as error:
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             with deferred_signals():  # a second Ctrl-C, or the orchestrator's SIGTERM, waits for these writes

@@ -25,6 +25,12 @@ def set_verbosity(verbose):
     _settings["verbosity"] = verbose
 
 
+def keras_verbosity(verbose):
+    """Keras' `verbose` for `fit`: its bar (1) only on a terminal; off one (a log file, a pipe) a line per epoch (2),
+    as its bar there is an unbroken run of escape codes."""
+    return 2 if verbose == 1 and not sys.stdout.isatty() else verbose
+
+
 def _bars_wanted():
     return _settings["verbosity"] == 1 and sys.stderr.isatty()
 

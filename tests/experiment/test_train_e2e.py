@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import keras
 import numpy as np
@@ -22,9 +23,14 @@ def run_train(tmp_path, glue_dir, tokenizer_dir, *flags):
     return json.loads(metadata_path.read_text())
 
 
-def test_sst2_micro_run_writes_every_output(tmp_path, glue_dir, bert_tokenizer_dir):
+def test_sst2_micro_run_writes_every_output(tmp_path, glue_dir, bert_tokenizer_dir, capsys):
     meta = run_train(tmp_path, glue_dir, bert_tokenizer_dir, "--task", "sst2", "--epochs", "2",
-                     "--max_train_samples", "300", "--max_eval_samples", "100")
+                     "--max_train_samples", "300", "--max_eval_samples", "100", "--verbose", "1")
+    # Off a terminal (here, captured) Keras' bar becomes a plain line per epoch, without escape codes.
+    console = capsys.readouterr().out
+    assert "\x1b[" not in console and "\r" not in console
+    epoch_line = r"^(\d+)/\1 - \d+s - .*loss: \d\.\d+ - dev_loss: \d\.\d+ - dev_accuracy: "
+    assert len(re.findall(epoch_line, console, re.M)) == 2
     out = tmp_path / "out"
     stamp = meta["timestamp"]
     results = out / "results_baseline_sst2"
