@@ -104,7 +104,10 @@ def find_checkpoint(ckpt_dir, which="best"):
     configs = sorted(glob.glob(os.path.join(ckpt_dir, "config_*.json")),
                      key=lambda path: os.path.basename(path).split("_", 2)[-1])
     if not configs:
-        raise CheckpointError(f"{ckpt_dir} holds no config_*.json: not a train.py checkpoint folder")
+        nearby = _checkpoint_folders_near(ckpt_dir)
+        hint = (f"; train.py's checkpoint folders beside or inside it: {', '.join(nearby)} (pass one as --ckpt_dir)"
+                if nearby else "")
+        raise CheckpointError(f"{ckpt_dir} holds no config_*.json: not a train.py checkpoint folder{hint}")
     config_path = configs[-1]
     model_path = os.path.join(ckpt_dir, os.path.basename(config_path).replace("config_", f"{which}_", 1)
                               .removesuffix(".json") + ".keras")
@@ -113,6 +116,14 @@ def find_checkpoint(ckpt_dir, which="best"):
                               f"; the run may have stopped before saving (try --checkpoint "
                               f"{'last' if which == 'best' else 'best'})")
     return model_path, config_path
+
+
+def _checkpoint_folders_near(folder):
+    """train.py checkpoint folders (`checkpoints_*` holding a config) inside `folder` (a run's output folder) or
+    beside it (its `results_*` folder), sorted."""
+    found = {os.path.dirname(path) for pattern in ("checkpoints_*", os.path.join(os.pardir, "checkpoints_*"))
+             for path in glob.glob(os.path.join(folder, pattern, "config_*.json"))}
+    return sorted(os.path.normpath(path) for path in found)
 
 
 def checkpoint_config(config_path, environ, data_dir=None, tokenizer=None, max_eval_samples=None, task=None):

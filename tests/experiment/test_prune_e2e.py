@@ -235,7 +235,13 @@ def test_missing_checkpoint_files_and_foreign_luts_are_clear_errors(checkpoint, 
     assert "checkpoint folder not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert prune.main(["--ckpt_dir", str(tmp_path / "empty"), "--constraint", "0.5"], env) == 2
-    assert "holds no config_*.json" in capsys.readouterr().err
+    assert "holds no config_*.json: not a train.py checkpoint folder\n" in capsys.readouterr().err
+    # train.py's output folder, or its results folder, given instead: the message names the checkpoint folder.
+    output_dir, results = checkpoint.parent, next(checkpoint.parent.glob("results_*"))
+    for wrong in (output_dir, results):
+        assert prune.main(["--ckpt_dir", str(wrong), "--constraint", "0.5"], env) == 2
+        assert (f"{wrong} holds no config_*.json: not a train.py checkpoint folder; train.py's checkpoint folders "
+                f"beside or inside it: {checkpoint} (pass one as --ckpt_dir)") in capsys.readouterr().err
     luts = tmp_path / "luts"
     assert generate_lut.main(["--model_size", "tiny", "--batch_size", "1", "--max_len", "4", "--ffn_points", "1",
                               "--repeats", "1", "--output_dir", str(luts)]) == 0
