@@ -294,8 +294,8 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
     from pruners.posttrain.rearrange import rearrange
     from pruners.posttrain.rescale import rescale
 
-    head_grads, neuron_grads, fisher = collect_gate_gradients(model, sample, build_loss(spec),
-                                                              per_row=args.per_row_fisher)
+    head_grads, neuron_grads, fisher, dense_logits = collect_gate_gradients(
+        model, sample, build_loss(spec), per_row=args.per_row_fisher, return_logits=True)
     head_grads *= alive_heads[None]  # gated-off units carry no information and are pruned first
     neuron_grads *= alive_neurons[None]
     log.info("fisher: %d samples in %.1f s (%.1f samples/s)", fisher["samples"], fisher["seconds"],
@@ -314,20 +314,22 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
              "rescale": report}
     if not args.bias_correction:
         return heads, neurons, None, extra
-    logit_bias, extra["bias_correction"] = correct_logit_bias(model, model, heads, neurons, sample, spec)
+    logit_bias, extra["bias_correction"] = correct_logit_bias(model, model, heads, neurons, sample, spec,
+                                                              dense_logits)
     stages.score("bias_correction", model, heads, neurons, logit_bias=logit_bias)
     return heads, neurons, logit_bias, extra
 
 
-def correct_logit_bias(dense_model, pruned_model, heads, neurons, sample, spec):
+def correct_logit_bias(dense_model, pruned_model, heads, neurons, sample, spec, dense_logits=None):
     """The logit bias correction, on the sample, of `pruned_model` with the masks on its gates against
-    `dense_model` as it is (one model for Fisher, whose stages only read it), and its metrics entry."""
+    `dense_model` as it is (one model for Fisher, whose stages only read it), and its metrics entry.
+    `dense_logits`: `dense_model`'s logits on the sample when already computed (Fisher's gradient pass)."""
     from gated import masks_applied
     from pruners.posttrain.bias_correction import fit_logit_bias, logit_distance, sample_logits
     from pruners.posttrain.probe import GateProbe
 
     probe = GateProbe(dense_model, "bias correction")
-    dense = sample_logits(probe, sample)
+    dense = sample_logits(probe, sample) if dense_logits is None else dense_logits
     if pruned_model is not dense_model:
         probe = GateProbe(pruned_model, "bias correction")
     with masks_applied(pruned_model, {"head": heads, "neuron": neurons}):

@@ -51,18 +51,19 @@ def gate_gradient_fn(model, loss_fn, per_row=False):
         scales = probe.ones(rows)
         with tf.GradientTape() as tape:
             tape.watch(scales)
-            loss = loss_fn(labels, probe.logits(inputs, scales))  # the batch's mean loss
+            logits = probe.logits(inputs, scales)
+            loss = loss_fn(labels, logits)  # the batch's mean loss
             total = loss * tf.cast(rows, loss.dtype)  # rows do not interact: d total / d scale_b = g_b
         grads = tape.gradient(total, scales)  # per sublayer (B, units)
         heads, neurons = tf.stack(grads[0::2], axis=1), tf.stack(grads[1::2], axis=1)  # (B, L, units)
         if not per_row:
             heads, neurons = (tf.reduce_mean(g, axis=0, keepdims=True) for g in (heads, neurons))
-        return heads, neurons, loss
+        return heads, neurons, loss, logits
 
     return gradients
 
 
-def collect_gate_gradients(model, batches, loss_fn, per_row=False):
+def collect_gate_gradients(model, batches, loss_fn, per_row=False, return_logits=False):
     """Gate gradients for every row (or, without `per_row`, every batch) of `batches`, with progress.
 
     Args:
@@ -71,26 +72,29 @@ def collect_gate_gradients(model, batches, loss_fn, per_row=False):
         loss_fn: `loss_fn(labels, outputs)` -> scalar mean loss (a Keras loss).
         per_row: each row's gradient of its own loss (the paper's empirical
             Fisher); False: each batch's gradient of its mean loss.
+        return_logits: also return the model's logits on every row, `[rows, num_labels]` (the forward pass the
+            gradients come from: the bias correction needs them and need not run it again).
 
     Returns:
         `(head_grads [rows, L, H], neuron_grads [rows, L, F], stats)` as
         float64 numpy arrays (`[batches, ...]` without `per_row`); `stats`
-        holds `samples`, `seconds` and `samples_per_second`.
+        holds `samples`, `seconds` and `samples_per_second`; with `return_logits`, the logits follow.
     """
     gradients = gate_gradient_fn(model, loss_fn, per_row)
-    head_grads, neuron_grads, samples = [], [], 0
+    head_grads, neuron_grads, logits, samples = [], [], [], 0
     start = time.perf_counter()
     for inputs, labels in track(batches, "fisher", unit="batch", logger=log):
-        head, neuron, _ = gradients(inputs, labels)
+        head, neuron, _, batch_logits = gradients(inputs, labels)
         head_grads.append(head.numpy())
         neuron_grads.append(neuron.numpy())
+        logits.append(batch_logits.numpy())
         samples += int(labels.shape[0])
     if not head_grads:
         raise ValueError("no sample batches to collect gate gradients from; check num_samples and the data")
     seconds = time.perf_counter() - start
     stats = {"samples": samples, "seconds": seconds, "samples_per_second": samples / seconds}
-    return (np.concatenate(head_grads).astype(np.float64), np.concatenate(neuron_grads).astype(np.float64),
-            stats)
+    result = (np.concatenate(head_grads).astype(np.float64), np.concatenate(neuron_grads).astype(np.float64), stats)
+    return (*result, np.concatenate(logits)) if return_logits else result
 
 
 def fisher_importance(grads):

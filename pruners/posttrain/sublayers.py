@@ -21,7 +21,10 @@ class SublayerSample:
     is the copy being pruned. Both models' hidden states are kept per batch
     and advanced one sublayer at a time, so the sublayers must be asked for
     bottom to top, each once its predecessors are final. Without a teacher
-    only the student's states are kept (`inputs`).
+    only the student's states are kept (`inputs`). The teacher's sublayer
+    output, computed for `sublayer`, is kept until the teacher's state moves
+    past it: its next state is that output's LayerNorm, so the dense model's
+    sublayer runs once, not twice.
 
     Args:
         student: the model being pruned (its sublayers below the one asked
@@ -40,26 +43,33 @@ class SublayerSample:
         self.states = {which: [m.get_layer("embeddings")(inputs["input_ids"], inputs["token_type_ids"])
                                for inputs, _ in batches] for which, m in models.items()}
         self.position = 0  # the sublayer whose inputs `states` hold
+        self.teacher_output = None  # (sublayer, its output per batch) once `sublayer` has computed it
         total = sum(int(np.sum(mask)) for mask in self.masks)
         self.rows = sample_token_rows(batches, total if max_tokens is None else max_tokens, seed)
         self.tokens = sum(len(rows) for rows in self.rows)
 
-    def _run(self, which, index, function):
-        """`function(block, attention, x, mask)` compiled, on every batch's state for sublayer `index`
-        (`attention`: whether it is the block's attention sublayer, else its FFN)."""
+    def _run(self, which, index, function, values=None):
+        """`function(block, attention, x, mask)` compiled, on every batch's `values` (default: its state) for
+        sublayer `index` (`attention`: whether it is the block's attention sublayer, else its FFN)."""
         block, attention = self.blocks[which][index // 2], index % 2 == 0
-        x, mask = self.states[which][0], tf.convert_to_tensor(self.masks[0])
+        values = self.states[which] if values is None else values
+        x, mask = values[0], tf.convert_to_tensor(self.masks[0])
         # Any batch size and length: one trace for all the batches, whatever their padding.
         signature = [tf.TensorSpec([None, None, x.shape[-1]], x.dtype), tf.TensorSpec([None, None], mask.dtype)]
         compiled = tf.function(lambda x, mask: function(block, attention, x, mask), input_signature=signature)
-        return [compiled(x, mask) for x, mask in zip(self.states[which], self.masks, strict=True)]
+        return [compiled(x, mask) for x, mask in zip(values, self.masks, strict=True)]
 
     def _advance(self, index):
         if index < self.position:
             raise ValueError(f"sublayer {index} was asked for after sublayer {self.position}: go bottom to top")
         for which in self.states:
             for below in range(self.position, index):
-                self.states[which] = self._run(which, below, _next_state)
+                if which == "teacher" and self.teacher_output and self.teacher_output[0] == below:
+                    self.states[which] = self._run(which, below, _norm, self.teacher_output[1])
+                else:
+                    self.states[which] = self._run(which, below, _next_state)
+        if index > self.position:
+            self.teacher_output = None
         self.position = index
 
     def inputs(self, index):
@@ -75,6 +85,7 @@ class SublayerSample:
         self._advance(index)
         units = self._run("student", index, _unit_outputs)
         target = self._run("teacher", index, _sublayer_output)
+        self.teacher_output = (index, target)
         return tuple(gather_tokens(values, self.rows) for values in (units, self.states["student"], target))
 
 
@@ -88,7 +99,11 @@ def _sublayer_output(block, attention, x, mask):
     return block.attention_residual(x, mask) if attention else block.ffn_residual(x)
 
 
+def _norm(block, attention, x, mask):
+    """The sublayer's LayerNorm of `x`, its output before it."""
+    return (block.attention_norm if attention else block.ffn_norm)(x)
+
+
 def _next_state(block, attention, x, mask):
     """`x` through the sublayer and its LayerNorm."""
-    norm = block.attention_norm if attention else block.ffn_norm
-    return norm(_sublayer_output(block, attention, x, mask))
+    return _norm(block, attention, _sublayer_output(block, attention, x, mask), mask)

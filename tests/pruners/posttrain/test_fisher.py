@@ -56,6 +56,17 @@ def test_gate_gradients_match_finite_differences(sharp_model, micro_batch, per_r
         assert np.abs(head_grads[0] - head_grads[1]).max() > 1e-3
 
 
+def test_the_gradient_pass_returns_the_dense_models_logits_on_every_row(sharp_model, micro_batch):
+    """Its forward pass is the dense model's, with the gates at 1: the bias correction uses its logits."""
+    labels = np.array([0, 1, 1])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    batches = [(micro_batch, labels), ({key: value[1:] for key, value in micro_batch.items()}, labels[1:])]
+    *_, logits = collect_gate_gradients(sharp_model, batches, loss_fn, return_logits=True)
+    expected = np.concatenate([sharp_model(batch, training=False).numpy() for batch, _ in batches])
+    assert logits.shape == (5, 2) and np.abs(expected).max() > 1e-2
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_fisher_importance_sums_squared_batch_gradients():
     grads = np.array([[[1.0, -2.0]], [[3.0, 0.5]]])  # 2 batches, 1 layer, 2 units
     np.testing.assert_allclose(fisher_importance(grads), [[10.0, 4.25]])

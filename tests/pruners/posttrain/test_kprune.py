@@ -292,3 +292,20 @@ def test_sublayer_sample_goes_bottom_to_top_only():
         sample.sublayer(0)
     with pytest.raises(ValueError, match="has no teacher"):
         SublayerSample(_model(), None, micro_sample_batches(0, count=1), None, 0).sublayer(0)
+
+
+def test_sublayer_sample_runs_each_dense_sublayer_once_and_its_states_stay_exact():
+    sample = SublayerSample(_model(), _model(), micro_sample_batches(0, count=2), None, 0)
+    calls, run = [], sample._run
+    sample._run = lambda which, index, function, values=None: (
+        calls.append((which, index, function.__name__)) or run(which, index, function, values))
+    sublayers = 2 * MICRO["num_layers"]
+    for index in range(sublayers):
+        sample.sublayer(index)
+    # The dense sublayer's output, computed as the target, is only normalised to move on (never run again).
+    expected = [(index, name) for index in range(sublayers) for name in ("_sublayer_output", "_norm")][:-1]
+    assert [(index, name) for which, index, name in calls if which == "teacher"] == expected
+    # Its states are the dense model's, as the student's path (each sublayer run through) gives them.
+    reference = SublayerSample(_model(), None, micro_sample_batches(0, count=2), None, 0).inputs(sublayers - 1)
+    for state, expected_state in zip(sample.states["teacher"], reference, strict=True):
+        np.testing.assert_allclose(state, expected_state, atol=1e-6)
