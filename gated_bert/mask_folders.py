@@ -13,6 +13,7 @@ Folders written before this format had no `masks.json`; they still load: prune.p
 """
 
 import dataclasses
+import glob
 import os
 
 import numpy as np
@@ -144,9 +145,24 @@ def _read_legacy(folder):
                 break
     if not masks:
         expected = ", ".join([MASKS_JSON, *(mask_file(kind) for kind in UNIT_KINDS)])
-        raise MaskFolderError(f"mask folder {folder} holds no masks (looked for {expected}); pass a folder that "
-                              "prune.py or a gumbel run of train.py wrote")
+        inside = _mask_folders_inside(folder)
+        if inside:
+            more = f" and {len(inside) - 5} more" if len(inside) > 5 else ""
+            hint = f"; mask folders inside it: {', '.join(inside[:5])}{more} (pass one)"
+        else:
+            hint = "; pass a folder that prune.py or a gumbel run of train.py wrote"
+        raise MaskFolderError(f"mask folder {folder} holds no masks (looked for {expected}){hint}")
     return MaskFolder(masks, logits, {"format": "written before masks.json"})
+
+
+def _mask_folders_inside(folder, depth=5):
+    """Folders below `folder`, at most `depth` levels down (prune.py's layout: shape/task/metric/constraint/seed),
+    that hold a `masks.json`, sorted."""
+    found = []
+    for level in range(1, depth + 1):
+        pattern = os.path.join(glob.escape(os.fspath(folder)), *["*"] * level, MASKS_JSON)
+        found += [os.path.dirname(path) for path in glob.glob(pattern)]
+    return sorted(found)
 
 
 __all__ = ["MASKS_JSON", "MaskFolder", "MaskFolderError", "logits_file", "mask_file", "read_mask_folder",

@@ -66,8 +66,19 @@ def test_a_gumbel_folder_from_before_masks_json_still_loads(tmp_path):
 def test_bad_folders_are_named(tmp_path):
     with pytest.raises(MaskFolderError, match="mask folder not found"):
         read_mask_folder(tmp_path / "missing")
-    with pytest.raises(MaskFolderError, match="holds no masks .*masks.json, head_mask.npy, neuron_mask.npy"):
+    with pytest.raises(MaskFolderError, match="holds no masks .*masks.json, head_mask.npy, neuron_mask.npy.*; pass "
+                                              "a folder that prune.py or a gumbel run"):
         read_mask_folder(tmp_path)
+    # A folder above mask folders (prune.py's output folder, or a constraint's): the message names them.
+    seeds = [tmp_path / "out" / "L1" / "sst2" / "mac" / "0.5" / f"seed_{seed}" for seed in range(7)]
+    for seed in seeds:
+        write_mask_folder(seed, {"head": np.ones((2, 4))}, {})
+    with pytest.raises(MaskFolderError) as raised:
+        read_mask_folder(tmp_path / "out" / "L1" / "sst2" / "mac" / "0.5")
+    assert str(raised.value).endswith(f"mask folders inside it: {', '.join(str(seed) for seed in seeds[:5])} and 2 "
+                                      "more (pass one)")
+    with pytest.raises(MaskFolderError, match=f"mask folders inside it: {seeds[0]}, "):
+        read_mask_folder(tmp_path / "out")  # five levels up
     (tmp_path / "masks.json").write_text(json.dumps({"format": "something else", "kinds": {}}))
     with pytest.raises(MaskFolderError, match="is not a mask folder description"):
         read_mask_folder(tmp_path)
