@@ -362,7 +362,8 @@ def kprune_stages(args, config, model, spec, sample, budget, stages, out):
     stages.score("kprune", result.model, heads, neurons)
     extra = {"kprune": {"steps": result.steps, "seconds": result.seconds, "mu": mu}}
     if args.bias_correction:
-        logit_bias, extra["bias_correction"] = correct_logit_bias(model, result.model, heads, neurons, sample, spec)
+        logit_bias, extra["bias_correction"] = correct_logit_bias(model, result.model, heads, neurons, sample, spec,
+                                                                  result.dense_logits)
         add_logit_bias(result.model, logit_bias)  # the checkpoint carries it: its mask folder holds no shift
         stages.score("bias_correction", result.model, heads, neurons)
     stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S_%f")

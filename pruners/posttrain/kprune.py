@@ -138,22 +138,25 @@ class KnowledgeProbe(GateProbe):
             probs = tf.transpose(tf.nn.softmax(logits / self.temperature))[:, :, None]  # (C, B, 1)
             predictive = [0.5 * tf.reduce_sum(tf.reduce_sum(probs * tf.square(j), 0)
                                               - tf.square(tf.reduce_sum(probs * j, 0)), 0) for j in jacobians]
-        return predictive, representational
+        return predictive, representational, logits
 
 
-def measure_knowledge(probe, batches, desc="knowledge", start=0, states=None):
+def measure_knowledge(probe, batches, desc="knowledge", start=0, states=None, return_logits=False):
     """`(predictive, representational)`: per sublayer from `start` up, the mean predictive (per row) and
     representational (per non-padding token and output feature) knowledge of each unit, as float64 numpy arrays.
 
     `states`: per batch, the hidden state entering sublayer `start` (by default computed from the batch). `desc`
-    names the measurement in its progress lines.
+    names the measurement in its progress lines. `return_logits`: also the model's logits on every row,
+    `[rows, num_labels]`, from the same forward pass.
     """
     predictive = representational = None
     rows = tokens = 0
+    logits = []
     for position, (inputs, _) in enumerate(track(batches, desc, unit="batch", logger=log)):
         x = probe.state(inputs, start) if states is None else states[position]
-        pred, rep = probe.measure(x, inputs["attention_mask"], start)
+        pred, rep, batch_logits = probe.measure(x, inputs["attention_mask"], start)
         pred, rep = [p.numpy().astype(np.float64) for p in pred], [r.numpy().astype(np.float64) for r in rep]
+        logits.append(batch_logits.numpy())
         predictive = pred if predictive is None else [a + b for a, b in zip(predictive, pred, strict=True)]
         representational = rep if representational is None else [a + b for a, b in
                                                                   zip(representational, rep, strict=True)]
@@ -161,7 +164,8 @@ def measure_knowledge(probe, batches, desc="knowledge", start=0, states=None):
         tokens += int(np.sum(inputs["attention_mask"]))
     if not rows:
         raise ValueError("no sample batches to measure knowledge on; check num_tokens and the data")
-    return [p / rows for p in predictive], [r / tokens for r in representational]
+    knowledge = [p / rows for p in predictive], [r / tokens for r in representational]
+    return (*knowledge, np.concatenate(logits)) if return_logits else knowledge
 
 
 def importance_scores(predictive, representational, head_cost, neuron_cost, lam_pred=1.0, lam_rep=2.5e-4,
@@ -288,6 +292,8 @@ class KPruneResult:
             tuning, its output projections refitted.
         steps: one report per sublayer (units kept, budget left, tuning errors, seconds).
         seconds: spent measuring, searching and tuning.
+        dense_logits: the dense model's logits on every sample row, `[rows, num_labels]` (from the first
+            measurement, before any unit is removed: the bias correction's reference).
     """
 
     head_mask: np.ndarray
@@ -295,6 +301,7 @@ class KPruneResult:
     model: object
     steps: list
     seconds: dict
+    dense_logits: np.ndarray
 
 
 def _starting_units(blocks, sublayers):
@@ -343,12 +350,14 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
     # measurement runs from the target up (and, with tuning, the dense model's outputs to fit).
     sample = SublayerSample(student, model if tuning else None, batches, max_tokens, seed)
     head_dim = blocks[0].attention.head_dim
-    steps, left, removed = [], float(budget), False
+    steps, left, removed, dense_logits = [], float(budget), False, None
     for index, (layer, kind) in enumerate(sublayers):
         started = tick = time.perf_counter()
-        predictive, representational = measure_knowledge(
+        predictive, representational, *logits = measure_knowledge(
             probe, batches, f"kprune {index + 1}/{len(sublayers)} (layer {layer} {kind}): knowledge", start=index,
-            states=sample.inputs(index))
+            states=sample.inputs(index), return_logits=index == 0)
+        if logits:  # the first measurement's, before any unit is removed: the dense model's
+            dense_logits = logits[0]
         seconds["measure"] += time.perf_counter() - tick
         tick = time.perf_counter()
         scores = importance_scores(predictive, representational, head_cost, neuron_cost, lam_pred, lam_rep, mu,
@@ -371,4 +380,4 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
                  f" ({tuned['iterations']} LSMR iterations)")
     heads = np.stack([block.attention.head_gate.numpy() for block in blocks])
     neurons = np.stack([block.ffn.neuron_gate.numpy() for block in blocks])
-    return KPruneResult(heads, neurons, student, steps, seconds)
+    return KPruneResult(heads, neurons, student, steps, seconds, dense_logits)

@@ -237,6 +237,9 @@ def test_kprune_meets_the_budget_and_tuning_lowers_each_sublayers_error():
     tuned = [s["tuning"] for s in steps if "tuning" in s]
     assert tuned and all(t["mse_after"] < t["mse_before"] for t in tuned)
     assert seconds["measure"] > 0 and seconds["tuning"] > 0
+    # The dense logits (the bias correction's reference) are the given model's own, with its gate already off.
+    expected = np.concatenate([dense(inputs, training=False).numpy() for inputs, _ in batches])
+    np.testing.assert_allclose(result.dense_logits, expected, rtol=1e-5, atol=1e-6)
     # The tuning errors measured again through the models. Once step i is done, sublayers 0..i are final,
     # so the pruned model's sublayer i output, against the dense model's, is what step i fitted.
     untuned = keras.models.clone_model(dense)
