@@ -314,26 +314,21 @@ def fisher_stages(args, model, spec, sample, budget, stages, alive_heads, alive_
              "rescale": report}
     if not args.bias_correction:
         return heads, neurons, None, extra
-    logit_bias, extra["bias_correction"] = correct_logit_bias(model, model, heads, neurons, sample, spec,
-                                                              dense_logits)
+    logit_bias, extra["bias_correction"] = correct_logit_bias(model, heads, neurons, sample, spec, dense_logits)
     stages.score("bias_correction", model, heads, neurons, logit_bias=logit_bias)
     return heads, neurons, logit_bias, extra
 
 
-def correct_logit_bias(dense_model, pruned_model, heads, neurons, sample, spec, dense_logits=None):
-    """The logit bias correction, on the sample, of `pruned_model` with the masks on its gates against
-    `dense_model` as it is (one model for Fisher, whose stages only read it), and its metrics entry.
-    `dense_logits`: `dense_model`'s logits on the sample when already computed (Fisher's gradient pass)."""
+def correct_logit_bias(pruned_model, heads, neurons, sample, spec, dense):
+    """The logit bias correction, on the sample, of `pruned_model` with the masks on its gates against `dense`, the
+    dense model's logits on the sample (from the method's own pass over it: Fisher's gradients, K-prune's first
+    measurement), and its metrics entry."""
     from gated import masks_applied
     from pruners.posttrain.bias_correction import fit_logit_bias, logit_distance, sample_logits
     from pruners.posttrain.probe import GateProbe
 
-    probe = GateProbe(dense_model, "bias correction")
-    dense = sample_logits(probe, sample) if dense_logits is None else dense_logits
-    if pruned_model is not dense_model:
-        probe = GateProbe(pruned_model, "bias correction")
     with masks_applied(pruned_model, {"head": heads, "neuron": neurons}):
-        pruned = sample_logits(probe, sample)
+        pruned = sample_logits(GateProbe(pruned_model, "bias correction"), sample)
     shift = fit_logit_bias(dense, pruned, regression=spec.is_regression)
     measure = "mse" if spec.is_regression else "kl"
     before, after = (logit_distance(dense, logits, spec.is_regression) for logits in (pruned, pruned + shift))
@@ -362,7 +357,7 @@ def kprune_stages(args, config, model, spec, sample, budget, stages, out):
     stages.score("kprune", result.model, heads, neurons)
     extra = {"kprune": {"steps": result.steps, "seconds": result.seconds, "mu": mu}}
     if args.bias_correction:
-        logit_bias, extra["bias_correction"] = correct_logit_bias(model, result.model, heads, neurons, sample, spec,
+        logit_bias, extra["bias_correction"] = correct_logit_bias(result.model, heads, neurons, sample, spec,
                                                                   result.dense_logits)
         add_logit_bias(result.model, logit_bias)  # the checkpoint carries it: its mask folder holds no shift
         stages.score("bias_correction", result.model, heads, neurons)

@@ -350,14 +350,14 @@ def kprune(model, batches, *, budget, head_cost, neuron_cost, lam_pred=1.0, lam_
     # measurement runs from the target up (and, with tuning, the dense model's outputs to fit).
     sample = SublayerSample(student, model if tuning else None, batches, max_tokens, seed)
     head_dim = blocks[0].attention.head_dim
-    steps, left, removed, dense_logits = [], float(budget), False, None
+    steps, left, removed = [], float(budget), False
     for index, (layer, kind) in enumerate(sublayers):
         started = tick = time.perf_counter()
-        predictive, representational, *logits = measure_knowledge(
+        predictive, representational, logits = measure_knowledge(
             probe, batches, f"kprune {index + 1}/{len(sublayers)} (layer {layer} {kind}): knowledge", start=index,
-            states=sample.inputs(index), return_logits=index == 0)
-        if logits:  # the first measurement's, before any unit is removed: the dense model's
-            dense_logits = logits[0]
+            states=sample.inputs(index), return_logits=True)
+        if index == 0:  # before any unit is removed: the dense model's
+            dense_logits = logits
         seconds["measure"] += time.perf_counter() - tick
         tick = time.perf_counter()
         scores = importance_scores(predictive, representational, head_cost, neuron_cost, lam_pred, lam_rep, mu,
