@@ -85,6 +85,13 @@ class GatedModel(keras.Model):
             self.train_function = None
 
     def fit(self, *args, **kwargs):
+        # Without a distribution strategy Keras builds the optimizer inside the first trace of the train step, and
+        # variables created there make tf.function trace the whole step a second time. Built here, as Keras builds
+        # it under a strategy (over the variables that step hands it), the step is traced once.
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None and not optimizer.built and self.built:
+            with self.distribute_strategy.scope():
+                optimizer.build(self.trainable_variables)
         try:
             return super().fit(*args, **kwargs)
         except tf.errors.InvalidArgumentError as error:

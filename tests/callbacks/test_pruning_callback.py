@@ -89,3 +89,18 @@ def test_gated_model_trains_exactly_like_a_plain_keras_model(micro_model, micro_
     np.testing.assert_allclose(gated_loss, plain_loss, rtol=1e-5)
     for ours, theirs in zip(gated_weights, plain.get_weights(), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_the_train_step_is_traced_once_with_the_optimizer_already_built(micro_model, micro_batch):
+    # A hook's Python body runs once per trace of the train step. Keras builds an unbuilt optimizer inside that
+    # trace, and tf.function then traces the step again without variable creation: two traces, not one.
+    traces = []
+
+    def hook(inputs, labels, variables, gradients):
+        traces.append(micro_model.optimizer.built)
+
+    micro_model.add_train_step_hook(hook)
+    x, y = _data(micro_batch)
+    _compile(micro_model).fit(x, y, batch_size=6, epochs=2, verbose=0)
+    assert traces == [True]
+    assert len(micro_model.optimizer.variables) > 1  # its moments, one pair per trained variable
