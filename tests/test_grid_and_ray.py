@@ -120,8 +120,9 @@ def test_grid_jobs_write_their_own_folders_and_a_rerun_never_overwrites_one(tmp_
 
 # -- The Ray backend ------------------------------------------------------------------------------------------
 
-GRID = ["-p", "baseline,magnitude", "-sparsities", "0.5,0.9", "-seeds", "0"]
-GRID_JOBS = ("baseline_sst2_dense_seed0", "magnitude_sst2_sparsity0.5_seed0", "magnitude_sst2_sparsity0.9_seed0")
+# Two jobs: one per node of the two-node cluster, one per core with the local backend.
+GRID = ["-p", "baseline,magnitude", "-sparsities", "0.5", "-seeds", "0"]
+GRID_JOBS = ("baseline_sst2_dense_seed0", "magnitude_sst2_sparsity0.5_seed0")
 
 
 def _results(out):
@@ -177,19 +178,18 @@ def _wait_for(paths, timeout=120):
     assert all(path.exists() for path in paths), f"never appeared: {[p for p in paths if not p.exists()]}"
 
 
-def test_a_failed_ray_job_is_reported_and_the_others_complete(tmp_path, glue_dir, bert_tokenizer_dir, ray_installed):
+def test_a_failed_ray_job_is_reported_and_the_other_completes(tmp_path, glue_dir, bert_tokenizer_dir, ray_installed):
     out = tmp_path / "out"
     environment = {**os.environ, "PYTHON": sys.executable, **data_env(glue_dir, bert_tokenizer_dir, tmp_path)}
-    script = _start(["-backend", "ray", "-p", "gumbel,baseline,movement", "-seeds", "0", "-e", "3", "-ps", "0",
+    script = _start(["-backend", "ray", "-p", "gumbel,baseline", "-seeds", "0", "-e", "3", "-ps", "0",
                      "-o", "bars", "-d", str(out), "--", *MICRO], environment)
     _wait_for([out / "experiment_logs" / "work_gumbel_sst2_untargeted_seed0" / "progress"])
-    os.kill(_train_job(out, "gumbel"), signal.SIGKILL)  # its train.py, not the Ray worker; the others go on
+    os.kill(_train_job(out, "gumbel"), signal.SIGKILL)  # its train.py, not the Ray worker; the other goes on
     stdout, stderr = script.communicate(timeout=300)
     assert script.returncode == 1, stdout[-3000:] + stderr[-3000:]
     assert "failed jobs: gumbel_sst2_untargeted_seed0" in stderr
     assert "FAILED: gumbel_sst2_untargeted_seed0, failed (exit 137)" in stdout
-    for method, setting in (("baseline", "dense"), ("movement", "sparsity0.99")):
-        assert _metadata(out / f"{method}_sst2_{setting}_seed0", method)["status"] == "completed"
+    assert _metadata(out / "baseline_sst2_dense_seed0", "baseline")["status"] == "completed"
 
 
 def test_sigterm_stops_every_ray_task_and_the_instance(tmp_path, glue_dir, bert_tokenizer_dir, ray_installed):
