@@ -2,7 +2,8 @@
 # make test: lint and test.
 # Both create .venv and install the project into it when needed.
 PYTHON ?= python3
-# pytest workers (pytest-xdist); each test file runs whole on one worker, so its module fixtures are built once.
+# pytest workers (pytest-xdist); each test file runs whole on one worker, so its module fixtures are built once;
+# files go out in collection order, the heavy ones first (tests/conftest.py).
 TEST_WORKERS ?= 2
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -32,7 +33,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/shellcheck run_experiments.sh
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"

@@ -24,6 +24,13 @@ def compact_parameter_count(heads, widths, d=MICRO["d_model"], dh=MICRO["d_model
     return embeddings + blocks + d * d + d + d * labels + labels  # pooler, classifier
 
 
+def pytest_collection_modifyitems(items):
+    """Files marked `heavy` (whole train.py runs, a minute or more each) go first, in their order. `make test` sends
+    whole files to its workers in this order (`--dist loadfile --no-loadscope-reorder`): a heavy file started last
+    would keep one worker busy long after the other ran out of files."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: the order within each kind stays
+
+
 # A gumbel run short enough for a test that still switches some neurons off (train_micro_sst2's extra flags).
 GUMBEL_FLAGS = ("--enable_pruning", "true", "--pruning_method", "gumbel", "--target_sparsity", "0.5",
                 "--target_warmup", "0.1", "--masks_lr", "0.5")

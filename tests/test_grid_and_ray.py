@@ -15,6 +15,8 @@ import pytest
 
 from test_run_experiments import MICRO, SCRIPT, _processes_mentioning, _train_job, data_env, run_script
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 RECIPE = ["-e", "2", "-ps", "0", "-pe", "1", "-o", "logs"]
 
 

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 SCRIPT = REPO / "run_experiments.sh"
 MICRO = ["--max_train_samples", "160", "--max_eval_samples", "64", "--num_layers", "1", "--d_model", "32",
          "--num_heads", "2", "--dff", "64", "--max_len", "64", "--batch_size", "32"]

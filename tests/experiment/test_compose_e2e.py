@@ -14,6 +14,8 @@ import pytest
 from conftest import train_micro_sst2
 from experiment import compose, evaluate
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 RUN_FLAGS = ["--module_rows", "32", "--module_heldout_rows", "8", "--module_steps", "4", "--module_log_every", "2",
              "--epochs", "1", "--max_train_samples", "64", "--max_eval_samples", "32"]
 

@@ -13,6 +13,8 @@ from gated import add_logit_bias, set_structured_masks
 from gated_bert.mask_folders import read_mask_folder
 from tasks import load_tokenizer
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 ROWS = ["--max_eval_samples", "60"]
 
 

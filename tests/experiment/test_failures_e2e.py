@@ -14,6 +14,8 @@ from experiment import evaluate, prune, train
 from experiment.checkpoints import find_checkpoint
 from gated import non_finite_weights
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 PRUNE_FLAGS = ["--num_samples", "32", "--sample_batch_size", "16", "--max_eval_samples", "60", "--verbose", "0"]
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 # Splits the CPU into two logical devices before TensorFlow starts, runs train.py's main in this process, and
 # records, for every mask and gate, how far its replicas' copies are apart.
 RUNNER = """

@@ -20,6 +20,8 @@ from experiment.checkpoints import find_checkpoint, load_checkpoint
 from gated import structured_gates
 from gated_bert.mask_folders import read_mask_folder
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 PRUNE_FLAGS = ["--num_samples", "64", "--sample_batch_size", "16", "--max_eval_samples", "100"]
 
 

@@ -15,6 +15,8 @@ from conftest import REPO
 from experiment import train
 from gated import get_weight_masks, structured_masks
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 # 160 rows at batch 32 (9 length buckets: 9 steps per epoch), 4 epochs; pruning over epochs 2-3, then an epoch at
 # the end sparsity; dropout on, so that the noise seeds must be restored too.
 METHOD_FLAGS = {

@@ -11,6 +11,8 @@ import pytest
 from experiment import train
 from gated import get_weight_masks
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 MICRO_FLAGS = ["--num_layers", "1", "--d_model", "32", "--num_heads", "2", "--dff", "64", "--max_len", "64",
                "--batch_size", "32", "--learning_rate", "1e-3", "--verbose", "0"]
 

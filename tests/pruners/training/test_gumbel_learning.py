@@ -8,6 +8,8 @@ import pytest
 
 from conftest import MICRO
 
+pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+
 
 @pytest.mark.parametrize("mode, middle", [("linear", 2.55), ("exponential", math.sqrt(0.5)), ("constant", 5.0)])
 def test_temperature_at_start_middle_and_end(mode, middle):
