@@ -45,7 +45,6 @@ def gate_gradient_fn(model, loss_fn, per_row=False):
     """
     probe = GateProbe(model, "Fisher pruning")
 
-    @tf.function(reduce_retracing=True)
     def gradients(inputs, labels):
         rows = tf.shape(inputs["input_ids"])[0]
         scales = probe.ones(rows)
@@ -60,7 +59,18 @@ def gate_gradient_fn(model, loss_fn, per_row=False):
             heads, neurons = (tf.reduce_mean(g, axis=0, keepdims=True) for g in (heads, neurons))
         return heads, neurons, loss, logits
 
-    return gradients
+    compiled = []
+
+    def call(inputs, labels):
+        # Traced once, on the first batch's structure with every dimension free: the sample's batches differ in
+        # length and the last one in size, and tracing the model's backward pass takes seconds.
+        if not compiled:
+            specs = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * len(t.shape), tf.as_dtype(t.dtype)),
+                                          (inputs, labels))
+            compiled.append(tf.function(gradients, input_signature=specs))
+        return compiled[0](inputs, labels)
+
+    return call
 
 
 def collect_gate_gradients(model, batches, loss_fn, per_row=False, return_logits=False):

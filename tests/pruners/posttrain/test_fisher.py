@@ -67,6 +67,21 @@ def test_the_gradient_pass_returns_the_dense_models_logits_on_every_row(sharp_mo
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_the_gradient_pass_is_traced_once_for_batches_of_every_size_and_length(micro_model, micro_batch):
+    keras_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    traces = []
+
+    def loss_fn(labels, logits):  # its Python body runs once per trace
+        traces.append(logits.shape)
+        return keras_loss(labels, logits)
+
+    batches = [(micro_batch, np.array([0, 1, 1])),
+               ({key: value[:2, :6] for key, value in micro_batch.items()}, np.array([1, 0])),
+               ({key: value[:1, :5] for key, value in micro_batch.items()}, np.array([1]))]
+    head_grads, _, stats = collect_gate_gradients(micro_model, batches, loss_fn, per_row=True)
+    assert len(traces) == 1 and stats["samples"] == 6 and head_grads.shape == (6, 2, 4)
+
+
 def test_fisher_importance_sums_squared_batch_gradients():
     grads = np.array([[[1.0, -2.0]], [[3.0, 0.5]]])  # 2 batches, 1 layer, 2 units
     np.testing.assert_allclose(fisher_importance(grads), [[10.0, 4.25]])
