@@ -25,9 +25,9 @@ def compact_parameter_count(heads, widths, d=MICRO["d_model"], dh=MICRO["d_model
 
 
 def pytest_collection_modifyitems(items):
-    """Files marked `heavy` (whole train.py runs, a minute or more each) go first, in their order. `make test` sends
-    whole files to its workers in this order (`--dist loadfile --no-loadscope-reorder`): a heavy file started last
-    would keep one worker busy long after the other ran out of files."""
+    """Files marked `heavy` (a minute or more of training: train.py runs, training loops) go first, in their order.
+    `make test` sends whole files to its workers in this order (`--dist loadfile --no-loadscope-reorder`): a heavy
+    file started last would keep one worker busy long after the other ran out of files."""
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)  # stable: the order within each kind stays
 
 

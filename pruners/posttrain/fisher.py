@@ -23,7 +23,7 @@ from gated.attention import GatedMultiHeadAttention
 from gated.feed_forward import GatedFeedForward
 from gated.masks import collect_gated_layers
 from gated_bert.progress import track
-from pruners.posttrain.probe import GateProbe
+from pruners.posttrain.probe import GateProbe, free_shape_spec
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,8 @@ def gate_gradient_fn(model, loss_fn, per_row=False):
         # Traced once, on the first batch's structure with every dimension free: the sample's batches differ in
         # length and the last one in size, and tracing the model's backward pass takes seconds.
         if not compiled:
-            specs = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * len(t.shape), tf.as_dtype(t.dtype)),
-                                          (inputs, labels))
-            compiled.append(tf.function(gradients, input_signature=specs))
+            compiled.append(tf.function(gradients, input_signature=tf.nest.map_structure(free_shape_spec,
+                                                                                         (inputs, labels))))
         return compiled[0](inputs, labels)
 
     return call

@@ -14,6 +14,20 @@ from gated.encoder import EncoderBlock, mean_pooling_layer
 from gated.masks import collect_gated_layers, learned_gates
 
 
+def free_shape_spec(tensor, keep_last=False):
+    """`tensor`'s `TensorSpec` with every dimension free (the last kept with `keep_last`): a `tf.function` with it
+    in its signature is traced once for every batch size and length."""
+    shape = [None] * len(tensor.shape)
+    if keep_last:
+        shape[-1] = tensor.shape[-1]
+    return tf.TensorSpec(shape, tf.as_dtype(tensor.dtype))
+
+
+def state_signature(x, mask):
+    """The signature of a compiled `function(x, mask)` on hidden states `(B, T, D)` and their attention mask."""
+    return [free_shape_spec(x, keep_last=True), free_shape_spec(mask)]
+
+
 class GateProbe:
     """The model's logits from its embeddings or from any sublayer's input, with optional per-row gate scales.
 
@@ -123,8 +137,7 @@ class GateProbe:
     def compiled(self, name, function, x, mask):
         """`function(x, mask)` as a `tf.function` for any batch size and length, traced once per `name`."""
         if name not in self._compiled:
-            signature = [tf.TensorSpec([None, None, x.shape[-1]], x.dtype), tf.TensorSpec([None, None], mask.dtype)]
-            self._compiled[name] = tf.function(function, input_signature=signature)
+            self._compiled[name] = tf.function(function, input_signature=state_signature(x, mask))
         return self._compiled[name]
 
     def state(self, inputs, start):

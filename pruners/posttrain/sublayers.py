@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from gated.encoder import EncoderBlock
 from gated.masks import collect_gated_layers
+from pruners.posttrain.probe import state_signature
 from pruners.posttrain.tokens import gather_tokens, sample_token_rows
 
 
@@ -55,8 +56,8 @@ class SublayerSample:
         values = self.states[which] if values is None else values
         x, mask = values[0], tf.convert_to_tensor(self.masks[0])
         # Any batch size and length: one trace for all the batches, whatever their padding.
-        signature = [tf.TensorSpec([None, None, x.shape[-1]], x.dtype), tf.TensorSpec([None, None], mask.dtype)]
-        compiled = tf.function(lambda x, mask: function(block, attention, x, mask), input_signature=signature)
+        compiled = tf.function(lambda x, mask: function(block, attention, x, mask),
+                               input_signature=state_signature(x, mask))
         return [compiled(x, mask) for x, mask in zip(values, self.masks, strict=True)]
 
     def _advance(self, index):

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import MICRO
 
-pytestmark = pytest.mark.heavy  # minutes of train.py runs: scheduled first (conftest.py)
+pytestmark = pytest.mark.heavy  # a minute of micro training loops: scheduled first (conftest.py)
 
 
 @pytest.mark.parametrize("mode, middle", [("linear", 2.55), ("exponential", math.sqrt(0.5)), ("constant", 5.0)])
