@@ -334,6 +334,17 @@ def _check_type(name, value, type_):
         raise ConfigError(f"{name} must be {base.__name__}, got {value!r} ({type(value).__name__})")
 
 
+def _check_types(values, source):
+    """Each value of its field's type, checked as the file is read: the folders a file names (`teacher`,
+    `init_from`, the custom task's files) are looked at before the config is built."""
+    hints = typing.get_type_hints(GatedBertConfig)
+    for name, value in values.items():
+        try:
+            _check_type(name, value, hints[name])
+        except ConfigError as error:
+            raise ConfigError(f"{error} in {source}") from None
+
+
 def _parse_string(name, raw, type_, source):
     """Convert a string from the environment or the command line to the field's type."""
     text = raw.strip()
@@ -529,6 +540,7 @@ def config_from_flags(flags, environ=None):
         path = flags.pop("config")
         file_values = _read_json(path)
         _reject_unknown(file_values, path)
+        _check_types(file_values, path)
     hints = typing.get_type_hints(GatedBertConfig)
     cli_values = {name: _parse_string(name, raw, hints[name], f"flag --{name}") for name, raw in flags.items()}
     values = with_teacher(with_custom_task(with_pretrained(_layered([file_values, env_overrides(environ),

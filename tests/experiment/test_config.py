@@ -115,6 +115,11 @@ def test_file_values_are_type_checked(tmp_path):
     path.write_text(json.dumps({"batch_size": True}))
     with pytest.raises(ConfigError, match="batch_size must be int"):
         resolve(["--config", str(path)])
+    # Checked as the file is read: a folder field is looked at before the config is built.
+    for name in ("teacher", "init_from", "train_file"):
+        path.write_text(json.dumps({name: 1.0}))
+        with pytest.raises(ConfigError, match=rf"{name} must be str, got 1.0 \(float\) in .*typed.json"):
+            resolve(["--config", str(path)])
 
 
 def test_missing_or_invalid_config_file(tmp_path):
